@@ -1,0 +1,63 @@
+/* Kafka producers and consumer-group members configured the way paystream
+ * needs them: acks=all idempotent producers answered from delivery reports,
+ * and consumers that commit offsets by hand after the database commit and
+ * never skip ahead silently. */
+#ifndef PAYSTREAM_KAFKA_H
+#define PAYSTREAM_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+
+/* Topic names of design section 5. */
+#define PS_TOPIC_STRIPE_EVENTS "paystream.stripe.events"
+#define PS_TOPIC_STRIPE_CONNECT_EVENTS "paystream.stripe.connect-events"
+#define PS_TOPIC_PAYPAL_EVENTS "paystream.paypal.events"
+#define PS_TOPIC_COMMANDS_PAYMENTS "paystream.commands.payments"
+#define PS_TOPIC_COMMANDS_USAGE "paystream.commands.usage"
+#define PS_TOPIC_DOMAIN_EVENTS "paystream.domain.events"
+#define PS_DLQ_SUFFIX ".dlq"
+
+/* Every topic, without its .dlq twin, NULL-terminated. */
+extern const char *const ps_kafka_topics[];
+
+/* Creates an idempotent acks=all producer. dr_cb receives every delivery
+ * report from rd_kafka_poll (or rd_kafka_flush) on the caller's thread;
+ * timeout_ms bounds how long a message may wait for its acknowledgement
+ * before its report says it failed; linger_ms lets messages batch. Returns
+ * the handle (free with rd_kafka_destroy after rd_kafka_flush) or NULL with
+ * the reason in err. */
+rd_kafka_t *ps_kafka_producer_new(const char *brokers, const char *client_id,
+                                  void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                                  int timeout_ms, int linger_ms, char *err, size_t errlen);
+
+/* Creates a consumer-group member subscribed to topics (NULL-terminated).
+ * Offsets are neither committed nor stored automatically. A partition the
+ * group has never committed starts at its beginning; a committed offset that
+ * is no longer in the log makes ps_kafka_poll_batch report a fatal error
+ * instead of jumping. Returns the handle (close with rd_kafka_consumer_close,
+ * then rd_kafka_destroy) or NULL with the reason in err. */
+rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
+                                  const char *const *topics, char *err, size_t errlen);
+
+/* Polls up to max messages: waits up to timeout_ms for the first, then takes
+ * what is already there. Stores them in msgs (the caller destroys each with
+ * rd_kafka_message_destroy) and returns how many. Sets *fatal to 1 when the
+ * consumer must stop: a committed offset fell out of the log, or a fatal
+ * client error; the reason has been logged. */
+size_t ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t max,
+                           int timeout_ms, int *fatal);
+
+/* Synchronously commits, per partition, the offset after the last of msgs.
+ * Returns 0, or -1 (logged) when the commit failed. */
+int ps_kafka_commit_batch(rd_kafka_t *rk, rd_kafka_message_t *const *msgs, size_t n);
+
+/* Publishes one message and waits up to timeout_ms for its delivery report.
+ * For producers created with ps_kafka_dr_sync as dr_cb. hdrs are consumed
+ * (also on failure). Returns 0 when acknowledged, or -1 with the reason in
+ * err. */
+int ps_kafka_produce_sync(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
+                          const void *value, size_t len, rd_kafka_headers_t *hdrs,
+                          int timeout_ms, char *err, size_t errlen);
+void ps_kafka_dr_sync(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque);
+
+#endif

@@ -1,0 +1,41 @@
+/* Small helpers every module needs: time, ids, hex, bounded string copies. */
+#ifndef PAYSTREAM_UTIL_H
+#define PAYSTREAM_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PS_UUID_LEN 36 /* characters, without the terminating NUL */
+
+/* Milliseconds since the Unix epoch (wall clock). */
+int64_t ps_now_ms(void);
+
+/* Milliseconds from a monotonic clock: for measuring durations only. */
+int64_t ps_mono_ms(void);
+
+/* Microseconds from a monotonic clock: for latency histograms. */
+int64_t ps_mono_us(void);
+
+/* Writes a random version-4 UUID into out (at least PS_UUID_LEN + 1 bytes). */
+void ps_uuid_v4(char *out);
+
+/* Lowercase hex of len bytes into out (at least 2 * len + 1 bytes). */
+void ps_hex_encode(const unsigned char *in, size_t len, char *out);
+
+/* Decodes exactly 2 * outlen hex characters from in; returns 0, or -1 when
+ * in is not that many hex digits. */
+int ps_hex_decode(const char *in, size_t inlen, unsigned char *out, size_t outlen);
+
+/* Copies src into dst of size dstlen, always NUL-terminated; returns the
+ * length of src so callers can detect truncation (as BSD strlcpy). */
+size_t ps_strlcpy(char *dst, const char *src, size_t dstlen);
+
+/* Sleeps for ms milliseconds, returning early only on shutdown signals. */
+void ps_sleep_ms(int64_t ms);
+
+/* The backoff before retry number attempt (0-based): base * 2^attempt,
+ * capped at cap_ms, with up to 20% random jitter so that workers retrying the
+ * same resource do not do it in lockstep. */
+int64_t ps_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms);
+
+#endif

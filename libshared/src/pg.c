@@ -1,0 +1,344 @@
+#include "paystream/pg.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paystream/log.h"
+
+struct ps_pg {
+    char *dsn;
+    PGconn *conn;
+    const ps_pg_stmt_t *stmts;
+    size_t nstmts;
+};
+
+static void err_set(ps_pg_err_t *err, const char *sqlstate, const char *message, bool transient)
+{
+    if (err == NULL)
+        return;
+    snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", sqlstate ? sqlstate : "");
+    snprintf(err->message, sizeof(err->message), "%s", message ? message : "");
+    /* libpq ends its messages with a newline; a log line should not. */
+    size_t len = strlen(err->message);
+    while (len > 0 && (err->message[len - 1] == '\n' || err->message[len - 1] == ' '))
+        err->message[--len] = '\0';
+    err->transient = transient;
+}
+
+/* Fills err from a failed result, or from the connection when res is NULL. */
+static void err_from_result(ps_pg_t *pg, const PGresult *res, ps_pg_err_t *err)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn);
+    bool lost = PQstatus(pg->conn) != CONNECTION_OK;
+    err_set(err, state, msg, lost || state == NULL || ps_pg_sqlstate_transient(state));
+}
+
+bool ps_pg_sqlstate_transient(const char *s)
+{
+    if (s == NULL || *s == '\0')
+        return true;
+    return strncmp(s, "08", 2) == 0      /* connection exception */
+           || strcmp(s, "40001") == 0    /* serialization failure */
+           || strcmp(s, "40P01") == 0    /* deadlock detected */
+           || strncmp(s, "53", 2) == 0   /* insufficient resources */
+           || strncmp(s, "57P", 3) == 0  /* operator intervention: shutdown */
+           || strcmp(s, "55P03") == 0;   /* lock not available */
+}
+
+static int prepare_all(ps_pg_t *pg, ps_pg_err_t *err)
+{
+    for (size_t i = 0; i < pg->nstmts; i++) {
+        PGresult *res = PQprepare(pg->conn, pg->stmts[i].name, pg->stmts[i].sql,
+                                  pg->stmts[i].nparams, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            err_from_result(pg, res, err);
+            PQclear(res);
+            return -1;
+        }
+        PQclear(res);
+    }
+    return 0;
+}
+
+static int open_conn(ps_pg_t *pg, ps_pg_err_t *err)
+{
+    if (pg->conn)
+        PQfinish(pg->conn);
+    pg->conn = PQconnectdb(pg->dsn);
+    if (PQstatus(pg->conn) != CONNECTION_OK) {
+        err_set(err, "", PQerrorMessage(pg->conn), true);
+        return -1;
+    }
+    /* Quiet NOTICEs (e.g. "relation already exists, skipping"). */
+    PQclear(PQexec(pg->conn, "SET client_min_messages = warning"));
+    return prepare_all(pg, err);
+}
+
+ps_pg_t *ps_pg_connect(const char *dsn, const ps_pg_stmt_t *stmts, size_t nstmts,
+                       char *err, size_t errlen)
+{
+    ps_pg_t *pg = calloc(1, sizeof(*pg));
+    ps_pg_err_t e;
+    if (pg == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pg->dsn = strdup(dsn);
+    pg->stmts = stmts;
+    pg->nstmts = nstmts;
+    if (open_conn(pg, &e) < 0) {
+        snprintf(err, errlen, "%s", e.message);
+        ps_pg_close(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+void ps_pg_close(ps_pg_t *pg)
+{
+    if (pg == NULL)
+        return;
+    if (pg->conn)
+        PQfinish(pg->conn);
+    free(pg->dsn);
+    free(pg);
+}
+
+int ps_pg_ensure(ps_pg_t *pg, ps_pg_err_t *err)
+{
+    if (PQstatus(pg->conn) == CONNECTION_OK)
+        return 0;
+    ps_log_warn("postgresql connection lost; reconnecting", NULL);
+    return open_conn(pg, err);
+}
+
+PGconn *ps_pg_conn(ps_pg_t *pg)
+{
+    return pg->conn;
+}
+
+int ps_pg_exec(ps_pg_t *pg, const char *sql, ps_pg_err_t *err)
+{
+    PGresult *res = PQexec(pg->conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        err_from_result(pg, res, err);
+        PQclear(res);
+        return -1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+PGresult *ps_pg_exec_prepared(ps_pg_t *pg, const char *name, int nparams,
+                              const char *const *values, ps_pg_err_t *err)
+{
+    PGresult *res = PQexecPrepared(pg->conn, name, nparams, values, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        err_from_result(pg, res, err);
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+/* Reads results up to and including the pipeline sync. Stores the first
+ * error in err (returning -1) and, when results is not NULL, the tuples of
+ * call i in results[i]. */
+static int pipeline_collect(ps_pg_t *pg, size_t n, PGresult **results, ps_pg_err_t *err)
+{
+    int rc = 0;
+    /* Slot 0 is BEGIN, 1..n the calls, n+1 COMMIT. */
+    for (size_t slot = 0; slot < n + 2; slot++) {
+        PGresult *res;
+        while ((res = PQgetResult(pg->conn)) != NULL) {
+            ExecStatusType st = PQresultStatus(res);
+            if (st == PGRES_FATAL_ERROR && rc == 0) {
+                err_from_result(pg, res, err);
+                err->index = slot > 0 ? slot - 1 : 0;
+                rc = -1;
+            } else if (st == PGRES_FATAL_ERROR || st == PGRES_PIPELINE_ABORTED) {
+                rc = -1;
+            }
+            if (rc == 0 && results && slot >= 1 && slot <= n) {
+                results[slot - 1] = res;
+                continue;
+            }
+            PQclear(res);
+        }
+    }
+    PGresult *sync = PQgetResult(pg->conn);
+    if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC && rc == 0) {
+        err_from_result(pg, sync, err);
+        rc = -1;
+    }
+    PQclear(sync);
+    return rc;
+}
+
+int ps_pg_batch(ps_pg_t *pg, const ps_pg_call_t *calls, size_t n, PGresult **results,
+                ps_pg_err_t *err)
+{
+    memset(results, 0, n * sizeof(*results));
+    if (PQenterPipelineMode(pg->conn) != 1) {
+        err_from_result(pg, NULL, err);
+        return -1;
+    }
+    int ok = PQsendQueryParams(pg->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = PQsendQueryPrepared(pg->conn, calls[i].stmt, calls[i].nparams, calls[i].values,
+                                 NULL, NULL, 0);
+    ok = ok && PQsendQueryParams(pg->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+    ok = ok && PQpipelineSync(pg->conn);
+    int rc = -1;
+    if (!ok) {
+        err_from_result(pg, NULL, err);
+    } else {
+        rc = pipeline_collect(pg, n, results, err);
+    }
+    if (PQstatus(pg->conn) == CONNECTION_OK)
+        PQexitPipelineMode(pg->conn);
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++) {
+            PQclear(results[i]);
+            results[i] = NULL;
+        }
+        /* A failed COMMIT in a pipeline leaves no transaction open, but an
+         * error before it leaves an aborted one to end. */
+        if (PQstatus(pg->conn) == CONNECTION_OK &&
+            PQtransactionStatus(pg->conn) != PQTRANS_IDLE)
+            PQclear(PQexec(pg->conn, "ROLLBACK"));
+    }
+    return rc;
+}
+
+static int name_compare(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Lists the NNN_*.sql files of dir, sorted. Returns the count (the caller
+ * frees each name and the array) or -1. */
+static int list_migrations(const char *dir, char ***names)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -1;
+    size_t n = 0, cap = 16;
+    char **v = malloc(cap * sizeof(*v));
+    struct dirent *e;
+    while (v && (e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 8 || strcmp(e->d_name + len - 4, ".sql") != 0 ||
+            e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        if (n == cap) {
+            cap *= 2;
+            char **grown = realloc(v, cap * sizeof(*v));
+            if (grown == NULL)
+                break;
+            v = grown;
+        }
+        v[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    if (v)
+        qsort(v, n, sizeof(*v), name_compare);
+    *names = v;
+    return v ? (int)n : -1;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = size >= 0 ? malloc((size_t)size + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        free(buf);
+        buf = NULL;
+    }
+    if (buf)
+        buf[size] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Applies one migration file unless already recorded; 1 applied, 0 skipped,
+ * -1 failed. */
+static int apply_migration(ps_pg_t *pg, const char *dir, const char *name,
+                           char *err, size_t errlen)
+{
+    const char *params[1] = {name};
+    PGresult *res = PQexecParams(pg->conn, "SELECT 1 FROM schema_migrations WHERE name = $1",
+                                 1, NULL, params, NULL, NULL, 0);
+    int done = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0;
+    PQclear(res);
+    if (done)
+        return 0;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    char *sql = read_file(path);
+    if (sql == NULL) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    ps_pg_err_t e;
+    int rc = ps_pg_exec(pg, "BEGIN", &e);
+    if (rc == 0 && (rc = ps_pg_exec(pg, sql, &e)) == 0) {
+        res = PQexecParams(pg->conn, "INSERT INTO schema_migrations (name) VALUES ($1)", 1,
+                           NULL, params, NULL, NULL, 0);
+        rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+        if (rc < 0)
+            err_from_result(pg, res, &e);
+        PQclear(res);
+    }
+    rc = rc == 0 ? ps_pg_exec(pg, "COMMIT", &e) : rc;
+    free(sql);
+    if (rc < 0) {
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+        snprintf(err, errlen, "migration %s failed: %s", name, e.message);
+        return -1;
+    }
+    ps_log_info("migration applied", "name", name, NULL);
+    return 1;
+}
+
+int ps_pg_migrate(ps_pg_t *pg, const char *dir, char *err, size_t errlen)
+{
+    ps_pg_err_t e;
+    char **names = NULL;
+    int applied = 0;
+    if (ps_pg_exec(pg, "SELECT pg_advisory_lock(7265631)", &e) < 0 ||
+        ps_pg_exec(pg, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                       " name text PRIMARY KEY,"
+                       " applied_at timestamptz NOT NULL DEFAULT now())", &e) < 0) {
+        snprintf(err, errlen, "%s", e.message);
+        applied = -1;
+        goto done;
+    }
+    int n = list_migrations(dir, &names);
+    if (n < 0) {
+        snprintf(err, errlen, "cannot list migrations in %s: %s", dir, strerror(errno));
+        applied = -1;
+        goto done;
+    }
+    for (int i = 0; i < n && applied >= 0; i++) {
+        int r = apply_migration(pg, dir, names[i], err, errlen);
+        applied = r < 0 ? -1 : applied + r;
+    }
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+done:
+    PQclear(PQexec(pg->conn, "SELECT pg_advisory_unlock(7265631)"));
+    return applied;
+}
