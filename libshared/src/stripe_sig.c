@@ -92,6 +92,7 @@ typedef struct {
     int have_t;
     unsigned char v1[MAX_V1][DIGEST_LEN];
     size_t v1_count;
+    size_t v1_seen; /* including ones that are not 64 hex digits */
 } parsed_header_t;
 
 /* Parses the header's comma-separated k=v items. Unknown schemes (v0) are
@@ -123,6 +124,7 @@ static void parse_header(const char *header, parsed_header_t *ph)
                 ph->have_t = 1;
             }
         } else if (klen == 2 && item[0] == 'v' && item[1] == '1' && ph->v1_count < MAX_V1) {
+            ph->v1_seen++;
             if (ps_hex_decode(v, vlen, ph->v1[ph->v1_count], DIGEST_LEN) == 0)
                 ph->v1_count++;
         }
@@ -137,7 +139,7 @@ ps_sig_result_t ps_sig_verify(const char *header, const char *body, size_t len,
         return PS_SIG_MISSING;
     parsed_header_t ph;
     parse_header(header, &ph);
-    if (!ph.have_t || ph.v1_count == 0)
+    if (!ph.have_t || ph.v1_seen == 0)
         return PS_SIG_MALFORMED;
     int matched = 0;
     for (size_t k = 0; k < keys->count; k++) {

@@ -1,0 +1,250 @@
+/* The HTTP layer: libmicrohttpd glue, the route table, bodies, JSON answers,
+ * and answers deferred until a Kafka delivery report arrives. */
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "intake.h"
+#include "paystream/log.h"
+#include "paystream/util.h"
+
+static const route_t routes[] = {
+    {"POST", "/webhooks/stripe", handle_stripe_webhook},
+    {"POST", "/webhooks/stripe/connect", handle_stripe_connect_webhook},
+    {"GET", "/health", handle_health},
+    {"GET", "/ready", handle_ready},
+    {"GET", "/metrics", handle_metrics},
+};
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* Finds the route for method and path; *path_known tells a wrong method
+ * (405) from an unknown path (404). */
+static const route_t *route_find(const char *method, const char *path, int *path_known)
+{
+    *path_known = 0;
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (strcmp(routes[i].path, path) != 0)
+            continue;
+        *path_known = 1;
+        if (strcmp(routes[i].method, method) == 0)
+            return &routes[i];
+    }
+    return NULL;
+}
+
+static void queue(request_t *req, unsigned status, const char *body, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_queue_response(req->conn, status, resp);
+    MHD_destroy_response(resp);
+    req->status = status;
+}
+
+void http_respond_json(request_t *req, unsigned status, const char *json)
+{
+    queue(req, status, json, strlen(json));
+}
+
+void http_respond_error(request_t *req, unsigned status, const char *type, const char *code,
+                        const char *message, const char *param)
+{
+    json_t *err = json_pack("{s:{s:s, s:s, s:s, s:s?}}", "error", "type", type, "code", code,
+                            "message", message, "param", param);
+    char *text = json_dumps(err, JSON_COMPACT);
+    http_respond_json(req, status, text ? text : "{}");
+    free(text);
+    json_decref(err);
+}
+
+const char *http_header(request_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+void http_defer(request_t *req)
+{
+    req->deferred = 1;
+}
+
+void http_finish(request_t *req, unsigned status, char *json)
+{
+    pthread_mutex_lock(&req->lock);
+    req->ready_status = status;
+    req->ready_body = json;
+    req->ready = 1;
+    if (req->suspended)
+        MHD_resume_connection(req->conn);
+    pthread_mutex_unlock(&req->lock);
+}
+
+/* Queues the answer of a deferred request that has become ready. */
+static void answer_ready(request_t *req)
+{
+    http_respond_json(req, req->ready_status, req->ready_body ? req->ready_body : "{}");
+    free(req->ready_body);
+    req->ready_body = NULL;
+}
+
+static request_t *request_new(struct MHD_Connection *conn, const char *method)
+{
+    request_t *req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        return NULL;
+    req->conn = conn;
+    req->method = method;
+    req->started_us = ps_mono_us();
+    pthread_mutex_init(&req->lock, NULL);
+    return req;
+}
+
+/* Appends an upload chunk, remembering (not storing) what is over the limit. */
+static void body_append(request_t *req, const char *data, size_t size)
+{
+    if (req->too_large || req->len + size > intake.max_body) {
+        req->too_large = 1;
+        return;
+    }
+    if (req->len + size + 1 > req->cap) {
+        size_t cap = req->cap ? req->cap : 4096;
+        while (cap < req->len + size + 1)
+            cap *= 2;
+        char *grown = realloc(req->body, cap);
+        if (grown == NULL) {
+            req->too_large = 1;
+            return;
+        }
+        req->body = grown;
+        req->cap = cap;
+    }
+    memcpy(req->body + req->len, data, size);
+    req->len += size;
+    req->body[req->len] = '\0';
+}
+
+static int content_length_over(struct MHD_Connection *conn)
+{
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    return cl && strtoull(cl, NULL, 10) > intake.max_body;
+}
+
+/* Runs the route's handler on a complete request, then suspends the
+ * connection if the handler deferred its answer and it is not ready yet. */
+static void dispatch(request_t *req)
+{
+    if (req->too_large) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "request body is larger than %zu bytes", intake.max_body);
+        http_respond_error(req, 413, "invalid_request_error", "body_too_large", msg, NULL);
+        return;
+    }
+    if (req->body == NULL)
+        body_append(req, "", 0);
+    req->route->handler(req);
+    if (!req->deferred)
+        return;
+    pthread_mutex_lock(&req->lock);
+    if (req->ready) {
+        answer_ready(req);
+    } else {
+        req->suspended = 1;
+        MHD_suspend_connection(req->conn);
+    }
+    pthread_mutex_unlock(&req->lock);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    request_t *req = *con_cls;
+    if (req == NULL) {
+        req = request_new(conn, method);
+        if (req == NULL)
+            return MHD_NO;
+        *con_cls = req;
+        int path_known;
+        req->route = route_find(method, url, &path_known);
+        if (req->route == NULL) {
+            if (path_known)
+                http_respond_error(req, 405, "invalid_request_error", "method_not_allowed",
+                                   "method not allowed on this path", NULL);
+            else
+                http_respond_error(req, 404, "invalid_request_error", "not_found",
+                                   "no such endpoint", NULL);
+            return MHD_YES;
+        }
+        if (content_length_over(conn)) {
+            /* Refuse before reading a byte of it. */
+            req->too_large = 1;
+            dispatch(req);
+        }
+        return MHD_YES;
+    }
+    if (req->route == NULL || (req->status && !req->suspended))
+        return MHD_YES; /* already answered; the rest of the body is dropped */
+    if (*upload_size > 0) {
+        body_append(req, upload_data, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (req->suspended) {
+        /* Resumed by http_finish. */
+        pthread_mutex_lock(&req->lock);
+        req->suspended = 0;
+        answer_ready(req);
+        pthread_mutex_unlock(&req->lock);
+        return MHD_YES;
+    }
+    if (req->status == 0)
+        dispatch(req);
+    return MHD_YES;
+}
+
+/* Counts every finished request by route and status, then frees it. */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    request_t *req = *con_cls;
+    if (req == NULL)
+        return;
+    char labels[160];
+    snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"",
+             req->route ? req->route->path : "other", req->status);
+    ps_metric_add(intake.requests, labels, 1);
+    pthread_mutex_destroy(&req->lock);
+    free(req->ready_body);
+    free(req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+struct MHD_Daemon *http_start(const char *addr, int port, int threads, char *err, size_t errlen)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+        snprintf(err, errlen, "PAYSTREAM_HTTP_ADDR=\"%s\" is not an IPv4 address", addr);
+        return NULL;
+    }
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+        (uint16_t)port, NULL, NULL, on_request, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_END);
+    if (d == NULL)
+        snprintf(err, errlen, "cannot listen on %s:%d (in use, or not allowed)", addr, port);
+    return d;
+}

@@ -1,0 +1,89 @@
+/* Internal interfaces of paystream-intake: the HTTP layer (http.c), the
+ * webhook handlers (webhooks.c) and the probes (probes.c). */
+#ifndef PAYSTREAM_INTAKE_H
+#define PAYSTREAM_INTAKE_H
+
+#include <librdkafka/rdkafka.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "paystream/metrics.h"
+
+typedef struct request request_t;
+typedef void (*handler_fn)(request_t *req);
+
+/* A route: method and exact path, its handler, and the label its requests
+ * are counted under in the metrics. */
+typedef struct {
+    const char *method;
+    const char *path;
+    handler_fn handler;
+} route_t;
+
+/* One HTTP request, from its first byte to its completion. */
+struct request {
+    struct MHD_Connection *conn;
+    const route_t *route;
+    const char *method;
+    char *body;
+    size_t len, cap;
+    int too_large;
+    int64_t started_us;
+    unsigned status;      /* answered status, for the metrics */
+
+    /* Deferred answers (see http_defer): guarded by lock. */
+    pthread_mutex_t lock;
+    int deferred, suspended, ready;
+    unsigned ready_status;
+    char *ready_body;
+};
+
+/* Shared state of the service, set up by main.c. */
+typedef struct {
+    rd_kafka_t *producer;
+    size_t max_body;
+    const char *pg_dsn;
+    ps_metric_t *requests, *verify_failures, *publish_latency, *publish_failures;
+} intake_t;
+
+extern intake_t intake;
+
+/* http.c: starts the server on addr:port with threads polling threads. */
+struct MHD_Daemon *http_start(const char *addr, int port, int threads, char *err, size_t errlen);
+
+/* Answers req with status and a JSON body (copied). */
+void http_respond_json(request_t *req, unsigned status, const char *json);
+
+/* Answers with {"error":{"type","code","message","param"}}; param may be NULL. */
+void http_respond_error(request_t *req, unsigned status, const char *type, const char *code,
+                        const char *message, const char *param);
+
+/* The value of request header name, or NULL. Owned by the server. */
+const char *http_header(request_t *req, const char *name);
+
+/* Marks req as answered later from another thread with http_finish: the
+ * connection is suspended when the handler returns. */
+void http_defer(request_t *req);
+
+/* Answers a deferred request from any thread; takes ownership of json (a
+ * malloc'd string). */
+void http_finish(request_t *req, unsigned status, char *json);
+
+/* webhooks.c */
+int webhooks_init(char *err, size_t errlen);
+void webhooks_free(void);
+void handle_stripe_webhook(request_t *req);
+void handle_stripe_connect_webhook(request_t *req);
+/* The producer's delivery-report callback: answers the deferred webhook. */
+void webhooks_delivered(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque);
+/* Whether each endpoint has its secret, for GET /health. */
+int webhooks_enabled(int is_connect);
+
+/* probes.c */
+void handle_health(request_t *req);
+void handle_ready(request_t *req);
+void handle_metrics(request_t *req);
+
+#endif

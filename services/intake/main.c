@@ -1,0 +1,132 @@
+/* paystream-intake: the thin HTTP front. Verifies webhooks and publishes them
+ * to Kafka, answering only once Kafka has acknowledged them. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "intake.h"
+#include "paystream/config.h"
+#include "paystream/kafka.h"
+#include "paystream/log.h"
+#include "paystream/util.h"
+
+intake_t intake;
+
+static const ps_cfg_var_t config[] = {
+    PS_CFG_COMMON,
+    {"PAYSTREAM_HTTP_ADDR", PS_CFG_STRING, "127.0.0.1", 0, 0, "IPv4 address to listen on"},
+    {"PAYSTREAM_HTTP_PORT", PS_CFG_INT, "8080", 1, 65535, "TCP port to listen on"},
+    {"PAYSTREAM_HTTP_THREADS", PS_CFG_INT, "2", 1, 64, "HTTP worker threads (one per core)"},
+    {"PAYSTREAM_MAX_BODY_BYTES", PS_CFG_INT, "1048576", 1024, 67108864,
+     "largest request body accepted; larger ones get 413"},
+    {"PAYSTREAM_PUBLISH_TIMEOUT_MS", PS_CFG_INT, "5000", 100, 300000,
+     "how long a webhook waits for Kafka's acknowledgement before 503"},
+    {"PAYSTREAM_PRODUCER_LINGER_MS", PS_CFG_INT, "2", 0, 1000,
+     "how long the producer waits to batch messages"},
+    {"STRIPE_WEBHOOK_SECRET", PS_CFG_SECRET, "", 0, 0,
+     "whsec_ secret(s) of the platform endpoint, comma-separated while rolling"},
+    {"STRIPE_CONNECT_WEBHOOK_SECRET", PS_CFG_SECRET, "", 0, 0,
+     "whsec_ secret(s) of the Connect endpoint, comma-separated while rolling"},
+    {"STRIPE_WEBHOOK_TOLERANCE_S", PS_CFG_INT, "300", 1, 86400,
+     "largest age (or lead) of a signature timestamp, in seconds"},
+};
+#define NCONFIG (sizeof(config) / sizeof(config[0]))
+
+static volatile sig_atomic_t run = 1;
+
+static void stop(int sig)
+{
+    (void)sig;
+    run = 0;
+}
+
+/* Serves delivery reports: each one answers a waiting webhook. */
+static void *poll_producer(void *arg)
+{
+    (void)arg;
+    while (run)
+        rd_kafka_poll(intake.producer, 100);
+    return NULL;
+}
+
+static void register_metrics(void)
+{
+    static const double latency_bounds[] = {0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+                                            0.1,   0.25,  0.5,   1,    2.5,   5};
+    intake.requests = ps_metric_counter("paystream_http_requests_total",
+                                        "HTTP requests by route and status");
+    intake.verify_failures = ps_metric_counter("paystream_webhook_verification_failures_total",
+                                               "webhooks rejected by signature checks");
+    intake.publish_failures = ps_metric_counter("paystream_publish_failures_total",
+                                                "messages Kafka did not acknowledge");
+    intake.publish_latency = ps_metric_histogram(
+        "paystream_publish_latency_seconds", "time from produce to Kafka acknowledgement",
+        latency_bounds, sizeof(latency_bounds) / sizeof(latency_bounds[0]));
+}
+
+int main(int argc, char **argv)
+{
+    char err[512];
+    ps_log_level_t level = PS_LOG_INFO;
+    if (argc > 1) {
+        int help = strcmp(argv[1], "--help") == 0;
+        ps_config_usage(help ? stdout : stderr, "paystream-intake",
+                        "Takes Stripe webhooks over HTTP, verifies them and publishes them to "
+                        "Kafka.\n  --help  this text", config, NCONFIG);
+        return help ? 0 : 2;
+    }
+    if (ps_config_load(config, NCONFIG, err, sizeof(err)) < 0) {
+        fprintf(stderr, "paystream-intake: %s\n", err);
+        return 2;
+    }
+    ps_log_level_parse(ps_config_str("PAYSTREAM_LOG_LEVEL"), &level);
+    ps_log_init("intake", level);
+    if (webhooks_init(err, sizeof(err)) < 0) {
+        fprintf(stderr, "paystream-intake: %s\n", err);
+        return 2;
+    }
+    register_metrics();
+    intake.max_body = (size_t)ps_config_int("PAYSTREAM_MAX_BODY_BYTES");
+    intake.pg_dsn = ps_config_str("PAYSTREAM_PG_DSN");
+    intake.producer = ps_kafka_producer_new(
+        ps_config_str("PAYSTREAM_KAFKA_BROKERS"), "paystream-intake", webhooks_delivered,
+        (int)ps_config_int("PAYSTREAM_PUBLISH_TIMEOUT_MS"),
+        (int)ps_config_int("PAYSTREAM_PRODUCER_LINGER_MS"), err, sizeof(err));
+    if (intake.producer == NULL) {
+        ps_log_error("cannot create the kafka producer", "detail", err, NULL);
+        return 1;
+    }
+    signal(SIGINT, stop);
+    signal(SIGTERM, stop);
+    signal(SIGPIPE, SIG_IGN);
+    pthread_t poller;
+    pthread_create(&poller, NULL, poll_producer, NULL);
+    struct MHD_Daemon *http = http_start(ps_config_str("PAYSTREAM_HTTP_ADDR"),
+                                         (int)ps_config_int("PAYSTREAM_HTTP_PORT"),
+                                         (int)ps_config_int("PAYSTREAM_HTTP_THREADS"), err,
+                                         sizeof(err));
+    int rc = 0;
+    if (http == NULL) {
+        ps_log_error("cannot start the HTTP server", "detail", err, NULL);
+        run = 0;
+        rc = 1;
+    } else {
+        ps_log_info("intake listening", "addr", ps_config_str("PAYSTREAM_HTTP_ADDR"), "port",
+                    ps_config_str("PAYSTREAM_HTTP_PORT"), "version", PS_VERSION, NULL);
+    }
+    while (run)
+        ps_sleep_ms(200);
+    pthread_join(poller, NULL);
+    /* Stop taking requests, then let every waiting webhook get its delivery
+     * report (and so its answer) before the server goes away. */
+    if (http)
+        MHD_quiesce_daemon(http);
+    rd_kafka_flush(intake.producer, (int)ps_config_int("PAYSTREAM_PUBLISH_TIMEOUT_MS") + 1000);
+    if (http)
+        MHD_stop_daemon(http);
+    rd_kafka_destroy(intake.producer);
+    webhooks_free();
+    ps_log_info("intake stopped", NULL);
+    return rc;
+}
