@@ -1,0 +1,243 @@
+-- Stripe events, payments, refunds, the ledger and dead letters.
+--
+-- A payment's lifecycle (intent_status) moves only along the state machine
+-- of ps_payment_can_move, and only for an event at least as new as the last
+-- one applied. What money did (captured_minor, refunded_minor) only grows.
+-- The status dashboards read is derived from both, so the final state does
+-- not depend on the order in which events arrive.
+
+CREATE TABLE stripe_events (
+    id          text PRIMARY KEY,              -- evt_...
+    type        text NOT NULL,
+    account     text,                          -- acct_... for Connect events
+    created     timestamptz NOT NULL,
+    livemode    boolean NOT NULL DEFAULT false,
+    message_id  text,                          -- envelope id of the first delivery
+    payload     jsonb NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX stripe_events_type_created ON stripe_events (type, created);
+
+-- Lifecycle states of a payment and the moves allowed between them. A
+-- failed payment may be retried with another method; completed and
+-- cancelled are final (refunds are money facts, not lifecycle moves).
+CREATE FUNCTION ps_payment_can_move(from_status text, to_status text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE from_status
+        WHEN 'pending'    THEN to_status IN ('pending', 'processing', 'completed', 'failed', 'cancelled')
+        WHEN 'processing' THEN to_status IN ('completed', 'failed', 'cancelled')
+        WHEN 'failed'     THEN to_status IN ('pending', 'processing', 'completed', 'cancelled')
+        ELSE false
+    END
+$$;
+
+CREATE TABLE payments (
+    id                 text PRIMARY KEY,
+    order_id           text,
+    gateway            text NOT NULL,
+    gateway_payment_id text UNIQUE,            -- pi_... for Stripe
+    intent_status      text NOT NULL DEFAULT 'pending'
+        CHECK (intent_status IN ('pending', 'processing', 'completed', 'failed', 'cancelled')),
+    status             text GENERATED ALWAYS AS (
+        CASE WHEN intent_status = 'completed' AND refunded_minor > 0 THEN
+            CASE WHEN refunded_minor >= captured_minor THEN 'refunded' ELSE 'partially_refunded' END
+        ELSE intent_status END) STORED,
+    gateway_status     text,                   -- Stripe's own status word
+    amount_minor       bigint NOT NULL DEFAULT 0 CHECK (amount_minor >= 0),
+    currency           char(3),
+    captured_minor     bigint NOT NULL DEFAULT 0 CHECK (captured_minor >= 0),
+    refunded_minor     bigint NOT NULL DEFAULT 0 CHECK (refunded_minor >= 0),
+    customer           text,
+    account            text,
+    failure_code       text,
+    failure_message    text,
+    last_event_at      timestamptz,            -- created time of the newest applied event
+    version            bigint NOT NULL DEFAULT 0,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT refund_within_capture CHECK (refunded_minor <= captured_minor)
+);
+CREATE INDEX payments_order ON payments (order_id) WHERE order_id IS NOT NULL;
+CREATE INDEX payments_status ON payments (status);
+
+CREATE TABLE refunds (
+    id                text PRIMARY KEY,        -- re_... for Stripe
+    payment_id        text NOT NULL REFERENCES payments (id),
+    amount_minor      bigint NOT NULL CHECK (amount_minor > 0),
+    currency          char(3) NOT NULL,
+    status            text NOT NULL
+        CHECK (status IN ('pending', 'requires_action', 'succeeded', 'failed', 'canceled')),
+    reason            text,
+    last_event_at     timestamptz,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX refunds_payment ON refunds (payment_id);
+
+CREATE FUNCTION ps_refund_can_move(from_status text, to_status text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE from_status
+        WHEN 'pending'         THEN to_status IN ('requires_action', 'succeeded', 'failed', 'canceled')
+        WHEN 'requires_action' THEN to_status IN ('pending', 'succeeded', 'failed', 'canceled')
+        ELSE false
+    END
+$$;
+
+-- The ledger: append-only rows of money moved. Charges minus refunds of a
+-- payment always equal its captured minus refunded amounts.
+CREATE TABLE transactions (
+    id                     text PRIMARY KEY DEFAULT 'txn_' || replace(gen_random_uuid()::text, '-', ''),
+    payment_id             text NOT NULL REFERENCES payments (id),
+    type                   text NOT NULL CHECK (type IN ('charge', 'refund', 'void')),
+    amount_minor           bigint NOT NULL CHECK (amount_minor > 0),
+    currency               char(3) NOT NULL,
+    status                 text NOT NULL,
+    gateway_transaction_id text NOT NULL,      -- ch_... or re_...
+    source_event_id        text,
+    created_at             timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (type, gateway_transaction_id)
+);
+CREATE INDEX transactions_payment ON transactions (payment_id);
+
+CREATE FUNCTION ps_ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'transactions is an append-only ledger: % refused', TG_OP
+        USING ERRCODE = 'restrict_violation';
+END $$;
+CREATE TRIGGER transactions_append_only BEFORE UPDATE OR DELETE ON transactions
+    FOR EACH ROW EXECUTE FUNCTION ps_ledger_append_only();
+
+CREATE TABLE dead_letters (
+    id          bigserial PRIMARY KEY,
+    topic       text NOT NULL,
+    "partition" integer NOT NULL,
+    "offset"    bigint NOT NULL,
+    message_id  text,
+    reason      text NOT NULL,
+    payload     bytea,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (topic, "partition", "offset")
+);
+
+-- Applies one verified Stripe event exactly once. The caller extracts the
+-- facts (all optional but the event's own fields); the function dedupes on
+-- the event id, then moves the payment's lifecycle if the state machine and
+-- the event's age allow, grows its money facts, appends ledger rows, and
+-- records refunds. Returns 'duplicate', 'recorded' (no payment involved),
+-- 'applied' or 'stale' (the lifecycle move was refused; facts still count).
+CREATE FUNCTION ps_apply_stripe_event(
+    p_event_id text, p_type text, p_account text, p_created bigint, p_livemode boolean,
+    p_message_id text, p_payload jsonb,
+    p_payment_intent text, p_intent_status text, p_gateway_status text,
+    p_amount bigint, p_currency text, p_captured bigint, p_refunded bigint,
+    p_charge_id text, p_order_id text, p_customer text,
+    p_failure_code text, p_failure_message text, p_refunds jsonb)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_at  timestamptz := to_timestamp(p_created);
+    v_pay payments%ROWTYPE;
+    v_result text := 'applied';
+    r record;
+BEGIN
+    INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload)
+    VALUES (p_event_id, p_type, p_account, v_at, p_livemode, p_message_id, p_payload)
+    ON CONFLICT (id) DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN 'duplicate';
+    END IF;
+    IF p_payment_intent IS NULL THEN
+        RETURN 'recorded';
+    END IF;
+
+    INSERT INTO payments (id, gateway, gateway_payment_id, amount_minor, currency, account)
+    VALUES ('pay_' || replace(gen_random_uuid()::text, '-', ''), 'stripe', p_payment_intent,
+            coalesce(p_amount, 0), p_currency, p_account)
+    ON CONFLICT (gateway_payment_id) DO NOTHING;
+    SELECT * INTO v_pay FROM payments WHERE gateway_payment_id = p_payment_intent FOR UPDATE;
+
+    IF p_intent_status IS NOT NULL THEN
+        IF (v_pay.last_event_at IS NULL OR v_pay.last_event_at <= v_at)
+           AND (v_pay.intent_status = p_intent_status
+                OR ps_payment_can_move(v_pay.intent_status, p_intent_status)) THEN
+            UPDATE payments SET
+                intent_status   = p_intent_status,
+                gateway_status  = coalesce(p_gateway_status, gateway_status),
+                amount_minor    = coalesce(p_amount, amount_minor),
+                currency        = coalesce(p_currency, currency),
+                order_id        = coalesce(p_order_id, order_id),
+                customer        = coalesce(p_customer, customer),
+                failure_code    = CASE WHEN p_intent_status = 'failed' THEN p_failure_code END,
+                failure_message = CASE WHEN p_intent_status = 'failed' THEN p_failure_message END,
+                last_event_at   = v_at,
+                version         = version + 1,
+                updated_at      = now()
+            WHERE id = v_pay.id;
+        ELSE
+            v_result := 'stale';
+        END IF;
+    END IF;
+
+    IF p_captured IS NOT NULL OR p_refunded IS NOT NULL THEN
+        UPDATE payments SET
+            captured_minor = greatest(captured_minor, coalesce(p_captured, 0)),
+            refunded_minor = greatest(refunded_minor, coalesce(p_refunded, 0)),
+            currency       = coalesce(currency, p_currency),
+            updated_at     = now()
+        WHERE id = v_pay.id;
+    END IF;
+
+    IF p_charge_id IS NOT NULL AND coalesce(p_captured, 0) > 0 THEN
+        INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
+                                  gateway_transaction_id, source_event_id)
+        VALUES (v_pay.id, 'charge', p_captured, p_currency, 'succeeded', p_charge_id, p_event_id)
+        ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
+    END IF;
+
+    FOR r IN SELECT * FROM jsonb_to_recordset(coalesce(p_refunds, '[]'))
+             AS x(id text, amount bigint, currency text, status text, reason text)
+    LOOP
+        INSERT INTO refunds (id, payment_id, amount_minor, currency, status, reason, last_event_at)
+        VALUES (r.id, v_pay.id, r.amount, r.currency, r.status, r.reason, v_at)
+        ON CONFLICT (id) DO UPDATE SET
+            status = excluded.status, reason = coalesce(excluded.reason, refunds.reason),
+            last_event_at = excluded.last_event_at, updated_at = now()
+        WHERE refunds.last_event_at <= excluded.last_event_at
+          AND ps_refund_can_move(refunds.status, excluded.status);
+        -- The refund's stored status, not the event's, decides: a stale
+        -- 'succeeded' after 'failed' must not reach the ledger.
+        IF EXISTS (SELECT 1 FROM refunds WHERE id = r.id AND status = 'succeeded') THEN
+            INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
+                                      gateway_transaction_id, source_event_id)
+            VALUES (v_pay.id, 'refund', r.amount, r.currency, 'succeeded', r.id, p_event_id)
+            ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
+        END IF;
+    END LOOP;
+
+    -- Refunds seen one by one count as soon as the capture covers them.
+    UPDATE payments p SET refunded_minor = greatest(p.refunded_minor, least(p.captured_minor,
+        (SELECT coalesce(sum(amount_minor), 0) FROM refunds
+          WHERE payment_id = p.id AND status = 'succeeded')))
+    WHERE p.id = v_pay.id AND EXISTS (SELECT 1 FROM refunds WHERE payment_id = p.id);
+    RETURN v_result;
+END $$;
+
+-- Dashboards: payments by status and currency.
+CREATE VIEW dash_payments AS
+    SELECT status, currency, count(*) AS payments, sum(amount_minor) AS amount_minor,
+           sum(captured_minor) AS captured_minor, sum(refunded_minor) AS refunded_minor
+    FROM payments GROUP BY status, currency;
+
+-- Dashboards: every payment whose ledger does not balance with its facts
+-- (should stay empty).
+CREATE VIEW dash_ledger_mismatches AS
+    SELECT p.id, p.captured_minor - p.refunded_minor AS expected_net_minor,
+           coalesce(sum(CASE t.type WHEN 'charge' THEN t.amount_minor
+                                    WHEN 'refund' THEN -t.amount_minor ELSE 0 END), 0) AS ledger_net_minor
+    FROM payments p LEFT JOIN transactions t ON t.payment_id = p.id
+    GROUP BY p.id, p.captured_minor, p.refunded_minor
+    HAVING p.captured_minor - p.refunded_minor <>
+           coalesce(sum(CASE t.type WHEN 'charge' THEN t.amount_minor
+                                    WHEN 'refund' THEN -t.amount_minor ELSE 0 END), 0);
+
+CREATE VIEW dash_dead_letters AS
+    SELECT topic, count(*) AS messages, max(created_at) AS latest FROM dead_letters GROUP BY topic;

@@ -1,0 +1,156 @@
+/* Applying a poll batch exactly once in effect. The whole batch goes in one
+ * transaction (dedupe included, in ps_apply_stripe_event); if any message
+ * makes it fail for a reason of its own, the batch is applied message by
+ * message so that only that one is retried and, in the end, dead-lettered.
+ * Failures of the database itself are retried until it comes back: the
+ * messages are not at fault, and dead-lettering them would lose order. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "payments.h"
+#include "paystream/log.h"
+#include "paystream/util.h"
+
+#define MAX_ATTEMPTS 4      /* for a message whose own apply fails */
+#define BACKOFF_BASE_MS 100
+#define BACKOFF_CAP_MS 30000
+
+const ps_pg_stmt_t payments_statements[] = {
+    {"apply_stripe_event",
+     "SELECT ps_apply_stripe_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+     "$14, $15, $16, $17, $18, $19, $20)", 20},
+    {"insert_dead_letter",
+     "INSERT INTO dead_letters (topic, \"partition\", \"offset\", message_id, reason, payload) "
+     "VALUES ($1, $2, $3, $4, $5, $6::bytea) ON CONFLICT DO NOTHING", 6},
+};
+const size_t payments_nstatements = sizeof(payments_statements) / sizeof(payments_statements[0]);
+
+static void count_outcome(apply_stats_t *stats, const event_call_t *ec, PGresult *res)
+{
+    const char *outcome = PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "";
+    if (strcmp(outcome, "applied") == 0)
+        stats->applied++;
+    else if (strcmp(outcome, "duplicate") == 0)
+        stats->duplicate++;
+    else if (strcmp(outcome, "stale") == 0)
+        stats->stale++;
+    else
+        stats->recorded++;
+    ps_log_debug("event applied", "message_id", ec->env.message_id, "event_id",
+                 ec->call.values[0], "type", ec->call.values[1], "outcome", outcome, NULL);
+}
+
+/* Waits out a database failure that is not the messages' fault; returns -1
+ * when shutdown interrupts the wait. */
+static int wait_for_database(ps_pg_t *pg, const ps_pg_err_t *err, int *attempt,
+                             volatile sig_atomic_t *run)
+{
+    int64_t delay = ps_backoff_ms((*attempt)++, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
+    char ms[24];
+    snprintf(ms, sizeof(ms), "%" PRId64, delay);
+    ps_log_warn("database unavailable; retrying the batch", "sqlstate", err->sqlstate,
+                "detail", err->message, "retry_in_ms", ms, NULL);
+    for (int64_t waited = 0; waited < delay && *run; waited += 100)
+        ps_sleep_ms(100);
+    if (!*run)
+        return -1;
+    ps_pg_err_t e;
+    ps_pg_ensure(pg, &e);
+    return 0;
+}
+
+/* Runs calls (count of them) in one transaction until it commits, fails for
+ * a reason of the messages (returns 1, err filled), or shutdown (-1). */
+static int run_batch(ps_pg_t *pg, event_call_t **ecs, size_t count, apply_stats_t *stats,
+                     ps_pg_err_t *err, volatile sig_atomic_t *run)
+{
+    ps_pg_call_t *calls = malloc(count * sizeof(*calls));
+    PGresult **results = malloc(count * sizeof(*results));
+    int attempt = 0, rc = -1;
+    for (size_t i = 0; i < count; i++)
+        calls[i] = ecs[i]->call;
+    while (*run) {
+        if (ps_pg_ensure(pg, err) == 0 && ps_pg_batch(pg, calls, count, results, err) == 0) {
+            for (size_t i = 0; i < count; i++) {
+                count_outcome(stats, ecs[i], results[i]);
+                PQclear(results[i]);
+            }
+            rc = 0;
+            break;
+        }
+        if (!err->transient) {
+            rc = 1;
+            break;
+        }
+        if (wait_for_database(pg, err, &attempt, run) < 0)
+            break;
+    }
+    free(calls);
+    free(results);
+    return rc;
+}
+
+/* Applies one message alone, with bounded retries, then dead-letters it. */
+static int apply_one(ps_pg_t *pg, rd_kafka_t *dlq, event_call_t *ec, apply_stats_t *stats,
+                     volatile sig_atomic_t *run)
+{
+    ps_pg_err_t err = {0};
+    for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        int rc = run_batch(pg, &ec, 1, stats, &err, run);
+        if (rc <= 0)
+            return rc;
+        if (attempt + 1 < MAX_ATTEMPTS)
+            ps_sleep_ms(ps_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS));
+    }
+    char reason[700];
+    snprintf(reason, sizeof(reason), "database refused the event (SQLSTATE %s): %s",
+             err.sqlstate, err.message);
+    if (dead_letter(pg, dlq, ec->msg, ec->env.message_id, reason, run) < 0)
+        return -1;
+    stats->dead_lettered++;
+    return 0;
+}
+
+int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
+                apply_stats_t *stats, volatile sig_atomic_t *run)
+{
+    event_call_t *ecs = calloc(n, sizeof(*ecs));
+    event_call_t **good = calloc(n, sizeof(*good));
+    size_t ngood = 0;
+    int rc = 0;
+    stats->batches++;
+    for (size_t i = 0; i < n; i++) {
+        ecs[i].msg = msgs[i];
+        stripe_event_prepare(&ecs[i]);
+        if (!ecs[i].bad) {
+            good[ngood++] = &ecs[i];
+            continue;
+        }
+        /* A message that can never apply: no retry will change that. */
+        if (dead_letter(pg, dlq, msgs[i], ecs[i].env.message_id, ecs[i].reason, run) < 0) {
+            rc = -1;
+            goto done;
+        }
+        stats->dead_lettered++;
+    }
+    if (ngood == 0)
+        goto done;
+    ps_pg_err_t err = {0};
+    int r = run_batch(pg, good, ngood, stats, &err, run);
+    if (r == 1) {
+        ps_log_warn("batch refused; applying its messages one by one", "sqlstate", err.sqlstate,
+                    "detail", err.message, NULL);
+        for (size_t i = 0; i < ngood && rc == 0; i++)
+            rc = apply_one(pg, dlq, good[i], stats, run);
+    } else {
+        rc = r;
+    }
+done:
+    for (size_t i = 0; i < n; i++)
+        stripe_event_release(&ecs[i]);
+    free(good);
+    free(ecs);
+    return rc;
+}

@@ -1,0 +1,156 @@
+/* paystream-payments: applies Stripe events to payments, refunds and the
+ * ledger, exactly once in effect. The loop is librdkafka's consumer example:
+ * poll a batch, apply it in one database transaction, then commit offsets. */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "payments.h"
+#include "paystream/config.h"
+#include "paystream/kafka.h"
+#include "paystream/log.h"
+#include "paystream/util.h"
+
+#define STATS_EVERY_MS 10000
+
+static const ps_cfg_var_t config[] = {
+    PS_CFG_COMMON,
+    {"PAYSTREAM_PAYMENTS_GROUP", PS_CFG_STRING, "paystream-payments", 0, 0,
+     "Kafka consumer group of the payments workers"},
+    {"PAYSTREAM_BATCH_MAX", PS_CFG_INT, "500", 1, 10000,
+     "most messages applied in one database transaction"},
+};
+#define NCONFIG (sizeof(config) / sizeof(config[0]))
+
+static volatile sig_atomic_t run = 1;
+
+static void stop(int sig)
+{
+    (void)sig;
+    run = 0;
+}
+
+static void log_stats(const apply_stats_t *s)
+{
+    char applied[24], dup[24], stale[24], rec[24], dead[24], batches[24];
+    snprintf(applied, sizeof(applied), "%" PRIu64, s->applied);
+    snprintf(dup, sizeof(dup), "%" PRIu64, s->duplicate);
+    snprintf(stale, sizeof(stale), "%" PRIu64, s->stale);
+    snprintf(rec, sizeof(rec), "%" PRIu64, s->recorded);
+    snprintf(dead, sizeof(dead), "%" PRIu64, s->dead_lettered);
+    snprintf(batches, sizeof(batches), "%" PRIu64, s->batches);
+    ps_log_info("progress", "applied", applied, "duplicates", dup, "stale", stale, "recorded",
+                rec, "dead_lettered", dead, "batches", batches, NULL);
+}
+
+/* --migrate: applies the schema migrations and exits. */
+static int migrate(void)
+{
+    char err[512];
+    ps_pg_t *pg = ps_pg_connect(ps_config_str("PAYSTREAM_PG_DSN"), NULL, 0, err, sizeof(err));
+    if (pg == NULL) {
+        ps_log_error("cannot connect to postgresql", "detail", err, NULL);
+        return 1;
+    }
+    int n = ps_pg_migrate(pg, ps_config_str("PAYSTREAM_SCHEMA_DIR"), err, sizeof(err));
+    ps_pg_close(pg);
+    if (n < 0) {
+        ps_log_error("migration failed", "detail", err, NULL);
+        return 1;
+    }
+    char count[16];
+    snprintf(count, sizeof(count), "%d", n);
+    ps_log_info("migrations done", "applied", count, NULL);
+    return 0;
+}
+
+/* The worker loop; returns the process exit code. */
+static int consume(ps_pg_t *pg, rd_kafka_t *consumer, rd_kafka_t *dlq)
+{
+    size_t batch_max = (size_t)ps_config_int("PAYSTREAM_BATCH_MAX");
+    rd_kafka_message_t **msgs = calloc(batch_max, sizeof(*msgs));
+    apply_stats_t stats = {0}, logged = {0};
+    int64_t next_stats = ps_mono_ms() + STATS_EVERY_MS;
+    int rc = 0;
+    while (run) {
+        int fatal = 0;
+        size_t n = ps_kafka_poll_batch(consumer, msgs, batch_max, 100, &fatal);
+        if (n > 0 && apply_batch(pg, dlq, msgs, n, &stats, &run) == 0)
+            ps_kafka_commit_batch(consumer, msgs, n);
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(msgs[i]);
+        if (fatal) {
+            rc = 3;
+            break;
+        }
+        if (ps_mono_ms() >= next_stats) {
+            if (memcmp(&stats, &logged, sizeof(stats)) != 0)
+                log_stats(&stats);
+            logged = stats;
+            next_stats = ps_mono_ms() + STATS_EVERY_MS;
+        }
+    }
+    log_stats(&stats);
+    free(msgs);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    char err[512];
+    ps_log_level_t level = PS_LOG_INFO;
+    int do_migrate = argc == 2 && strcmp(argv[1], "--migrate") == 0;
+    if (argc > 1 && !do_migrate) {
+        int help = strcmp(argv[1], "--help") == 0;
+        ps_config_usage(help ? stdout : stderr, "paystream-payments",
+                        "Applies Stripe events to payments, refunds and the ledger.\n"
+                        "  --migrate  apply the schema migrations and exit\n"
+                        "  --help     this text", config, NCONFIG);
+        return help ? 0 : 2;
+    }
+    if (ps_config_load(config, NCONFIG, err, sizeof(err)) < 0) {
+        fprintf(stderr, "paystream-payments: %s\n", err);
+        return 2;
+    }
+    ps_log_level_parse(ps_config_str("PAYSTREAM_LOG_LEVEL"), &level);
+    ps_log_init("payments", level);
+    if (do_migrate)
+        return migrate();
+
+    signal(SIGINT, stop);
+    signal(SIGTERM, stop);
+    const char *brokers = ps_config_str("PAYSTREAM_KAFKA_BROKERS");
+    static const char *const topics[] = {PS_TOPIC_STRIPE_EVENTS, NULL};
+    ps_pg_t *pg = ps_pg_connect(ps_config_str("PAYSTREAM_PG_DSN"), payments_statements,
+                                payments_nstatements, err, sizeof(err));
+    if (pg == NULL) {
+        ps_log_error("cannot connect to postgresql", "detail", err,
+                     "hint", "is the server up and the schema migrated (--migrate)?", NULL);
+        return 1;
+    }
+    rd_kafka_t *dlq = ps_kafka_producer_new(brokers, "paystream-payments-dlq", ps_kafka_dr_sync,
+                                            10000, 0, err, sizeof(err));
+    rd_kafka_t *consumer = dlq ? ps_kafka_consumer_new(brokers,
+                                                       ps_config_str("PAYSTREAM_PAYMENTS_GROUP"),
+                                                       topics, err, sizeof(err))
+                               : NULL;
+    if (consumer == NULL) {
+        ps_log_error("cannot create the kafka clients", "detail", err, NULL);
+        if (dlq)
+            rd_kafka_destroy(dlq);
+        ps_pg_close(pg);
+        return 1;
+    }
+    ps_log_info("payments worker started", "group", ps_config_str("PAYSTREAM_PAYMENTS_GROUP"),
+                "version", PS_VERSION, NULL);
+    int rc = consume(pg, consumer, dlq);
+    rd_kafka_consumer_close(consumer);
+    rd_kafka_destroy(consumer);
+    rd_kafka_flush(dlq, 10000);
+    rd_kafka_destroy(dlq);
+    ps_pg_close(pg);
+    ps_log_info("payments worker stopped", NULL);
+    return rc;
+}

@@ -1,0 +1,54 @@
+/* Internal interfaces of paystream-payments. */
+#ifndef PAYSTREAM_PAYMENTS_H
+#define PAYSTREAM_PAYMENTS_H
+
+#include <jansson.h>
+#include <signal.h>
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
+
+#include "paystream/envelope.h"
+#include "paystream/pg.h"
+
+/* Prepared statements of the worker. */
+extern const ps_pg_stmt_t payments_statements[];
+extern const size_t payments_nstatements;
+
+/* One consumed message turned into the database call that applies it. */
+typedef struct {
+    rd_kafka_message_t *msg;
+    ps_envelope_t env;
+    json_t *root;          /* the parsed event; owns the strings in call */
+    char *payload;         /* the value, NUL-terminated */
+    char *refunds;         /* JSON array of refunds, or NULL */
+    char created[24], amount[24], captured[24], refunded[24], currency[4];
+    ps_pg_call_t call;
+    char reason[256];      /* why it cannot be applied, when bad is set */
+    int bad;
+} event_call_t;
+
+/* stripe_events.c: fills ec->call from ec->msg (which must be set), or sets
+ * ec->bad with the reason when the message is not an applicable event. */
+void stripe_event_prepare(event_call_t *ec);
+void stripe_event_release(event_call_t *ec);
+
+/* Counters of what the worker did, logged periodically. */
+typedef struct {
+    uint64_t applied, duplicate, stale, recorded, dead_lettered, batches;
+} apply_stats_t;
+
+/* apply.c: applies msgs (one poll batch) exactly once in effect: one
+ * transaction for the lot, message by message when one of them fails, a
+ * dead letter for a message that still fails after bounded retries. Returns
+ * 0 when every message was applied or dead-lettered (the offsets may then be
+ * committed), -1 when shutdown interrupted it (they may not). */
+int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
+                apply_stats_t *stats, volatile sig_atomic_t *run);
+
+/* dead_letters.c: publishes msg to its topic's .dlq twin with the reason and
+ * records it in dead_letters. Retries until both succeed or *run drops.
+ * Returns 0, or -1 when interrupted. */
+int dead_letter(ps_pg_t *pg, rd_kafka_t *dlq, const rd_kafka_message_t *msg,
+                const char *message_id, const char *reason, volatile sig_atomic_t *run);
+
+#endif
