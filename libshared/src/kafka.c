@@ -115,7 +115,11 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
         conf_set(conf, "enable.auto.commit", "false", err, errlen) < 0 ||
         conf_set(conf, "enable.auto.offset.store", "false", err, errlen) < 0 ||
         conf_set(conf, "auto.offset.reset", "error", err, errlen) < 0 ||
-        conf_set(conf, "isolation.level", "read_committed", err, errlen) < 0) {
+        conf_set(conf, "isolation.level", "read_committed", err, errlen) < 0 ||
+        /* A worker that dies hands its partitions over within 10 s (the
+         * default 45 s stalls them that long); real Kafka's floor is 6 s. */
+        conf_set(conf, "session.timeout.ms", "10000", err, errlen) < 0 ||
+        conf_set(conf, "heartbeat.interval.ms", "1000", err, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }

@@ -76,7 +76,7 @@ static series_t *series_get(ps_metric_t *m, const char *labels)
         if (strcmp(m->series[i].labels, labels) == 0)
             return &m->series[i];
     }
-    if (m->nseries == MAX_SERIES - 1 || strlen(labels) >= LABELS_MAX)
+    if (m->nseries >= MAX_SERIES - 1 || strlen(labels) >= LABELS_MAX)
         labels = "overflow=\"true\"";
     for (size_t i = 0; i < m->nseries; i++) {
         if (strcmp(m->series[i].labels, labels) == 0)

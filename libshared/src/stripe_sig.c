@@ -95,6 +95,15 @@ typedef struct {
     size_t v1_seen; /* including ones that are not 64 hex digits */
 } parsed_header_t;
 
+static int is_lower_hex(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (!isdigit((unsigned char)s[i]) && (s[i] < 'a' || s[i] > 'f'))
+            return 0;
+    }
+    return 1;
+}
+
 /* Parses the header's comma-separated k=v items. Unknown schemes (v0) are
  * ignored as Stripe's libraries do; a v1 that is not 64 hex digits can never
  * match and is dropped. */
@@ -125,7 +134,9 @@ static void parse_header(const char *header, parsed_header_t *ph)
             }
         } else if (klen == 2 && item[0] == 'v' && item[1] == '1' && ph->v1_count < MAX_V1) {
             ph->v1_seen++;
-            if (ps_hex_decode(v, vlen, ph->v1[ph->v1_count], DIGEST_LEN) == 0)
+            /* Stripe compares lowercase hex strings: uppercase never matches. */
+            if (is_lower_hex(v, vlen) &&
+                ps_hex_decode(v, vlen, ph->v1[ph->v1_count], DIGEST_LEN) == 0)
                 ph->v1_count++;
         }
     }

@@ -1,0 +1,119 @@
+/* What must hold when parts fail: the broker stops answering, a worker is
+ * killed in the middle of a stream. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "paystream/util.h"
+#include "support.h"
+
+static char *succeeded(const char *evt, const char *pi, long amount)
+{
+    char obj[320];
+    snprintf(obj, sizeof(obj),
+             "{\"id\":\"%s\",\"object\":\"payment_intent\",\"amount\":%ld,\"currency\":\"eur\","
+             "\"status\":\"succeeded\",\"amount_received\":%ld,\"latest_charge\":\"ch_%s\"}",
+             pi, amount, amount, pi + 3);
+    return ts_event(evt, "payment_intent.succeeded", time(NULL), obj);
+}
+
+Test(failures, broker_not_answering_makes_the_intake_answer_503)
+{
+    char evt[64], pi[64];
+    ts_unique(evt, sizeof(evt), "evt_down_");
+    ts_unique(pi, sizeof(pi), "pi_down_");
+    char *body = succeeded(evt, pi, 100);
+    cr_assert_eq(ts_svc("pause", "devbroker"), 0);
+    int64_t started = ps_mono_ms();
+    ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
+    int64_t took = ps_mono_ms() - started;
+    cr_assert_eq(ts_svc("resume", "devbroker"), 0);
+    cr_assert_eq(r.status, 503, "with the broker stopped: %ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "\"code\":\"kafka_unavailable\""), "%s", r.body);
+    cr_assert_lt(took, 30000, "503 comes within the publish bound, not at the client's timeout");
+    ts_http_free(&r);
+
+    /* Stripe retries a 503: once the broker is back the retry is taken and
+     * applied, once, even if the first attempt reached the log after all. */
+    int64_t deadline = ps_mono_ms() + TS_WAIT_MS;
+    do {
+        r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
+        if (r.status == 200)
+            break;
+        ts_http_free(&r);
+        usleep(200 * 1000);
+    } while (ps_mono_ms() < deadline);
+    cr_assert_eq(r.status, 200, "after the broker is back: %ld %s", r.status, r.body);
+    ts_http_free(&r);
+    cr_assert(ts_wait_sql("completed", "SELECT status FROM payments WHERE gateway_payment_id = $1", pi, NULL));
+    char *v = ts_sql("SELECT version FROM payments WHERE gateway_payment_id = $1", pi, NULL);
+    cr_assert_str_eq(v, "1");
+    free(v);
+    free(body);
+}
+
+#define STREAM 400
+
+typedef struct {
+    char prefix[48];
+    int posted_ok;
+} stream_t;
+
+static void *post_stream(void *arg)
+{
+    stream_t *s = arg;
+    for (int i = 0; i < STREAM; i++) {
+        char evt[96], pi[96];
+        snprintf(evt, sizeof(evt), "evt_%s_%d", s->prefix, i);
+        snprintf(pi, sizeof(pi), "pi_%s_%d", s->prefix, i);
+        char *body = succeeded(evt, pi, 100 + i);
+        ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
+        s->posted_ok += r.status == 200;
+        ts_http_free(&r);
+        free(body);
+    }
+    return NULL;
+}
+
+Test(failures, worker_killed_mid_stream_applies_each_event_exactly_once)
+{
+    stream_t s = {.posted_ok = 0};
+    ts_unique(s.prefix, sizeof(s.prefix), "kill");
+    char like[64];
+    snprintf(like, sizeof(like), "pi_%s_%%", s.prefix);
+    pthread_t poster;
+    pthread_create(&poster, NULL, post_stream, &s);
+    /* Kill the worker once it has applied part of the stream. */
+    int64_t deadline = ps_mono_ms() + TS_WAIT_MS;
+    char *applied = NULL;
+    do {
+        free(applied);
+        usleep(20 * 1000);
+        applied = ts_sql("SELECT count(*) FROM payments WHERE gateway_payment_id LIKE $1", like, NULL);
+    } while (atoi(applied) < STREAM / 4 && ps_mono_ms() < deadline);
+    free(applied);
+    cr_assert_eq(ts_svc("kill", "payments"), 0);
+    usleep(300 * 1000);
+    cr_assert_eq(ts_svc("start", "payments"), 0);
+    pthread_join(poster, NULL);
+    cr_assert_eq(s.posted_ok, STREAM, "every webhook answered 200");
+
+    char count[16];
+    snprintf(count, sizeof(count), "%d", STREAM);
+    cr_assert(ts_wait_sql(count, "SELECT count(*) FROM payments WHERE gateway_payment_id LIKE $1", like, NULL));
+    char *once = ts_sql("SELECT count(*) FROM payments WHERE gateway_payment_id LIKE $1 AND version = 1 "
+                        "AND status = 'completed'", like, NULL);
+    cr_assert_str_eq(once, count, "each payment moved exactly once");
+    char *ledger = ts_sql("SELECT count(*) || '/' || sum(t.amount_minor) FROM transactions t "
+                          "JOIN payments p ON p.id = t.payment_id WHERE p.gateway_payment_id LIKE $1",
+                          like, NULL);
+    char expect[48];
+    snprintf(expect, sizeof(expect), "%d/%d", STREAM, STREAM * 100 + STREAM * (STREAM - 1) / 2);
+    cr_assert_str_eq(ledger, expect, "one charge per payment, amounts intact");
+    free(once);
+    free(ledger);
+}

@@ -1,0 +1,177 @@
+/* The intake's webhook endpoints and probes, through HTTP. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "support.h"
+
+static char *pi_event(const char *evt, const char *pi, const char *type)
+{
+    char obj[256];
+    snprintf(obj, sizeof(obj),
+             "{\"id\":\"%s\",\"object\":\"payment_intent\",\"amount\":1000,\"currency\":\"usd\"}", pi);
+    return ts_event(evt, type, time(NULL), obj);
+}
+
+static void assert_error(ts_http_t *r, long status, const char *code)
+{
+    cr_assert_eq(r->status, status, "expected %ld, got %ld: %s", status, r->status, r->body);
+    char needle[128];
+    snprintf(needle, sizeof(needle), "\"code\":\"%s\"", code);
+    cr_assert(strstr(r->body, needle), "expected error code %s in %s", code, r->body);
+    cr_assert(strstr(r->body, "\"message\":"), "errors carry a message: %s", r->body);
+}
+
+Test(webhooks, valid_event_is_acknowledged_with_its_message_id)
+{
+    char evt[64], pi[64];
+    ts_unique(evt, sizeof(evt), "evt_ok_");
+    ts_unique(pi, sizeof(pi), "pi_ok_");
+    char *body = pi_event(evt, pi, "payment_intent.created");
+    ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, "\"message_id\":\""), "%s", r.body);
+    ts_http_free(&r);
+    free(body);
+}
+
+Test(webhooks, bad_signature_is_400_and_nothing_is_published)
+{
+    char bad[64], marker[64], pi[64];
+    ts_unique(bad, sizeof(bad), "evt_bad_");
+    ts_unique(marker, sizeof(marker), "evt_marker_");
+    ts_unique(pi, sizeof(pi), "pi_badsig_");
+    char *body = pi_event(bad, pi, "payment_intent.succeeded");
+    ts_http_t r = ts_post_signed("/webhooks/stripe", body, "whsec_not_the_secret", 0);
+    assert_error(&r, 400, "signature_mismatch");
+    ts_http_free(&r);
+
+    /* A good event for the same payment goes to the same partition after
+     * where the bad one would be: once it is applied, the bad one would be
+     * too, had it been published. */
+    char *good = pi_event(marker, pi, "payment_intent.created");
+    r = ts_post_signed("/webhooks/stripe", good, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    ts_http_free(&r);
+    cr_assert(ts_wait_sql("1", "SELECT count(*) FROM stripe_events WHERE id = $1", marker, NULL));
+    char *n = ts_sql("SELECT count(*) FROM stripe_events WHERE id = $1", bad, NULL);
+    cr_assert_str_eq(n, "0", "an event with a bad signature was published");
+    free(n);
+    free(body);
+    free(good);
+}
+
+Test(webhooks, signature_failures_are_named)
+{
+    char evt[64];
+    ts_unique(evt, sizeof(evt), "evt_sig_");
+    char *body = pi_event(evt, "pi_sig", "payment_intent.created");
+    const char *secret = ts_env("STRIPE_WEBHOOK_SECRET");
+
+    ts_http_t r = ts_post_signed("/webhooks/stripe", body, secret, time(NULL) - 301);
+    assert_error(&r, 400, "timestamp_too_old");
+    ts_http_free(&r);
+    r = ts_post_signed("/webhooks/stripe", body, secret, time(NULL) + 301);
+    assert_error(&r, 400, "timestamp_in_future");
+    ts_http_free(&r);
+    r = ts_http("POST", "/webhooks/stripe", NULL, body, strlen(body));
+    assert_error(&r, 400, "missing_signature");
+    ts_http_free(&r);
+    const char *garbled[] = {"Stripe-Signature: t=abc,v2=zz", NULL};
+    r = ts_http("POST", "/webhooks/stripe", garbled, body, strlen(body));
+    assert_error(&r, 400, "malformed_signature");
+    ts_http_free(&r);
+    free(body);
+}
+
+Test(webhooks, malformed_json_is_400)
+{
+    ts_http_t r = ts_post_signed("/webhooks/stripe", "{\"id\": \"evt_1\",", ts_env("STRIPE_WEBHOOK_SECRET"), 0);
+    assert_error(&r, 400, "malformed_json");
+    ts_http_free(&r);
+}
+
+Test(webhooks, json_that_is_not_a_stripe_event_is_400_naming_the_field)
+{
+    const char *secret = ts_env("STRIPE_WEBHOOK_SECRET");
+    ts_http_t r = ts_post_signed("/webhooks/stripe", "[1,2,3]", secret, 0);
+    assert_error(&r, 400, "not_a_stripe_event");
+    ts_http_free(&r);
+    r = ts_post_signed("/webhooks/stripe",
+                       "{\"id\":\"evt_1\",\"object\":\"event\",\"type\":\"x\",\"created\":1}", secret, 0);
+    assert_error(&r, 400, "not_a_stripe_event");
+    cr_assert(strstr(r.body, "\"param\":\"data.object\""), "%s", r.body);
+    ts_http_free(&r);
+    r = ts_post_signed("/webhooks/stripe",
+                       "{\"id\":\"cus_1\",\"object\":\"event\",\"type\":\"x\",\"created\":1,"
+                       "\"data\":{\"object\":{}}}", secret, 0);
+    assert_error(&r, 400, "not_a_stripe_event");
+    cr_assert(strstr(r.body, "\"param\":\"id\""), "%s", r.body);
+    ts_http_free(&r);
+}
+
+Test(webhooks, body_over_the_limit_is_413)
+{
+    size_t len = 1024 * 1024 + 100;
+    char *big = malloc(len + 1);
+    memset(big, ' ', len);
+    big[0] = '{';
+    big[len - 1] = '}';
+    big[len] = '\0';
+    ts_http_t r = ts_post_signed("/webhooks/stripe", big, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
+    assert_error(&r, 413, "body_too_large");
+    ts_http_free(&r);
+    free(big);
+}
+
+Test(webhooks, connect_endpoint_has_its_own_secret)
+{
+    char evt[64];
+    ts_unique(evt, sizeof(evt), "evt_connect_");
+    char *body = ts_event(evt, "account.updated", time(NULL),
+                          "{\"id\":\"acct_test\",\"object\":\"account\"}");
+    ts_http_t r = ts_post_signed("/webhooks/stripe/connect", body,
+                                 ts_env("STRIPE_WEBHOOK_SECRET"), 0);
+    assert_error(&r, 400, "signature_mismatch");
+    ts_http_free(&r);
+    r = ts_post_signed("/webhooks/stripe/connect", body,
+                       ts_env("STRIPE_CONNECT_WEBHOOK_SECRET"), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    ts_http_free(&r);
+    r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_CONNECT_WEBHOOK_SECRET"), 0);
+    assert_error(&r, 400, "signature_mismatch");
+    ts_http_free(&r);
+    free(body);
+}
+
+Test(webhooks, unknown_paths_and_methods_are_json_errors)
+{
+    ts_http_t r = ts_http("GET", "/webhooks/stripe", NULL, NULL, 0);
+    assert_error(&r, 405, "method_not_allowed");
+    ts_http_free(&r);
+    r = ts_http("GET", "/nope", NULL, NULL, 0);
+    assert_error(&r, 404, "not_found");
+    ts_http_free(&r);
+}
+
+Test(probes, health_ready_and_metrics)
+{
+    ts_http_t r = ts_http("GET", "/health", NULL, NULL, 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "\"status\":\"ok\"") && strstr(r.body, "\"stripe\":true"), "%s", r.body);
+    cr_assert_null(strstr(r.body, "whsec_"), "health must not show secrets");
+    ts_http_free(&r);
+    r = ts_http("GET", "/ready", NULL, NULL, 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, "\"kafka\":\"ok\"") && strstr(r.body, "\"postgresql\":\"ok\""), "%s", r.body);
+    ts_http_free(&r);
+    r = ts_post_signed("/webhooks/stripe", "{}", "whsec_wrong", 0);
+    ts_http_free(&r);
+    r = ts_http("GET", "/metrics", NULL, NULL, 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "paystream_http_requests_total{route=\"/webhooks/stripe\",status=\"400\"}"), "%s", r.body);
+    cr_assert(strstr(r.body, "paystream_webhook_verification_failures_total{endpoint=\"stripe\",reason=\"signature_mismatch\"}"), "%s", r.body);
+    cr_assert(strstr(r.body, "# TYPE paystream_publish_latency_seconds histogram"), "%s", r.body);
+    ts_http_free(&r);
+}

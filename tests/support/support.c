@@ -1,0 +1,173 @@
+#include "support.h"
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "paystream/stripe_sig.h"
+#include "paystream/util.h"
+
+const char *ts_env(const char *name)
+{
+    const char *v = getenv(name);
+    cr_assert(v && *v, "%s is not set: run the integration tests with scripts/dev test", name);
+    return v;
+}
+
+static size_t collect(char *data, size_t size, size_t n, void *userp)
+{
+    ts_http_t *r = userp;
+    size_t have = r->body ? strlen(r->body) : 0, add = size * n;
+    char *grown = realloc(r->body, have + add + 1);
+    if (grown == NULL)
+        return 0;
+    memcpy(grown + have, data, add);
+    grown[have + add] = '\0';
+    r->body = grown;
+    return add;
+}
+
+ts_http_t ts_http(const char *method, const char *path, const char *const *headers,
+                  const char *body, size_t len)
+{
+    ts_http_t r = {0, NULL};
+    char url[1024];
+    snprintf(url, sizeof(url), "%s%s", ts_env("PAYSTREAM_INTAKE_URL"), path);
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    for (size_t i = 0; headers && headers[i]; i++)
+        h = curl_slist_append(h, headers[i]);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (r.body == NULL)
+        r.body = strdup("");
+    return r;
+}
+
+void ts_http_free(ts_http_t *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+ts_http_t ts_post_signed(const char *path, const char *body, const char *secret, int64_t t)
+{
+    char sig[PS_SIG_HEADER_MAX], header[PS_SIG_HEADER_MAX + 32];
+    ps_sig_sign(secret, body, strlen(body), t ? t : (int64_t)time(NULL), sig, sizeof(sig));
+    snprintf(header, sizeof(header), "Stripe-Signature: %s", sig);
+    const char *headers[] = {header, "Content-Type: application/json", NULL};
+    return ts_http("POST", path, headers, body, strlen(body));
+}
+
+char *ts_event(const char *evt_id, const char *type, int64_t created, const char *object_json)
+{
+    char *out = NULL;
+    if (asprintf(&out,
+                 "{\"id\":\"%s\",\"object\":\"event\",\"type\":\"%s\",\"created\":%lld,"
+                 "\"livemode\":false,\"data\":{\"object\":%s}}",
+                 evt_id, type, (long long)created, object_json) < 0)
+        cr_assert_fail("out of memory");
+    return out;
+}
+
+void ts_unique(char *buf, size_t len, const char *prefix)
+{
+    unsigned char r[8];
+    char hex[17];
+    cr_assert_eq(getrandom(r, sizeof(r), 0), (ssize_t)sizeof(r));
+    ps_hex_encode(r, sizeof(r), hex);
+    snprintf(buf, len, "%s%s", prefix, hex);
+}
+
+static PGconn *pg_conn(void)
+{
+    static PGconn *conn;
+    if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+        if (conn)
+            PQfinish(conn);
+        conn = PQconnectdb(ts_env("PAYSTREAM_PG_DSN"));
+        cr_assert_eq(PQstatus(conn), CONNECTION_OK, "postgresql: %s", PQerrorMessage(conn));
+    }
+    return conn;
+}
+
+static char *sql_va(const char *sql, va_list ap)
+{
+    const char *params[16];
+    int n = 0;
+    for (const char *p = va_arg(ap, const char *); p && n < 16; p = va_arg(ap, const char *))
+        params[n++] = p;
+    PGresult *res = PQexecParams(pg_conn(), sql, n, NULL, params, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", sql,
+                 PQresultErrorMessage(res));
+    char *v = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? strdup(PQgetvalue(res, 0, 0))
+                                                              : NULL;
+    PQclear(res);
+    return v;
+}
+
+char *ts_sql(const char *sql, ...)
+{
+    va_list ap;
+    va_start(ap, sql);
+    char *v = sql_va(sql, ap);
+    va_end(ap);
+    return v;
+}
+
+int ts_wait_sql(const char *expect, const char *sql, ...)
+{
+    int64_t deadline = ps_mono_ms() + TS_WAIT_MS;
+    for (;;) {
+        va_list ap;
+        va_start(ap, sql);
+        char *v = sql_va(sql, ap);
+        va_end(ap);
+        int match = v && strcmp(v, expect) == 0;
+        free(v);
+        if (match)
+            return 1;
+        if (ps_mono_ms() > deadline)
+            return 0;
+        usleep(50 * 1000);
+    }
+}
+
+int ts_svc(const char *action, const char *name)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "'%s' svc %s %s", ts_env("PAYSTREAM_DEV"), action, name);
+    return system(cmd);
+}
+
+int ts_pid(const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s.pid", ts_env("PAYSTREAM_RUN_DIR"), name);
+    FILE *f = fopen(path, "r");
+    int pid = -1;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1)
+            pid = -1;
+        fclose(f);
+    }
+    return pid;
+}

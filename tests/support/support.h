@@ -1,0 +1,54 @@
+/* Helpers of the integration tests: they act through the public interfaces
+ * (HTTP, Kafka via the intake, scripts/dev) and observe PostgreSQL. The
+ * system under test is started by scripts/dev test; its settings come from
+ * the environment it exports (run-test/env). */
+#ifndef PAYSTREAM_TEST_SUPPORT_H
+#define PAYSTREAM_TEST_SUPPORT_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Generous: a wait ends as soon as its condition holds, so a slow machine
+ * only makes a test slower, never red. */
+#define TS_WAIT_MS 120000
+
+typedef struct {
+    long status; /* 0 when the request could not be made */
+    char *body;  /* malloc'd, NUL-terminated */
+} ts_http_t;
+
+/* A required environment variable (the test aborts when it is missing). */
+const char *ts_env(const char *name);
+
+/* Sends method path (relative to PAYSTREAM_INTAKE_URL) with extra headers
+ * (NULL-terminated "Name: value" strings, or NULL) and body (or NULL). */
+ts_http_t ts_http(const char *method, const char *path, const char *const *headers,
+                  const char *body, size_t len);
+void ts_http_free(ts_http_t *r);
+
+/* Posts body to path signed with secret at time t (0: now). */
+ts_http_t ts_post_signed(const char *path, const char *body, const char *secret, int64_t t);
+
+/* Builds a Stripe event {"id","object":"event","type","created","data":{"object":...}}
+ * around object_json. Returns a malloc'd string. */
+char *ts_event(const char *evt_id, const char *type, int64_t created, const char *object_json);
+
+/* Writes prefix + a random suffix unique to this run into buf. */
+void ts_unique(char *buf, size_t len, const char *prefix);
+
+/* Runs a query and returns the first column of the first row, malloc'd, or
+ * NULL when there is no row. Parameters are text, NULL-terminated list. */
+char *ts_sql(const char *sql, ...) __attribute__((sentinel));
+
+/* Waits until ts_sql(sql, params...) returns expect; returns 1 when it did,
+ * 0 on timeout (the last value is in *last when last is not NULL). */
+int ts_wait_sql(const char *expect, const char *sql, ...) __attribute__((sentinel));
+
+/* Runs `scripts/dev svc ACTION NAME`; returns its exit status. */
+int ts_svc(const char *action, const char *name);
+
+/* The pid in run/NAME.pid, or -1. */
+int ts_pid(const char *name);
+
+#endif
