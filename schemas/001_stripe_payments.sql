@@ -16,7 +16,6 @@ CREATE TABLE stripe_events (
     payload     jsonb NOT NULL,
     received_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX stripe_events_type_created ON stripe_events (type, created);
 
 -- Lifecycle states of a payment and the moves allowed between them. A
 -- failed payment may be retried with another method; completed and
@@ -47,6 +46,7 @@ CREATE TABLE payments (
     currency           char(3),
     captured_minor     bigint NOT NULL DEFAULT 0 CHECK (captured_minor >= 0),
     refunded_minor     bigint NOT NULL DEFAULT 0 CHECK (refunded_minor >= 0),
+    refunds_succeeded_minor bigint NOT NULL DEFAULT 0, -- sum of succeeded rows in refunds
     customer           text,
     account            text,
     failure_code       text,
@@ -58,7 +58,6 @@ CREATE TABLE payments (
     CONSTRAINT refund_within_capture CHECK (refunded_minor <= captured_minor)
 );
 CREATE INDEX payments_order ON payments (order_id) WHERE order_id IS NOT NULL;
-CREATE INDEX payments_status ON payments (status);
 
 CREATE TABLE refunds (
     id                text PRIMARY KEY,        -- re_... for Stripe
@@ -119,12 +118,47 @@ CREATE TABLE dead_letters (
     UNIQUE (topic, "partition", "offset")
 );
 
+-- Records the refunds of one event (a JSON array of {id, amount, currency,
+-- status, reason}); a refund moves only along its state machine and only
+-- for an event at least as new. A succeeded refund is appended to the
+-- ledger once. Returns the payment's sum of succeeded refunds.
+CREATE FUNCTION ps_apply_refunds(p_payment_id text, p_event_id text, p_at timestamptz,
+                                 p_refunds jsonb) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    v_sum bigint;
+BEGIN
+    FOR r IN SELECT * FROM jsonb_to_recordset(p_refunds)
+             AS x(id text, amount bigint, currency text, status text, reason text)
+    LOOP
+        INSERT INTO refunds (id, payment_id, amount_minor, currency, status, reason, last_event_at)
+        VALUES (r.id, p_payment_id, r.amount, r.currency, r.status, r.reason, p_at)
+        ON CONFLICT (id) DO UPDATE SET
+            status = excluded.status, reason = coalesce(excluded.reason, refunds.reason),
+            last_event_at = excluded.last_event_at, updated_at = now()
+        WHERE refunds.last_event_at <= excluded.last_event_at
+          AND ps_refund_can_move(refunds.status, excluded.status);
+        -- The refund's stored status, not the event's, decides: a stale
+        -- 'succeeded' after 'failed' must not reach the ledger.
+        IF EXISTS (SELECT 1 FROM refunds WHERE id = r.id AND status = 'succeeded') THEN
+            INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
+                                      gateway_transaction_id, source_event_id)
+            VALUES (p_payment_id, 'refund', r.amount, r.currency, 'succeeded', r.id, p_event_id)
+            ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
+        END IF;
+    END LOOP;
+    SELECT coalesce(sum(amount_minor), 0) INTO v_sum FROM refunds
+     WHERE payment_id = p_payment_id AND status = 'succeeded';
+    RETURN v_sum;
+END $$;
+
 -- Applies one verified Stripe event exactly once. The caller extracts the
 -- facts (all optional but the event's own fields); the function dedupes on
 -- the event id, then moves the payment's lifecycle if the state machine and
 -- the event's age allow, grows its money facts, appends ledger rows, and
--- records refunds. Returns 'duplicate', 'recorded' (no payment involved),
--- 'applied' or 'stale' (the lifecycle move was refused; facts still count).
+-- records refunds. The payment row is written once per event. Returns
+-- 'duplicate', 'recorded' (no payment involved), 'applied' or 'stale' (the
+-- lifecycle move was refused; the money facts still count).
 CREATE FUNCTION ps_apply_stripe_event(
     p_event_id text, p_type text, p_account text, p_created bigint, p_livemode boolean,
     p_message_id text, p_payload jsonb,
@@ -135,9 +169,9 @@ CREATE FUNCTION ps_apply_stripe_event(
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_at  timestamptz := to_timestamp(p_created);
-    v_pay payments%ROWTYPE;
+    p     payments%ROWTYPE;
+    v_new boolean;
     v_result text := 'applied';
-    r record;
 BEGIN
     INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload)
     VALUES (p_event_id, p_type, p_account, v_at, p_livemode, p_message_id, p_payload)
@@ -149,75 +183,80 @@ BEGIN
         RETURN 'recorded';
     END IF;
 
-    INSERT INTO payments (id, gateway, gateway_payment_id, amount_minor, currency, account)
-    VALUES ('pay_' || replace(gen_random_uuid()::text, '-', ''), 'stripe', p_payment_intent,
-            coalesce(p_amount, 0), p_currency, p_account)
-    ON CONFLICT (gateway_payment_id) DO NOTHING;
-    SELECT * INTO v_pay FROM payments WHERE gateway_payment_id = p_payment_intent FOR UPDATE;
+    SELECT * INTO p FROM payments WHERE gateway_payment_id = p_payment_intent FOR UPDATE;
+    v_new := NOT FOUND;
+    IF v_new THEN
+        p.id := 'pay_' || replace(gen_random_uuid()::text, '-', '');
+        p.gateway := 'stripe';
+        p.gateway_payment_id := p_payment_intent;
+        p.intent_status := 'pending';
+        p.amount_minor := 0;
+        p.currency := p_currency;
+        p.account := p_account;
+        p.captured_minor := 0;
+        p.refunded_minor := 0;
+        p.refunds_succeeded_minor := 0;
+        p.version := 0;
+    END IF;
 
     IF p_intent_status IS NOT NULL THEN
-        IF (v_pay.last_event_at IS NULL OR v_pay.last_event_at <= v_at)
-           AND (v_pay.intent_status = p_intent_status
-                OR ps_payment_can_move(v_pay.intent_status, p_intent_status)) THEN
-            UPDATE payments SET
-                intent_status   = p_intent_status,
-                gateway_status  = coalesce(p_gateway_status, gateway_status),
-                amount_minor    = coalesce(p_amount, amount_minor),
-                currency        = coalesce(p_currency, currency),
-                order_id        = coalesce(p_order_id, order_id),
-                customer        = coalesce(p_customer, customer),
-                failure_code    = CASE WHEN p_intent_status = 'failed' THEN p_failure_code END,
-                failure_message = CASE WHEN p_intent_status = 'failed' THEN p_failure_message END,
-                last_event_at   = v_at,
-                version         = version + 1,
-                updated_at      = now()
-            WHERE id = v_pay.id;
+        IF (p.last_event_at IS NULL OR p.last_event_at <= v_at)
+           AND (p.intent_status = p_intent_status
+                OR ps_payment_can_move(p.intent_status, p_intent_status)) THEN
+            p.intent_status   := p_intent_status;
+            p.gateway_status  := coalesce(p_gateway_status, p.gateway_status);
+            p.amount_minor    := coalesce(p_amount, p.amount_minor);
+            p.currency        := coalesce(p_currency, p.currency);
+            p.order_id        := coalesce(p_order_id, p.order_id);
+            p.customer        := coalesce(p_customer, p.customer);
+            p.failure_code    := CASE WHEN p_intent_status = 'failed' THEN p_failure_code END;
+            p.failure_message := CASE WHEN p_intent_status = 'failed' THEN p_failure_message END;
+            p.last_event_at   := v_at;
+            p.version         := p.version + 1;
         ELSE
             v_result := 'stale';
         END IF;
     END IF;
 
-    IF p_captured IS NOT NULL OR p_refunded IS NOT NULL THEN
-        UPDATE payments SET
-            captured_minor = greatest(captured_minor, coalesce(p_captured, 0)),
-            refunded_minor = greatest(refunded_minor, coalesce(p_refunded, 0)),
-            currency       = coalesce(currency, p_currency),
-            updated_at     = now()
-        WHERE id = v_pay.id;
+    -- Money facts only grow, whatever order their events arrive in.
+    p.captured_minor := greatest(p.captured_minor, coalesce(p_captured, 0));
+    p.refunded_minor := greatest(p.refunded_minor, coalesce(p_refunded, 0));
+    p.currency := coalesce(p.currency, p_currency);
+
+    IF v_new THEN
+        INSERT INTO payments (id, order_id, gateway, gateway_payment_id, intent_status,
+                              gateway_status, amount_minor, currency, captured_minor,
+                              refunded_minor, refunds_succeeded_minor, customer, account,
+                              failure_code, failure_message, last_event_at, version)
+        VALUES (p.id, p.order_id, p.gateway, p.gateway_payment_id, p.intent_status,
+                p.gateway_status, p.amount_minor, p.currency, p.captured_minor,
+                p.refunded_minor, 0, p.customer, p.account,
+                p.failure_code, p.failure_message, p.last_event_at, p.version);
     END IF;
 
     IF p_charge_id IS NOT NULL AND coalesce(p_captured, 0) > 0 THEN
         INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
                                   gateway_transaction_id, source_event_id)
-        VALUES (v_pay.id, 'charge', p_captured, p_currency, 'succeeded', p_charge_id, p_event_id)
+        VALUES (p.id, 'charge', p_captured, p_currency, 'succeeded', p_charge_id, p_event_id)
         ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
     END IF;
 
-    FOR r IN SELECT * FROM jsonb_to_recordset(coalesce(p_refunds, '[]'))
-             AS x(id text, amount bigint, currency text, status text, reason text)
-    LOOP
-        INSERT INTO refunds (id, payment_id, amount_minor, currency, status, reason, last_event_at)
-        VALUES (r.id, v_pay.id, r.amount, r.currency, r.status, r.reason, v_at)
-        ON CONFLICT (id) DO UPDATE SET
-            status = excluded.status, reason = coalesce(excluded.reason, refunds.reason),
-            last_event_at = excluded.last_event_at, updated_at = now()
-        WHERE refunds.last_event_at <= excluded.last_event_at
-          AND ps_refund_can_move(refunds.status, excluded.status);
-        -- The refund's stored status, not the event's, decides: a stale
-        -- 'succeeded' after 'failed' must not reach the ledger.
-        IF EXISTS (SELECT 1 FROM refunds WHERE id = r.id AND status = 'succeeded') THEN
-            INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
-                                      gateway_transaction_id, source_event_id)
-            VALUES (v_pay.id, 'refund', r.amount, r.currency, 'succeeded', r.id, p_event_id)
-            ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
-        END IF;
-    END LOOP;
-
+    IF p_refunds IS NOT NULL THEN
+        p.refunds_succeeded_minor := ps_apply_refunds(p.id, p_event_id, v_at, p_refunds);
+    END IF;
     -- Refunds seen one by one count as soon as the capture covers them.
-    UPDATE payments p SET refunded_minor = greatest(p.refunded_minor, least(p.captured_minor,
-        (SELECT coalesce(sum(amount_minor), 0) FROM refunds
-          WHERE payment_id = p.id AND status = 'succeeded')))
-    WHERE p.id = v_pay.id AND EXISTS (SELECT 1 FROM refunds WHERE payment_id = p.id);
+    p.refunded_minor := greatest(p.refunded_minor,
+                                 least(p.captured_minor, p.refunds_succeeded_minor));
+
+    UPDATE payments SET
+        order_id = p.order_id, intent_status = p.intent_status,
+        gateway_status = p.gateway_status, amount_minor = p.amount_minor,
+        currency = p.currency, captured_minor = p.captured_minor,
+        refunded_minor = p.refunded_minor, refunds_succeeded_minor = p.refunds_succeeded_minor,
+        customer = p.customer, failure_code = p.failure_code,
+        failure_message = p.failure_message, last_event_at = p.last_event_at,
+        version = p.version, updated_at = now()
+    WHERE id = p.id AND (NOT v_new OR p_refunds IS NOT NULL);
     RETURN v_result;
 END $$;
 

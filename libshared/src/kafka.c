@@ -119,7 +119,10 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
         /* A worker that dies hands its partitions over within 10 s (the
          * default 45 s stalls them that long); real Kafka's floor is 6 s. */
         conf_set(conf, "session.timeout.ms", "10000", err, errlen) < 0 ||
-        conf_set(conf, "heartbeat.interval.ms", "1000", err, errlen) < 0) {
+        conf_set(conf, "heartbeat.interval.ms", "1000", err, errlen) < 0 ||
+        /* Prefetch 8 MB, not librdkafka's 64 MB: a worker stays small, and
+         * one poll batch needs far less. */
+        conf_set(conf, "queued.max.messages.kbytes", "8192", err, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
