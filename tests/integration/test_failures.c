@@ -27,11 +27,11 @@ Test(failures, broker_not_answering_makes_the_intake_answer_503)
     ts_unique(evt, sizeof(evt), "evt_down_");
     ts_unique(pi, sizeof(pi), "pi_down_");
     char *body = succeeded(evt, pi, 100);
-    cr_assert_eq(ts_svc("pause", "devbroker"), 0);
+    cr_assert_eq(ts_svc("pause", "kafka"), 0);
     int64_t started = ps_mono_ms();
     ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
     int64_t took = ps_mono_ms() - started;
-    cr_assert_eq(ts_svc("resume", "devbroker"), 0);
+    cr_assert_eq(ts_svc("resume", "kafka"), 0);
     cr_assert_eq(r.status, 503, "with the broker stopped: %ld %s", r.status, r.body);
     cr_assert(strstr(r.body, "\"code\":\"kafka_unavailable\""), "%s", r.body);
     cr_assert_lt(took, 30000, "503 comes within the publish bound, not at the client's timeout");

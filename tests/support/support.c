@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "paystream/stripe_sig.h"
@@ -170,4 +171,28 @@ int ts_pid(const char *name)
         fclose(f);
     }
     return pid;
+}
+
+char *ts_sh(int *status, const char *fmt, ...)
+{
+    char *cmd = NULL, *out = NULL;
+    size_t len = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&cmd, fmt, ap);
+    va_end(ap);
+    cr_assert_geq(n, 0);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p, "cannot run %s", cmd);
+    FILE *mem = open_memstream(&out, &len);
+    char buf[4096];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof(buf), p)) > 0)
+        fwrite(buf, 1, got, mem);
+    fclose(mem);
+    int st = pclose(p);
+    if (status)
+        *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    free(cmd);
+    return out;
 }

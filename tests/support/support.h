@@ -51,4 +51,8 @@ int ts_svc(const char *action, const char *name);
 /* The pid in run/NAME.pid, or -1. */
 int ts_pid(const char *name);
 
+/* Runs a shell command and returns its standard output, malloc'd; *status
+ * (when not NULL) gets its exit status. */
+char *ts_sh(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

@@ -1,0 +1,55 @@
+/* paystream-admin: operator commands. Reads the same environment as the
+ * services (PAYSTREAM_KAFKA_BROKERS, ...). */
+#include <stdio.h>
+#include <string.h>
+
+#include "admin.h"
+#include "paystream/config.h"
+#include "paystream/log.h"
+
+static const ps_cfg_var_t config[] = {PS_CFG_COMMON};
+
+static const struct {
+    const char *group, *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} commands[] = {
+    {"topics", "create", cmd_topics_create,
+     "[--partitions N] [--replication R] [--min-insync M]\n"
+     "      create paystream's topics and their .dlq twins (existing ones are kept)"},
+    {"topics", "config", cmd_topics_config,
+     "TOPIC NAME=VALUE...\n      set configuration of one topic (e.g. retention.bytes)"},
+    {"kafka", "wait", cmd_kafka_wait,
+     "[--brokers N] [--timeout SECONDS]\n      wait until N brokers answer metadata requests"},
+    {"kafka", "watermarks", cmd_kafka_watermarks,
+     "TOPIC\n      print each partition's first and next offset: PARTITION LOW HIGH"},
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static int usage(FILE *out)
+{
+    fprintf(out, "usage: paystream-admin GROUP COMMAND [options]\n\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %s %s %s\n", commands[i].group, commands[i].name, commands[i].help);
+    ps_config_usage(out, "paystream-admin", "", config, sizeof(config) / sizeof(config[0]));
+    return out == stdout ? 0 : 2;
+}
+
+int main(int argc, char **argv)
+{
+    char err[512];
+    ps_log_level_t level = PS_LOG_INFO;
+    if (argc < 3)
+        return usage(argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
+    if (ps_config_load(config, sizeof(config) / sizeof(config[0]), err, sizeof(err)) < 0) {
+        fprintf(stderr, "paystream-admin: %s\n", err);
+        return 2;
+    }
+    ps_log_level_parse(ps_config_str("PAYSTREAM_LOG_LEVEL"), &level);
+    ps_log_init("admin", level);
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(argv[1], commands[i].group) == 0 && strcmp(argv[2], commands[i].name) == 0)
+            return commands[i].run(argc - 3, argv + 3);
+    }
+    return usage(stderr);
+}
