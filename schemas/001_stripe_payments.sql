@@ -248,15 +248,17 @@ BEGIN
     p.refunded_minor := greatest(p.refunded_minor,
                                  least(p.captured_minor, p.refunds_succeeded_minor));
 
-    UPDATE payments SET
-        order_id = p.order_id, intent_status = p.intent_status,
-        gateway_status = p.gateway_status, amount_minor = p.amount_minor,
-        currency = p.currency, captured_minor = p.captured_minor,
-        refunded_minor = p.refunded_minor, refunds_succeeded_minor = p.refunds_succeeded_minor,
-        customer = p.customer, failure_code = p.failure_code,
-        failure_message = p.failure_message, last_event_at = p.last_event_at,
-        version = p.version, updated_at = now()
-    WHERE id = p.id AND (NOT v_new OR p_refunds IS NOT NULL);
+    IF NOT v_new OR p_refunds IS NOT NULL THEN
+        UPDATE payments SET
+            order_id = p.order_id, intent_status = p.intent_status,
+            gateway_status = p.gateway_status, amount_minor = p.amount_minor,
+            currency = p.currency, captured_minor = p.captured_minor,
+            refunded_minor = p.refunded_minor, refunds_succeeded_minor = p.refunds_succeeded_minor,
+            customer = p.customer, failure_code = p.failure_code,
+            failure_message = p.failure_message, last_event_at = p.last_event_at,
+            version = p.version, updated_at = now()
+        WHERE id = p.id;
+    END IF;
     RETURN v_result;
 END $$;
 

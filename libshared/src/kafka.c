@@ -120,9 +120,12 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
          * default 45 s stalls them that long); real Kafka's floor is 6 s. */
         conf_set(conf, "session.timeout.ms", "10000", err, errlen) < 0 ||
         conf_set(conf, "heartbeat.interval.ms", "1000", err, errlen) < 0 ||
-        /* Prefetch 8 MB, not librdkafka's 64 MB: a worker stays small, and
-         * one poll batch needs far less. */
-        conf_set(conf, "queued.max.messages.kbytes", "8192", err, errlen) < 0) {
+        /* Prefetch and fetch a few MB, not librdkafka's 64 MB queue and
+         * 50 MB responses: a worker stays small, and one poll batch of a few
+         * hundred events needs far less. */
+        conf_set(conf, "queued.max.messages.kbytes", "4096", err, errlen) < 0 ||
+        conf_set(conf, "fetch.max.bytes", "2097152", err, errlen) < 0 ||
+        conf_set(conf, "max.partition.fetch.bytes", "262144", err, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
