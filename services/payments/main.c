@@ -45,6 +45,19 @@ static void log_stats(const apply_stats_t *s)
                 rec, "dead_lettered", dead, "batches", batches, NULL);
 }
 
+/* At debug level, where a batch's time went: waiting for messages,
+ * applying them in PostgreSQL, committing the offsets. */
+static void log_batch(size_t n, int64_t poll_us, int64_t apply_us, int64_t commit_us)
+{
+    char count[24], poll[24], apply[24], commit[24];
+    snprintf(count, sizeof(count), "%zu", n);
+    snprintf(poll, sizeof(poll), "%" PRId64, poll_us / 1000);
+    snprintf(apply, sizeof(apply), "%" PRId64, apply_us / 1000);
+    snprintf(commit, sizeof(commit), "%" PRId64, commit_us / 1000);
+    ps_log_debug("batch applied", "messages", count, "poll_ms", poll, "apply_ms", apply,
+                 "commit_ms", commit, NULL);
+}
+
 /* --migrate: applies the schema migrations and exits. */
 static int migrate(void)
 {
@@ -76,9 +89,14 @@ static int consume(ps_pg_t *pg, rd_kafka_t *consumer, rd_kafka_t *dlq)
     int rc = 0;
     while (run) {
         int fatal = 0;
+        int64_t t0 = ps_mono_us();
         size_t n = ps_kafka_poll_batch(consumer, msgs, batch_max, 100, &fatal);
-        if (n > 0 && apply_batch(pg, dlq, msgs, n, &stats, &run) == 0)
+        int64_t t1 = ps_mono_us();
+        if (n > 0 && apply_batch(pg, dlq, msgs, n, &stats, &run) == 0) {
+            int64_t t2 = ps_mono_us();
             ps_kafka_commit_batch(consumer, msgs, n);
+            log_batch(n, t1 - t0, t2 - t1, ps_mono_us() - t2);
+        }
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
         if (fatal) {
