@@ -97,6 +97,19 @@ int ps_config_load(const ps_cfg_var_t *vars, size_t count, char *err, size_t err
     return 0;
 }
 
+int ps_config_start(const char *service, const ps_cfg_var_t *vars, size_t count)
+{
+    char err[512];
+    ps_log_level_t level = PS_LOG_INFO;
+    if (ps_config_load(vars, count, err, sizeof(err)) < 0) {
+        fprintf(stderr, "paystream-%s: %s\n", service, err);
+        return -1;
+    }
+    ps_log_level_parse(ps_config_str("PAYSTREAM_LOG_LEVEL"), &level);
+    ps_log_init(service, level);
+    return 0;
+}
+
 const char *ps_config_str(const char *name)
 {
     const char *value = getenv(name);

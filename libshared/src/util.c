@@ -1,6 +1,7 @@
 #include "paystream/util.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -114,4 +115,9 @@ int64_t ps_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms)
     unsigned char r;
     fill_random(&r, 1);
     return delay - (delay / 5) * r / 255;
+}
+
+void ps_malloc_tune(void)
+{
+    mallopt(M_ARENA_MAX, 2);
 }

@@ -37,16 +37,10 @@ static int usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    char err[512];
-    ps_log_level_t level = PS_LOG_INFO;
     if (argc < 3)
         return usage(argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
-    if (ps_config_load(config, sizeof(config) / sizeof(config[0]), err, sizeof(err)) < 0) {
-        fprintf(stderr, "paystream-admin: %s\n", err);
+    if (ps_config_start("admin", config, sizeof(config) / sizeof(config[0])) < 0)
         return 2;
-    }
-    ps_log_level_parse(ps_config_str("PAYSTREAM_LOG_LEVEL"), &level);
-    ps_log_init("admin", level);
     for (size_t i = 0; i < NCOMMANDS; i++) {
         if (strcmp(argv[1], commands[i].group) == 0 && strcmp(argv[2], commands[i].name) == 0)
             return commands[i].run(argc - 3, argv + 3);

@@ -186,8 +186,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return MHD_YES;
     }
-    if (req->route == NULL || (req->status && !req->suspended))
-        return MHD_YES; /* already answered; the rest of the body is dropped */
+    if (req->route == NULL || (req->status && !req->suspended)) {
+        *upload_size = 0; /* already answered; the rest of the body is dropped */
+        return MHD_YES;
+    }
     if (*upload_size > 0) {
         body_append(req, upload_data, *upload_size);
         *upload_size = 0;

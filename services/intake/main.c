@@ -68,7 +68,6 @@ static void register_metrics(void)
 int main(int argc, char **argv)
 {
     char err[512];
-    ps_log_level_t level = PS_LOG_INFO;
     if (argc > 1) {
         int help = strcmp(argv[1], "--help") == 0;
         ps_config_usage(help ? stdout : stderr, "paystream-intake",
@@ -76,12 +75,9 @@ int main(int argc, char **argv)
                         "Kafka.\n  --help  this text", config, NCONFIG);
         return help ? 0 : 2;
     }
-    if (ps_config_load(config, NCONFIG, err, sizeof(err)) < 0) {
-        fprintf(stderr, "paystream-intake: %s\n", err);
+    ps_malloc_tune();
+    if (ps_config_start("intake", config, NCONFIG) < 0)
         return 2;
-    }
-    ps_log_level_parse(ps_config_str("PAYSTREAM_LOG_LEVEL"), &level);
-    ps_log_init("intake", level);
     if (webhooks_init(err, sizeof(err)) < 0) {
         fprintf(stderr, "paystream-intake: %s\n", err);
         return 2;

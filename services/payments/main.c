@@ -118,7 +118,7 @@ static int consume(ps_pg_t *pg, rd_kafka_t *consumer, rd_kafka_t *dlq)
 int main(int argc, char **argv)
 {
     char err[512];
-    ps_log_level_t level = PS_LOG_INFO;
+    ps_malloc_tune();
     int do_migrate = argc == 2 && strcmp(argv[1], "--migrate") == 0;
     if (argc > 1 && !do_migrate) {
         int help = strcmp(argv[1], "--help") == 0;
@@ -128,12 +128,8 @@ int main(int argc, char **argv)
                         "  --help     this text", config, NCONFIG);
         return help ? 0 : 2;
     }
-    if (ps_config_load(config, NCONFIG, err, sizeof(err)) < 0) {
-        fprintf(stderr, "paystream-payments: %s\n", err);
+    if (ps_config_start("payments", config, NCONFIG) < 0)
         return 2;
-    }
-    ps_log_level_parse(ps_config_str("PAYSTREAM_LOG_LEVEL"), &level);
-    ps_log_init("payments", level);
     if (do_migrate)
         return migrate();
 

@@ -117,3 +117,25 @@ Test(failures, worker_killed_mid_stream_applies_each_event_exactly_once)
     free(once);
     free(ledger);
 }
+
+Test(startup, a_bad_setting_stops_a_service_with_the_variable_named)
+{
+    int status;
+    char *out = ts_sh(&status, "PAYSTREAM_HTTP_PORT=99999 '%s/services/intake/paystream-intake' 2>&1",
+                      ts_env("PAYSTREAM_BUILD_DIR"));
+    cr_assert_eq(status, 2, "%s", out);
+    cr_assert(strstr(out, "PAYSTREAM_HTTP_PORT=\"99999\" is invalid: expected an integer from 1 to 65535"),
+              "%s", out);
+    free(out);
+    out = ts_sh(&status, "STRIPE_WEBHOOK_SECRET=' , ' PAYSTREAM_HTTP_PORT=1 "
+                "'%s/services/intake/paystream-intake' 2>&1", ts_env("PAYSTREAM_BUILD_DIR"));
+    cr_assert_eq(status, 2, "%s", out);
+    cr_assert(strstr(out, "STRIPE_WEBHOOK_SECRET: no secret given"), "%s", out);
+    cr_assert_null(strstr(out, "whsec_"), "secrets never printed: %s", out);
+    free(out);
+    out = ts_sh(&status, "PAYSTREAM_BATCH_MAX=0 '%s/services/payments/paystream-payments' 2>&1",
+                ts_env("PAYSTREAM_BUILD_DIR"));
+    cr_assert_eq(status, 2, "%s", out);
+    cr_assert(strstr(out, "PAYSTREAM_BATCH_MAX"), "%s", out);
+    free(out);
+}

@@ -175,3 +175,14 @@ Test(probes, health_ready_and_metrics)
     cr_assert(strstr(r.body, "# TYPE paystream_publish_latency_seconds histogram"), "%s", r.body);
     ts_http_free(&r);
 }
+
+Test(webhooks, a_body_posted_to_an_unknown_path_is_404_and_the_server_carries_on)
+{
+    const char *body = "{\"id\":\"evt_x\"}";
+    ts_http_t r = ts_http("POST", "/webhooks/nope", NULL, body, strlen(body));
+    assert_error(&r, 404, "not_found");
+    ts_http_free(&r);
+    r = ts_http("GET", "/health", NULL, NULL, 0);
+    cr_assert_eq(r.status, 200);
+    ts_http_free(&r);
+}

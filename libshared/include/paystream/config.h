@@ -41,6 +41,12 @@ typedef struct {
  * getters below, so it must outlive them (a static table). */
 int ps_config_load(const ps_cfg_var_t *vars, size_t count, char *err, size_t errlen);
 
+/* What every service does first: ps_config_load, then logging started under
+ * service at PAYSTREAM_LOG_LEVEL (so the table must include PS_CFG_COMMON).
+ * On a bad value prints "paystream-<service>: <reason>" on standard error
+ * and returns -1; a service then exits with status 2. */
+int ps_config_start(const char *service, const ps_cfg_var_t *vars, size_t count);
+
 /* The value of a loaded variable: the environment's, else the default. The
  * returned string is owned by the environment or the table; do not free. */
 const char *ps_config_str(const char *name);
