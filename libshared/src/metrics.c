@@ -10,11 +10,11 @@
 #define MAX_BOUNDS 16
 #define LABELS_MAX 128
 
-typedef enum { KIND_COUNTER, KIND_GAUGE, KIND_HISTOGRAM } kind_t;
+typedef enum { KIND_COUNTER, KIND_HISTOGRAM } kind_t;
 
 typedef struct {
     char labels[LABELS_MAX];
-    int64_t value;                   /* counter or gauge */
+    int64_t value;                   /* counter */
     uint64_t buckets[MAX_BOUNDS + 1]; /* histogram: per bucket, last is +Inf */
     double sum;
     uint64_t count;
@@ -53,11 +53,6 @@ ps_metric_t *ps_metric_counter(const char *name, const char *help)
     return metric_new(name, help, KIND_COUNTER);
 }
 
-ps_metric_t *ps_metric_gauge(const char *name, const char *help)
-{
-    return metric_new(name, help, KIND_GAUGE);
-}
-
 ps_metric_t *ps_metric_histogram(const char *name, const char *help,
                                  const double *bounds, size_t nbounds)
 {
@@ -93,15 +88,6 @@ void ps_metric_add(ps_metric_t *m, const char *labels, uint64_t n)
         return;
     pthread_mutex_lock(&m->lock);
     series_get(m, labels)->value += (int64_t)n;
-    pthread_mutex_unlock(&m->lock);
-}
-
-void ps_metric_set(ps_metric_t *m, const char *labels, int64_t value)
-{
-    if (m == NULL)
-        return;
-    pthread_mutex_lock(&m->lock);
-    series_get(m, labels)->value = value;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -180,7 +166,7 @@ static void render_histogram(strbuf_t *sb, const ps_metric_t *m, const series_t 
 
 char *ps_metrics_render(void)
 {
-    static const char *const kinds[] = {"counter", "gauge", "histogram"};
+    static const char *const kinds[] = {"counter", "histogram"};
     strbuf_t sb = {.buf = malloc(4096), .cap = 4096};
     if (sb.buf == NULL)
         return NULL;

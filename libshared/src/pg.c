@@ -116,11 +116,6 @@ int ps_pg_ensure(ps_pg_t *pg, ps_pg_err_t *err)
     return open_conn(pg, err);
 }
 
-PGconn *ps_pg_conn(ps_pg_t *pg)
-{
-    return pg->conn;
-}
-
 int ps_pg_exec(ps_pg_t *pg, const char *sql, ps_pg_err_t *err)
 {
     PGresult *res = PQexec(pg->conn, sql);

@@ -159,20 +159,6 @@ int ts_svc(const char *action, const char *name)
     return system(cmd);
 }
 
-int ts_pid(const char *name)
-{
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/%s.pid", ts_env("PAYSTREAM_RUN_DIR"), name);
-    FILE *f = fopen(path, "r");
-    int pid = -1;
-    if (f) {
-        if (fscanf(f, "%d", &pid) != 1)
-            pid = -1;
-        fclose(f);
-    }
-    return pid;
-}
-
 char *ts_sh(int *status, const char *fmt, ...)
 {
     char *cmd = NULL, *out = NULL;

@@ -48,9 +48,6 @@ int ts_wait_sql(const char *expect, const char *sql, ...) __attribute__((sentine
 /* Runs `scripts/dev svc ACTION NAME`; returns its exit status. */
 int ts_svc(const char *action, const char *name);
 
-/* The pid in run/NAME.pid, or -1. */
-int ts_pid(const char *name);
-
 /* Runs a shell command and returns its standard output, malloc'd; *status
  * (when not NULL) gets its exit status. */
 char *ts_sh(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

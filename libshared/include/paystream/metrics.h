@@ -1,4 +1,4 @@
-/* Prometheus metrics: counters, gauges and histograms with label sets,
+/* Prometheus metrics: counters and histograms with label sets,
  * rendered in the text exposition format for GET /metrics. */
 #ifndef PAYSTREAM_METRICS_H
 #define PAYSTREAM_METRICS_H
@@ -14,7 +14,6 @@ typedef struct ps_metric ps_metric_t;
  * or registry slots (PS_METRICS_MAX). Not thread-safe: register at start-up. */
 #define PS_METRICS_MAX 32
 ps_metric_t *ps_metric_counter(const char *name, const char *help);
-ps_metric_t *ps_metric_gauge(const char *name, const char *help);
 ps_metric_t *ps_metric_histogram(const char *name, const char *help,
                                  const double *bounds, size_t nbounds);
 
@@ -22,7 +21,6 @@ ps_metric_t *ps_metric_histogram(const char *name, const char *help,
  * "" for none; at most 64 distinct sets per metric (further ones are counted
  * under `overflow="true"`). Thread-safe. */
 void ps_metric_add(ps_metric_t *m, const char *labels, uint64_t n);
-void ps_metric_set(ps_metric_t *m, const char *labels, int64_t value);
 void ps_metric_observe(ps_metric_t *m, const char *labels, double value);
 
 /* Renders every registered metric. Returns a NUL-terminated string the

@@ -37,9 +37,6 @@ void ps_pg_close(ps_pg_t *pg);
  * when the connection is usable, or -1 with the reason in err. */
 int ps_pg_ensure(ps_pg_t *pg, ps_pg_err_t *err);
 
-/* The underlying connection, for LISTEN and the like. Owned by pg. */
-PGconn *ps_pg_conn(ps_pg_t *pg);
-
 /* Runs sql (no parameters, any number of statements). Returns 0, or -1 with
  * err filled. */
 int ps_pg_exec(ps_pg_t *pg, const char *sql, ps_pg_err_t *err);
