@@ -81,7 +81,10 @@ void webhooks_delivered(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
 /* Whether each endpoint has its secret, for GET /health. */
 int webhooks_enabled(int is_connect);
 
-/* probes.c */
+/* probes.c: probes_start runs the reachability checks behind GET /ready in
+ * a thread of their own, once a second, until probes_stop. */
+void probes_start(void);
+void probes_stop(void);
 void handle_health(request_t *req);
 void handle_ready(request_t *req);
 void handle_metrics(request_t *req);

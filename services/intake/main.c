@@ -98,6 +98,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     pthread_t poller;
     pthread_create(&poller, NULL, poll_producer, NULL);
+    probes_start();
     struct MHD_Daemon *http = http_start(ps_config_str("PAYSTREAM_HTTP_ADDR"),
                                          (int)ps_config_int("PAYSTREAM_HTTP_PORT"),
                                          (int)ps_config_int("PAYSTREAM_HTTP_THREADS"), err,
@@ -114,6 +115,7 @@ int main(int argc, char **argv)
     while (run)
         ps_sleep_ms(200);
     pthread_join(poller, NULL);
+    probes_stop();
     /* Stop taking requests, then let every waiting webhook get its delivery
      * report (and so its answer) before the server goes away. */
     if (http)

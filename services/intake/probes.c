@@ -2,13 +2,14 @@
  * /metrics (Prometheus text). */
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "intake.h"
 #include "paystream/util.h"
 
-#define READY_CACHE_MS 1000
+#define READY_CHECK_EVERY_MS 1000
 
 void handle_health(request_t *req)
 {
@@ -37,21 +38,41 @@ static int pg_reachable(void)
     return PQpingParams(keys, values, 1) == PQPING_OK;
 }
 
-/* Both checks cost a network round trip: probes hitting us often share one
- * answer per second. */
+/* The last results of the reachability checks, written by the checker
+ * thread only. */
+static atomic_int kafka_ok, pg_ok;
+static atomic_int checking = 1;
+static pthread_t checker;
+
+/* Each check can take seconds when its peer is down: they run here, once a
+ * second, so that a readiness probe never holds an HTTP thread that
+ * webhooks need. */
+static void *check_loop(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&checking)) {
+        atomic_store(&kafka_ok, kafka_reachable());
+        atomic_store(&pg_ok, pg_reachable());
+        for (int waited = 0; waited < READY_CHECK_EVERY_MS && atomic_load(&checking); waited += 100)
+            ps_sleep_ms(100);
+    }
+    return NULL;
+}
+
+void probes_start(void)
+{
+    pthread_create(&checker, NULL, check_loop, NULL);
+}
+
+void probes_stop(void)
+{
+    atomic_store(&checking, 0);
+    pthread_join(checker, NULL);
+}
+
 void handle_ready(request_t *req)
 {
-    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-    static int64_t checked_at = -READY_CACHE_MS;
-    static int kafka_ok, pg_ok;
-    pthread_mutex_lock(&lock);
-    if (ps_mono_ms() - checked_at >= READY_CACHE_MS) {
-        kafka_ok = kafka_reachable();
-        pg_ok = pg_reachable();
-        checked_at = ps_mono_ms();
-    }
-    int k = kafka_ok, p = pg_ok;
-    pthread_mutex_unlock(&lock);
+    int k = atomic_load(&kafka_ok), p = atomic_load(&pg_ok);
     json_t *body = json_pack("{s:s, s:s, s:s}", "status", k && p ? "ready" : "not_ready",
                              "kafka", k ? "ok" : "unreachable", "postgresql",
                              p ? "ok" : "unreachable");
