@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -120,4 +121,23 @@ int64_t ps_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms)
 void ps_malloc_tune(void)
 {
     mallopt(M_ARENA_MAX, 2);
+}
+
+static void *or_abort(void *p, size_t size)
+{
+    if (p == NULL && size > 0) {
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory\",\"bytes\":%zu}\n", size);
+        abort();
+    }
+    return p;
+}
+
+void *ps_xmalloc(size_t size)
+{
+    return or_abort(malloc(size), size);
+}
+
+void *ps_xcalloc(size_t n, size_t size)
+{
+    return or_abort(calloc(n, size), n * size);
 }

@@ -1,5 +1,5 @@
 /* Applying a poll batch exactly once in effect. The whole batch goes in one
- * transaction (dedupe included, in ps_apply_stripe_event); if any message
+ * transaction and one call of ps_apply_stripe_batch (dedupe included); if any message
  * makes it fail for a reason of its own, the batch is applied message by
  * message so that only that one is retried and, in the end, dead-lettered.
  * Failures of the database itself are retried until it comes back: the
@@ -18,28 +18,53 @@
 #define BACKOFF_CAP_MS 30000
 
 const ps_pg_stmt_t payments_statements[] = {
-    {"apply_stripe_event",
-     "SELECT ps_apply_stripe_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-     "$14, $15, $16, $17, $18, $19, $20)", 20},
+    {"apply_stripe_batch", "SELECT ord, event_id, outcome FROM ps_apply_stripe_batch($1::jsonb)", 1},
     {"insert_dead_letter",
      "INSERT INTO dead_letters (topic, \"partition\", \"offset\", message_id, reason, payload) "
      "VALUES ($1, $2, $3, $4, $5, $6::bytea) ON CONFLICT DO NOTHING", 6},
 };
 const size_t payments_nstatements = sizeof(payments_statements) / sizeof(payments_statements[0]);
 
-static void count_outcome(apply_stats_t *stats, const event_call_t *ec, PGresult *res)
+/* Counts the outcome of each event of a batch: rows of (ord, event_id,
+ * outcome), ord counting ecs from 1. */
+static void count_outcomes(apply_stats_t *stats, event_call_t **ecs, size_t count,
+                           PGresult *res)
 {
-    const char *outcome = PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "";
-    if (strcmp(outcome, "applied") == 0)
-        stats->applied++;
-    else if (strcmp(outcome, "duplicate") == 0)
-        stats->duplicate++;
-    else if (strcmp(outcome, "stale") == 0)
-        stats->stale++;
-    else
-        stats->recorded++;
-    ps_log_debug("event applied", "message_id", ec->env.message_id, "event_id",
-                 ec->call.values[0], "type", ec->call.values[1], "outcome", outcome, NULL);
+    for (int row = 0; row < PQntuples(res); row++) {
+        long ord = strtol(PQgetvalue(res, row, 0), NULL, 10);
+        const char *outcome = PQgetvalue(res, row, 2);
+        if (strcmp(outcome, "applied") == 0)
+            stats->applied++;
+        else if (strcmp(outcome, "duplicate") == 0)
+            stats->duplicate++;
+        else if (strcmp(outcome, "stale") == 0)
+            stats->stale++;
+        else
+            stats->recorded++;
+        if (ord >= 1 && (size_t)ord <= count)
+            ps_log_debug("event applied", "message_id", ecs[ord - 1]->env.message_id,
+                         "event_id", PQgetvalue(res, row, 1), "outcome", outcome, NULL);
+    }
+}
+
+/* The JSON array of a batch's events. */
+static char *batch_json(event_call_t **ecs, size_t count)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < count; i++)
+        len += strlen(ecs[i]->json) + 1;
+    char *out = ps_xmalloc(len), *w = out;
+    *w++ = '[';
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0)
+            *w++ = ',';
+        size_t n = strlen(ecs[i]->json);
+        memcpy(w, ecs[i]->json, n);
+        w += n;
+    }
+    *w++ = ']';
+    *w = '\0';
+    return out;
 }
 
 /* Waits out a database failure that is not the messages' fault; returns -1
@@ -61,22 +86,19 @@ static int wait_for_database(ps_pg_t *pg, const ps_pg_err_t *err, int *attempt,
     return 0;
 }
 
-/* Runs calls (count of them) in one transaction until it commits, fails for
- * a reason of the messages (returns 1, err filled), or shutdown (-1). */
+/* Applies ecs (count of them) in one transaction until it commits, fails
+ * for a reason of the messages (returns 1, err filled), or shutdown (-1). */
 static int run_batch(ps_pg_t *pg, event_call_t **ecs, size_t count, apply_stats_t *stats,
                      ps_pg_err_t *err, volatile sig_atomic_t *run)
 {
-    ps_pg_call_t *calls = malloc(count * sizeof(*calls));
-    PGresult **results = malloc(count * sizeof(*results));
+    char *json = batch_json(ecs, count);
+    ps_pg_call_t call = {.stmt = "apply_stripe_batch", .nparams = 1, .values = {json}};
+    PGresult *res;
     int attempt = 0, rc = -1;
-    for (size_t i = 0; i < count; i++)
-        calls[i] = ecs[i]->call;
     while (*run) {
-        if (ps_pg_ensure(pg, err) == 0 && ps_pg_batch(pg, calls, count, results, err) == 0) {
-            for (size_t i = 0; i < count; i++) {
-                count_outcome(stats, ecs[i], results[i]);
-                PQclear(results[i]);
-            }
+        if (ps_pg_ensure(pg, err) == 0 && ps_pg_batch(pg, &call, 1, &res, err) == 0) {
+            count_outcomes(stats, ecs, count, res);
+            PQclear(res);
             rc = 0;
             break;
         }
@@ -87,8 +109,7 @@ static int run_batch(ps_pg_t *pg, event_call_t **ecs, size_t count, apply_stats_
         if (wait_for_database(pg, err, &attempt, run) < 0)
             break;
     }
-    free(calls);
-    free(results);
+    free(json);
     return rc;
 }
 
@@ -116,8 +137,8 @@ static int apply_one(ps_pg_t *pg, rd_kafka_t *dlq, event_call_t *ec, apply_stats
 int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                 apply_stats_t *stats, volatile sig_atomic_t *run)
 {
-    event_call_t *ecs = calloc(n, sizeof(*ecs));
-    event_call_t **good = calloc(n, sizeof(*good));
+    event_call_t *ecs = ps_xcalloc(n, sizeof(*ecs));
+    event_call_t **good = ps_xcalloc(n, sizeof(*good));
     size_t ngood = 0;
     int rc = 0;
     stats->batches++;

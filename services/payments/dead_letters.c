@@ -36,9 +36,7 @@ static int record_row(ps_pg_t *pg, const rd_kafka_message_t *msg, const char *me
     snprintf(off, sizeof(off), "%" PRId64, msg->offset);
     /* bytea in hex input form, so that any bytes survive a text parameter. */
     size_t len = msg->len;
-    char *hex = malloc(2 * len + 3);
-    if (hex == NULL)
-        return -1;
+    char *hex = ps_xmalloc(2 * len + 3);
     memcpy(hex, "\\x", 2);
     ps_hex_encode(msg->payload ? msg->payload : (const void *)"", len, hex + 2);
     const char *values[6] = {rd_kafka_topic_name(msg->rkt), part, off,

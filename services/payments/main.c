@@ -83,7 +83,7 @@ static int migrate(void)
 static int consume(ps_pg_t *pg, rd_kafka_t *consumer, rd_kafka_t *dlq)
 {
     size_t batch_max = (size_t)ps_config_int("PAYSTREAM_BATCH_MAX");
-    rd_kafka_message_t **msgs = calloc(batch_max, sizeof(*msgs));
+    rd_kafka_message_t **msgs = ps_xcalloc(batch_max, sizeof(*msgs));
     apply_stats_t stats = {0}, logged = {0};
     int64_t next_stats = ps_mono_ms() + STATS_EVERY_MS;
     int rc = 0;

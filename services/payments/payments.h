@@ -14,20 +14,16 @@
 extern const ps_pg_stmt_t payments_statements[];
 extern const size_t payments_nstatements;
 
-/* One consumed message turned into the database call that applies it. */
+/* One consumed message turned into its element of a batch. */
 typedef struct {
     rd_kafka_message_t *msg;
     ps_envelope_t env;
-    json_t *root;          /* the parsed event; owns the strings in call */
-    char *payload;         /* the value, NUL-terminated */
-    char *refunds;         /* JSON array of refunds, or NULL */
-    char created[24], amount[24], captured[24], refunded[24], currency[4];
-    ps_pg_call_t call;
+    char *json;            /* one element of ps_apply_stripe_batch's array */
     char reason[256];      /* why it cannot be applied, when bad is set */
     int bad;
 } event_call_t;
 
-/* stripe_events.c: fills ec->call from ec->msg (which must be set), or sets
+/* stripe_events.c: fills ec->json from ec->msg (which must be set), or sets
  * ec->bad with the reason when the message is not an applicable event. */
 void stripe_event_prepare(event_call_t *ec);
 void stripe_event_release(event_call_t *ec);

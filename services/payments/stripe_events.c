@@ -1,5 +1,5 @@
-/* Stripe events: from a consumed message to the call of
- * ps_apply_stripe_event that applies it. Each handled event type is one line
+/* Stripe events: from a consumed message to its element of the batch that
+ * ps_apply_stripe_batch applies. Each handled event type is one line
  * in the table below and one extractor; every other type is only recorded. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -8,6 +8,7 @@
 
 #include "payments.h"
 #include "paystream/money.h"
+#include "paystream/util.h"
 
 /* The facts an event states about a payment; NULL or -1 when it says none. */
 typedef struct {
@@ -177,45 +178,61 @@ static void set_bad(event_call_t *ec, const char *what, const char *detail)
     snprintf(ec->reason, sizeof(ec->reason), "%s: %s", what, detail);
 }
 
-static const char *int_or_null(char *buf, size_t len, int64_t v)
+/* Sets key to v when the event states it (v non-NULL, or n >= 0). */
+static void set_str(json_t *o, const char *key, const char *v)
 {
-    if (v < 0)
-        return NULL;
-    snprintf(buf, len, "%" PRId64, v);
-    return buf;
+    if (v)
+        json_object_set_new(o, key, json_string(v));
 }
 
-/* Lays out the parameters of ps_apply_stripe_event (see 001_*.sql). */
-static void fill_call(event_call_t *ec, json_t *root, const facts_t *f)
+static void set_int(json_t *o, const char *key, int64_t n)
 {
-    const char **v = ec->call.values;
-    ec->call.stmt = "apply_stripe_event";
-    ec->call.nparams = 20;
-    snprintf(ec->created, sizeof(ec->created), "%" PRId64,
-             (int64_t)json_integer_value(json_object_get(root, "created")));
-    if (f->currency)
-        ps_currency_normalize(f->currency, ec->currency);
-    v[0] = str_field(root, "id");
-    v[1] = str_field(root, "type");
-    v[2] = str_field(root, "account");
-    v[3] = ec->created;
-    v[4] = json_is_true(json_object_get(root, "livemode")) ? "true" : "false";
-    v[5] = ec->env.message_id;
-    v[6] = ec->payload;
-    v[7] = f->payment_intent;
-    v[8] = f->intent_status;
-    v[9] = f->gateway_status;
-    v[10] = int_or_null(ec->amount, sizeof(ec->amount), f->amount);
-    v[11] = f->currency ? ec->currency : NULL;
-    v[12] = int_or_null(ec->captured, sizeof(ec->captured), f->captured);
-    v[13] = int_or_null(ec->refunded, sizeof(ec->refunded), f->refunded);
-    v[14] = f->charge_id;
-    v[15] = f->order_id;
-    v[16] = f->customer;
-    v[17] = f->failure_code;
-    v[18] = f->failure_message;
-    ec->refunds = f->refunds ? json_dumps(f->refunds, JSON_COMPACT) : NULL;
-    v[19] = ec->refunds;
+    if (n >= 0)
+        json_object_set_new(o, key, json_integer((json_int_t)n));
+}
+
+/* Writes the event as one element of the batch ps_apply_stripe_batch takes
+ * (see 002_*.sql). The payload goes in as received: it parsed as JSON here,
+ * so splicing it costs nothing and keeps its bytes. */
+static void fill_json(event_call_t *ec, json_t *root, facts_t *f)
+{
+    json_t *o = json_object();
+    char cur[4];
+    set_str(o, "event_id", str_field(root, "id"));
+    set_str(o, "type", str_field(root, "type"));
+    set_str(o, "account", str_field(root, "account"));
+    set_int(o, "created", (int64_t)json_integer_value(json_object_get(root, "created")));
+    json_object_set_new(o, "livemode", json_boolean(json_is_true(json_object_get(root, "livemode"))));
+    set_str(o, "message_id", ec->env.message_id);
+    set_str(o, "payment_intent", f->payment_intent);
+    set_str(o, "intent_status", f->intent_status);
+    set_str(o, "gateway_status", f->gateway_status);
+    set_int(o, "amount", f->amount);
+    if (f->currency && ps_currency_normalize(f->currency, cur) == 0)
+        set_str(o, "currency", cur);
+    set_int(o, "captured", f->captured);
+    set_int(o, "refunded", f->refunded);
+    set_str(o, "charge_id", f->charge_id);
+    set_str(o, "order_id", f->order_id);
+    set_str(o, "customer", f->customer);
+    set_str(o, "failure_code", f->failure_code);
+    set_str(o, "failure_message", f->failure_message);
+    if (f->refunds) {
+        json_object_set_new(o, "refunds", f->refunds);
+        f->refunds = NULL;
+    }
+    char *facts = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (facts == NULL)
+        abort(); /* only for want of memory: everything in o is valid */
+    /* facts is "{...}" with at least event_id in it: "{\"payload\":" payload "," rest. */
+    size_t plen = ec->msg->len, flen = strlen(facts);
+    char *w = ec->json = ps_xmalloc(sizeof("{\"payload\":,") + plen + flen);
+    memcpy(w, "{\"payload\":", 11);
+    memcpy(w + 11, ec->msg->payload, plen);
+    w[11 + plen] = ',';
+    memcpy(w + 12 + plen, facts + 1, flen); /* with its NUL */
+    free(facts);
 }
 
 void stripe_event_prepare(event_call_t *ec)
@@ -227,15 +244,14 @@ void stripe_event_prepare(event_call_t *ec)
         set_bad(ec, "bad envelope", err);
         return;
     }
-    ec->payload = strndup(ec->msg->payload ? ec->msg->payload : "", ec->msg->len);
     json_error_t jerr;
-    ec->root = json_loadb(ec->payload, ec->msg->len, 0, &jerr);
-    json_t *root = ec->root;
+    json_t *root = json_loadb(ec->msg->payload ? ec->msg->payload : "", ec->msg->len, 0, &jerr);
     json_t *object = json_object_get(json_object_get(root, "data"), "object");
     if (!json_is_object(object) || str_field(root, "id") == NULL || str_field(root, "type") == NULL ||
         !json_is_integer(json_object_get(root, "created"))) {
         set_bad(ec, "not a Stripe event", root ? "id, type, created or data.object missing"
                                                    : jerr.text);
+        json_decref(root);
         return;
     }
     facts_t f = {.amount = -1, .captured = -1, .refunded = -1};
@@ -245,17 +261,17 @@ void stripe_event_prepare(event_call_t *ec)
             handlers[i].extract(object, handlers[i].intent_status, &f, err, sizeof(err)) < 0) {
             set_bad(ec, "cannot apply", err);
             json_decref(f.refunds);
+            json_decref(root);
             return;
         }
     }
-    fill_call(ec, root, &f);
+    fill_json(ec, root, &f);
     json_decref(f.refunds);
+    json_decref(root);
 }
 
 void stripe_event_release(event_call_t *ec)
 {
-    json_decref(ec->root);
-    free(ec->payload);
-    free(ec->refunds);
+    free(ec->json);
     memset(ec, 0, sizeof(*ec));
 }

@@ -44,4 +44,10 @@ int64_t ps_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms);
  * in main, before any thread starts. */
 void ps_malloc_tune(void);
 
+/* malloc and calloc that abort the process when memory runs out: a worker
+ * that cannot allocate restarts from its committed offsets rather than
+ * carry on without the work it could not hold. */
+void *ps_xmalloc(size_t size);
+void *ps_xcalloc(size_t n, size_t size);
+
 #endif

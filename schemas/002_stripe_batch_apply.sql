@@ -1,0 +1,165 @@
+-- Applying a whole poll batch of Stripe events in a few statements.
+--
+-- Calling ps_apply_stripe_event once per event costs PostgreSQL a handful of
+-- statement start-ups per event, which is most of its time. Most events of a
+-- batch are about a payment no other event of the batch touches and carry no
+-- refunds; those are applied together, one statement per table, with the
+-- same rules as ps_apply_stripe_event. The others (a payment seen twice in
+-- the batch, an event delivered twice in it, refunds) keep their order and go
+-- through ps_apply_stripe_event one by one.
+
+-- The events of a batch as rows, in log order (ord from 1). p_events is a
+-- JSON array of objects whose keys are the parameter names of
+-- ps_apply_stripe_event without their "p_" (event_id, type, account, created,
+-- livemode, message_id, payload, payment_intent, ..., refunds); absent keys
+-- are NULL. fast says whether the set-based path may apply the event.
+CREATE FUNCTION ps_stripe_batch_rows(p_events jsonb)
+RETURNS TABLE (ord bigint, fast boolean, event_id text, type text, account text,
+               created bigint, livemode boolean, message_id text, payload jsonb,
+               payment_intent text, intent_status text, gateway_status text,
+               amount bigint, currency text, captured bigint, refunded bigint,
+               charge_id text, order_id text, customer text, failure_code text,
+               failure_message text, refunds jsonb)
+LANGUAGE sql STABLE AS $$
+    SELECT e.ord,
+           -- The event id too: the same id could come again with other facts.
+           e.refunds IS NULL
+             AND count(*) OVER (PARTITION BY coalesce(e.payment_intent, e.event_id)) = 1
+             AND count(*) OVER (PARTITION BY e.event_id) = 1,
+           e.event_id, e.type, e.account, e.created, coalesce(e.livemode, false), e.message_id,
+           e.payload, e.payment_intent, e.intent_status, e.gateway_status, e.amount,
+           e.currency, e.captured, e.refunded, e.charge_id, e.order_id, e.customer,
+           e.failure_code, e.failure_message, e.refunds
+    FROM ROWS FROM (jsonb_to_recordset(p_events) AS (
+            event_id text, type text, account text, created bigint, livemode boolean,
+            message_id text, payload jsonb, payment_intent text, intent_status text,
+            gateway_status text, amount bigint, currency text, captured bigint,
+            refunded bigint, charge_id text, order_id text, customer text,
+            failure_code text, failure_message text, refunds jsonb))
+         WITH ORDINALITY AS e(event_id, type, account, created, livemode, message_id,
+            payload, payment_intent, intent_status, gateway_status, amount, currency,
+            captured, refunded, charge_id, order_id, customer, failure_code,
+            failure_message, refunds, ord)
+$$;
+
+-- Whether an event announcing lifecycle state to_status, created at, may move
+-- a payment that is in from_status since last_at (the rule of
+-- ps_apply_stripe_event).
+CREATE FUNCTION ps_payment_moves(last_at timestamptz, from_status text, at timestamptz,
+                                 to_status text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT to_status IS NOT NULL
+       AND (last_at IS NULL OR last_at <= at)
+       AND (from_status = to_status OR ps_payment_can_move(from_status, to_status))
+$$;
+
+-- Applies a batch (see ps_stripe_batch_rows) exactly once in effect and
+-- returns each event's outcome, as ps_apply_stripe_event names them.
+CREATE FUNCTION ps_apply_stripe_batch(p_events jsonb)
+RETURNS TABLE (ord bigint, event_id text, outcome text) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+BEGIN
+    RETURN QUERY
+    WITH ev AS MATERIALIZED (
+        SELECT b.*, to_timestamp(b.created) AS at FROM ps_stripe_batch_rows(p_events) b
+        WHERE b.fast
+    ), fresh AS (
+        INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload)
+        SELECT ev.event_id, ev.type, ev.account, ev.at, ev.livemode, ev.message_id, ev.payload
+        FROM ev
+        ON CONFLICT (id) DO NOTHING
+        RETURNING stripe_events.id
+    ), todo AS MATERIALIZED (
+        SELECT ev.* FROM ev JOIN fresh ON fresh.id = ev.event_id
+        WHERE ev.payment_intent IS NOT NULL
+    ), upd AS (
+        -- Payments that exist: every SET expression reads the row as it was.
+        UPDATE payments p SET
+            intent_status = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
+                                 THEN t.intent_status ELSE p.intent_status END,
+            gateway_status = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
+                                  THEN coalesce(t.gateway_status, p.gateway_status) ELSE p.gateway_status END,
+            amount_minor = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
+                                THEN coalesce(t.amount, p.amount_minor) ELSE p.amount_minor END,
+            currency = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
+                            THEN coalesce(t.currency, p.currency) ELSE coalesce(p.currency, t.currency) END,
+            order_id = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
+                            THEN coalesce(t.order_id, p.order_id) ELSE p.order_id END,
+            customer = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
+                            THEN coalesce(t.customer, p.customer) ELSE p.customer END,
+            failure_code = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
+                                THEN CASE WHEN t.intent_status = 'failed' THEN t.failure_code END
+                                ELSE p.failure_code END,
+            failure_message = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
+                                   THEN CASE WHEN t.intent_status = 'failed' THEN t.failure_message END
+                                   ELSE p.failure_message END,
+            last_event_at = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
+                                 THEN t.at ELSE p.last_event_at END,
+            version = p.version + CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
+                                       THEN 1 ELSE 0 END,
+            -- Money facts only grow; refunds already counted still count.
+            captured_minor = greatest(p.captured_minor, coalesce(t.captured, 0)),
+            refunded_minor = greatest(p.refunded_minor, coalesce(t.refunded, 0),
+                                      least(greatest(p.captured_minor, coalesce(t.captured, 0)),
+                                            p.refunds_succeeded_minor)),
+            updated_at = now()
+        FROM todo t
+        WHERE p.gateway_payment_id = t.payment_intent
+        -- A lifecycle event that did not move the payment was stale: had it
+        -- moved, the row would now carry its time and status.
+        RETURNING p.id, p.gateway_payment_id, t.event_id,
+                  CASE WHEN t.intent_status IS NULL
+                         OR (p.last_event_at = t.at AND p.intent_status = t.intent_status)
+                       THEN 'applied' ELSE 'stale' END AS outcome
+    ), ins AS (
+        INSERT INTO payments (id, gateway, gateway_payment_id, intent_status, gateway_status,
+                              amount_minor, currency, captured_minor, refunded_minor, order_id,
+                              customer, account, failure_code, failure_message, last_event_at,
+                              version)
+        SELECT 'pay_' || replace(gen_random_uuid()::text, '-', ''), 'stripe', t.payment_intent,
+               coalesce(t.intent_status, 'pending'),
+               CASE WHEN t.intent_status IS NOT NULL THEN t.gateway_status END,
+               CASE WHEN t.intent_status IS NOT NULL THEN coalesce(t.amount, 0) ELSE 0 END,
+               t.currency, coalesce(t.captured, 0), coalesce(t.refunded, 0),
+               CASE WHEN t.intent_status IS NOT NULL THEN t.order_id END,
+               CASE WHEN t.intent_status IS NOT NULL THEN t.customer END,
+               t.account,
+               CASE WHEN t.intent_status = 'failed' THEN t.failure_code END,
+               CASE WHEN t.intent_status = 'failed' THEN t.failure_message END,
+               CASE WHEN t.intent_status IS NOT NULL THEN t.at END,
+               CASE WHEN t.intent_status IS NOT NULL THEN 1 ELSE 0 END
+        FROM todo t LEFT JOIN upd ON upd.gateway_payment_id = t.payment_intent
+        WHERE upd.id IS NULL
+        RETURNING payments.id, payments.gateway_payment_id
+    ), ledger AS (
+        INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
+                                  gateway_transaction_id, source_event_id)
+        SELECT pay.id, 'charge', t.captured, t.currency, 'succeeded', t.charge_id, t.event_id
+        FROM todo t
+        JOIN (SELECT upd.id, upd.gateway_payment_id FROM upd
+              UNION ALL SELECT ins.id, ins.gateway_payment_id FROM ins) pay
+          ON pay.gateway_payment_id = t.payment_intent
+        WHERE t.charge_id IS NOT NULL AND coalesce(t.captured, 0) > 0
+        ON CONFLICT (type, gateway_transaction_id) DO NOTHING
+    )
+    SELECT ev.ord, ev.event_id,
+           CASE WHEN fresh.id IS NULL THEN 'duplicate'
+                WHEN ev.payment_intent IS NULL THEN 'recorded'
+                ELSE coalesce(upd.outcome, 'applied') END
+    FROM ev LEFT JOIN fresh ON fresh.id = ev.event_id
+            LEFT JOIN upd ON upd.event_id = ev.event_id;
+
+    FOR r IN SELECT * FROM ps_stripe_batch_rows(p_events) b WHERE NOT b.fast ORDER BY b.ord LOOP
+        ord := r.ord;
+        event_id := r.event_id;
+        outcome := ps_apply_stripe_event(r.event_id, r.type, r.account, r.created, r.livemode,
+                                         r.message_id, r.payload, r.payment_intent,
+                                         r.intent_status, r.gateway_status, r.amount,
+                                         r.currency, r.captured, r.refunded, r.charge_id,
+                                         r.order_id, r.customer, r.failure_code,
+                                         r.failure_message, r.refunds);
+        RETURN NEXT;
+    END LOOP;
+END $$;

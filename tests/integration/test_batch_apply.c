@@ -1,0 +1,266 @@
+/* ps_apply_stripe_batch, the set-based apply of a poll batch, against its
+ * reference ps_apply_stripe_event, which applies one event at a time: the
+ * same random streams (ties and reordering in time, duplicates, refunds,
+ * events about no payment) applied both ways in PostgreSQL must give each
+ * event the same outcome and leave the same payments, refunds, ledger and
+ * stored events. Each way uses ids of its own, told apart by a tag. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+#define NPAYMENTS 30
+#define NEVENTS 400
+#define MAX_CHUNK 60
+
+/* A stream's events with {tag} where the ids of one way go. */
+typedef struct {
+    char *events[NEVENTS];
+} stream_t;
+
+static const char *const kinds[] = {
+    "payment_intent.created", "payment_intent.requires_action", "payment_intent.processing",
+    "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
+    "charge.succeeded", "charge.refunded", "refund.updated", "customer.created",
+};
+#define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
+
+/* The facts the payments worker would extract from an event of kind about
+ * payment k (see stripe_events.c), as an element of the batch array. */
+static json_t *element(int i, const char *kind, int k, long created, unsigned *seed)
+{
+    static const char *const refund_statuses[] = {"pending", "succeeded", "failed", "canceled"};
+    char id[64], pi[64], ch[64], re[64];
+    long amount = 1000 + 10 * k;
+    snprintf(id, sizeof(id), "evt_{tag}_%d", i);
+    snprintf(pi, sizeof(pi), "pi_{tag}_%d", k);
+    snprintf(ch, sizeof(ch), "ch_{tag}_%d", k);
+    json_t *e = json_pack("{s:s, s:s, s:I, s:b, s:s, s:{s:s}}", "event_id", id, "type", kind,
+                          "created", (json_int_t)created, "livemode", 0, "message_id", id,
+                          "payload", "id", id);
+    if (strcmp(kind, "customer.created") == 0)
+        return e;
+    json_object_set_new(e, "payment_intent", json_string(pi));
+    json_object_set_new(e, "currency", json_string("USD"));
+    json_object_set_new(e, "amount", json_integer(amount));
+    const char *status = NULL;
+    if (strncmp(kind, "payment_intent.", 15) == 0) {
+        const char *what = kind + 15;
+        status = strcmp(what, "processing") == 0  ? "processing"
+                 : strcmp(what, "succeeded") == 0 ? "completed"
+                 : strcmp(what, "payment_failed") == 0 ? "failed"
+                 : strcmp(what, "canceled") == 0       ? "cancelled"
+                                                       : "pending";
+        json_object_set_new(e, "gateway_status", json_string(what));
+        json_object_set_new(e, "order_id", json_sprintf("ord_%d", k));
+        if (strcmp(status, "failed") == 0) {
+            json_object_set_new(e, "failure_code", json_string("card_declined"));
+            json_object_set_new(e, "failure_message", json_string("Your card was declined."));
+        }
+    } else if (strncmp(kind, "charge.", 7) == 0) {
+        status = "completed";
+        json_object_set_new(e, "customer", json_sprintf("cus_%d", k));
+    }
+    if (status)
+        json_object_set_new(e, "intent_status", json_string(status));
+    if (strcmp(kind, "payment_intent.succeeded") == 0 || strncmp(kind, "charge.", 7) == 0) {
+        /* Some captures are partial: what was captured must only grow. */
+        long part = strcmp(kind, "charge.succeeded") == 0 && rand_r(seed) % 2 ? 2 : 1;
+        json_object_set_new(e, "captured", json_integer(amount / part));
+        json_object_set_new(e, "charge_id", json_string(ch));
+    }
+    if (strcmp(kind, "charge.refunded") == 0) {
+        snprintf(re, sizeof(re), "re_{tag}_%d_1", k);
+        json_object_set_new(e, "refunded", json_integer(amount / 2));
+        json_object_set_new(e, "refunds", json_pack("[{s:s, s:I, s:s, s:s}]", "id", re, "amount",
+                                                    (json_int_t)(amount / 2), "currency", "USD",
+                                                    "status", "succeeded"));
+    }
+    if (strcmp(kind, "refund.updated") == 0) {
+        int which = 1 + (int)(rand_r(seed) % 2);
+        snprintf(re, sizeof(re), "re_{tag}_%d_%d", k, which);
+        json_object_del(e, "amount");
+        json_object_set_new(e, "refunds",
+                            json_pack("[{s:s, s:I, s:s, s:s}]", "id", re, "amount",
+                                      (json_int_t)(which == 1 ? amount / 2 : amount / 4),
+                                      "currency", "USD", "status",
+                                      refund_statuses[rand_r(seed) % 4]));
+    }
+    return e;
+}
+
+/* NEVENTS events about NPAYMENTS payments, created within 30 s of each
+ * other in any order; one in ten is a delivery again of an earlier one. */
+static void make_stream(stream_t *s, unsigned seed)
+{
+    for (int i = 0; i < NEVENTS; i++) {
+        if (i > 0 && rand_r(&seed) % 10 == 0) {
+            s->events[i] = strdup(s->events[rand_r(&seed) % (unsigned)i]);
+            continue;
+        }
+        const char *kind = kinds[rand_r(&seed) % NKINDS];
+        int k = (int)(rand_r(&seed) % NPAYMENTS);
+        json_t *e = element(i, kind, k, 1700000000L + (long)(rand_r(&seed) % 30), &seed);
+        s->events[i] = json_dumps(e, JSON_COMPACT);
+        json_decref(e);
+    }
+}
+
+/* tmpl with every {tag} replaced by tag; malloc'd. */
+static char *with_tag(const char *tmpl, const char *tag)
+{
+    size_t len = strlen(tmpl) + 1, tlen = strlen(tag);
+    for (const char *r = tmpl; (r = strstr(r, "{tag}")) != NULL; r += 5)
+        len += tlen;
+    char *out = malloc(len), *w = out;
+    for (const char *r = tmpl; *r;) {
+        if (strncmp(r, "{tag}", 5) == 0) {
+            memcpy(w, tag, tlen);
+            w += tlen;
+            r += 5;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
+/* events[from, to) as a JSON array, with tag in their ids. */
+static char *array_of(const stream_t *s, int from, int to, const char *tag)
+{
+    size_t len = 3;
+    char *parts[MAX_CHUNK];
+    for (int i = from; i < to; i++) {
+        parts[i - from] = with_tag(s->events[i], tag);
+        len += strlen(parts[i - from]) + 1;
+    }
+    char *out = malloc(len), *w = out;
+    *w++ = '[';
+    for (int i = from; i < to; i++) {
+        size_t n = strlen(parts[i - from]);
+        if (i > from)
+            *w++ = ',';
+        memcpy(w, parts[i - from], n);
+        w += n;
+        free(parts[i - from]);
+    }
+    *w++ = ']';
+    *w = '\0';
+    return out;
+}
+
+/* Appends outcome and a comma to list (of NEVENTS * 12 bytes). */
+static void add_outcomes(char *list, const char *outcomes)
+{
+    strcat(list, outcomes);
+    strcat(list, ",");
+}
+
+/* Applies the stream event by event with ps_apply_stripe_event. */
+static void apply_one_by_one(const stream_t *s, const char *tag, char *outcomes)
+{
+    for (int i = 0; i < NEVENTS; i++) {
+        char *arr = array_of(s, i, i + 1, tag);
+        char *o = ts_sql("SELECT ps_apply_stripe_event(r.event_id, r.type, r.account, r.created, "
+                         "r.livemode, r.message_id, r.payload, r.payment_intent, r.intent_status, "
+                         "r.gateway_status, r.amount, r.currency, r.captured, r.refunded, "
+                         "r.charge_id, r.order_id, r.customer, r.failure_code, r.failure_message, "
+                         "r.refunds) FROM ps_stripe_batch_rows($1::jsonb) r",
+                         arr, NULL);
+        cr_assert(o != NULL);
+        add_outcomes(outcomes, o);
+        free(o);
+        free(arr);
+    }
+}
+
+/* Applies the stream in batches of random sizes with ps_apply_stripe_batch;
+ * counts the events each path of it took. */
+static void apply_in_batches(const stream_t *s, const char *tag, char *outcomes, unsigned seed,
+                             long *fast, long *slow)
+{
+    for (int from = 0; from < NEVENTS;) {
+        int to = from + 1 + (int)(rand_r(&seed) % MAX_CHUNK);
+        to = to > NEVENTS ? NEVENTS : to;
+        char *arr = array_of(s, from, to, tag);
+        char *f = ts_sql("SELECT count(*) FILTER (WHERE fast) FROM ps_stripe_batch_rows($1::jsonb)",
+                         arr, NULL);
+        *fast += atol(f);
+        *slow += (to - from) - atol(f);
+        char *o = ts_sql("SELECT string_agg(outcome, ',' ORDER BY ord) FROM "
+                         "ps_apply_stripe_batch($1::jsonb)",
+                         arr, NULL);
+        cr_assert(o != NULL);
+        add_outcomes(outcomes, o);
+        free(o);
+        free(f);
+        free(arr);
+        from = to;
+    }
+}
+
+/* Rows that one way has and the other has not, over the four tables. */
+static long differences(const char *a, const char *b)
+{
+    static const char *const views[] = {
+        "SELECT replace(gateway_payment_id, '{tag}', 'X'), order_id, intent_status, status, "
+        "gateway_status, amount_minor, currency, captured_minor, refunded_minor, "
+        "refunds_succeeded_minor, customer, account, failure_code, failure_message, "
+        "last_event_at, version FROM payments WHERE gateway_payment_id LIKE 'pi\\_{tag}\\_%'",
+        "SELECT replace(r.id, '{tag}', 'X'), replace(p.gateway_payment_id, '{tag}', 'X'), "
+        "r.amount_minor, r.currency, r.status, r.reason, r.last_event_at FROM refunds r "
+        "JOIN payments p ON p.id = r.payment_id WHERE p.gateway_payment_id LIKE 'pi\\_{tag}\\_%'",
+        "SELECT replace(p.gateway_payment_id, '{tag}', 'X'), t.type, t.amount_minor, t.currency, "
+        "t.status, replace(t.gateway_transaction_id, '{tag}', 'X'), "
+        "replace(t.source_event_id, '{tag}', 'X') FROM transactions t JOIN payments p ON "
+        "p.id = t.payment_id WHERE p.gateway_payment_id LIKE 'pi\\_{tag}\\_%'",
+        "SELECT replace(id, '{tag}', 'X'), type, account, created, livemode, "
+        "replace(message_id, '{tag}', 'X'), replace(payload::text, '{tag}', 'X') "
+        "FROM stripe_events WHERE id LIKE 'evt\\_{tag}\\_%'",
+    };
+    long total = 0;
+    for (size_t v = 0; v < sizeof(views) / sizeof(views[0]); v++) {
+        char *qa = with_tag(views[v], a), *qb = with_tag(views[v], b), *sql = NULL;
+        cr_assert(asprintf(&sql,
+                           "SELECT count(*) FROM ((%s EXCEPT ALL %s) UNION ALL (%s EXCEPT ALL %s)) d",
+                           qa, qb, qb, qa) > 0);
+        char *n = ts_sql(sql, NULL);
+        if (atol(n) != 0)
+            cr_log_error("view %zu: %s rows differ", v, n);
+        total += atol(n);
+        free(n);
+        free(sql);
+        free(qa);
+        free(qb);
+    }
+    return total;
+}
+
+Test(batch_apply, gives_the_same_result_as_one_event_at_a_time, .timeout = 300)
+{
+    long fast = 0, slow = 0;
+    for (unsigned seed = 1; seed <= 4; seed++) {
+        stream_t s;
+        char one[32], batch[32];
+        char *want = calloc(NEVENTS, 12), *got = calloc(NEVENTS, 12);
+        make_stream(&s, seed);
+        ts_unique(one, sizeof(one), "o");
+        ts_unique(batch, sizeof(batch), "b");
+        apply_one_by_one(&s, one, want);
+        apply_in_batches(&s, batch, got, seed * 7919, &fast, &slow);
+        cr_assert_str_eq(got, want, "outcomes differ (seed %u)", seed);
+        cr_assert_eq(differences(one, batch), 0, "tables differ (seed %u)", seed);
+        /* The stream exercised every outcome. */
+        for (const char *o = "applied\0stale\0duplicate\0recorded\0"; *o; o += strlen(o) + 1)
+            cr_assert(strstr(want, o) != NULL, "no %s event (seed %u)", o, seed);
+        for (int i = 0; i < NEVENTS; i++)
+            free(s.events[i]);
+        free(want);
+        free(got);
+    }
+    cr_assert(fast > 0 && slow > 0, "both paths ran: %ld set-based, %ld one by one", fast, slow);
+}
