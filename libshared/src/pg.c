@@ -46,7 +46,14 @@ bool ps_pg_sqlstate_transient(const char *s)
            || strcmp(s, "40P01") == 0    /* deadlock detected */
            || strncmp(s, "53", 2) == 0   /* insufficient resources */
            || strncmp(s, "57P", 3) == 0  /* operator intervention: shutdown */
-           || strcmp(s, "55P03") == 0;   /* lock not available */
+           || strcmp(s, "55P03") == 0    /* lock not available */
+           /* The schema, the database or the login is not what the
+            * statements expect: no message is at fault, and all of them
+            * apply once an operator migrates or fixes it. */
+           || strncmp(s, "42", 2) == 0   /* syntax error or access rule violation */
+           || strncmp(s, "28", 2) == 0   /* invalid authorization */
+           || strcmp(s, "3D000") == 0    /* no such database */
+           || strcmp(s, "3F000") == 0;   /* no such schema */
 }
 
 static int prepare_all(ps_pg_t *pg, ps_pg_err_t *err)

@@ -75,7 +75,7 @@ static int wait_for_database(ps_pg_t *pg, const ps_pg_err_t *err, int *attempt,
     int64_t delay = ps_backoff_ms((*attempt)++, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
     char ms[24];
     snprintf(ms, sizeof(ms), "%" PRId64, delay);
-    ps_log_warn("database unavailable; retrying the batch", "sqlstate", err->sqlstate,
+    ps_log_warn("database cannot apply the batch now; retrying", "sqlstate", err->sqlstate,
                 "detail", err->message, "retry_in_ms", ms, NULL);
     for (int64_t waited = 0; waited < delay && *run; waited += 100)
         ps_sleep_ms(100);

@@ -1,5 +1,6 @@
-/* What must hold when parts fail: the broker stops answering, a worker is
- * killed in the middle of a stream. */
+/* What must hold when parts fail: the broker stops answering, the schema
+ * is not what the worker expects, a worker is killed in the middle of a
+ * stream. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -53,6 +54,33 @@ Test(failures, broker_not_answering_makes_the_intake_answer_503)
     char *v = ts_sql("SELECT version FROM payments WHERE gateway_payment_id = $1", pi, NULL);
     cr_assert_str_eq(v, "1");
     free(v);
+    free(body);
+}
+
+Test(failures, a_schema_the_worker_does_not_expect_stalls_it_without_dead_letters)
+{
+    char evt[64], pi[64];
+    ts_unique(evt, sizeof(evt), "evt_schema_");
+    ts_unique(pi, sizeof(pi), "pi_schema_");
+    char *body = succeeded(evt, pi, 700);
+    /* As if a migration had not been applied. */
+    ts_sql_exec("ALTER FUNCTION ps_apply_stripe_batch(jsonb) RENAME TO ps_apply_stripe_batch_away");
+    ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    ts_http_free(&r);
+    sleep(3);
+    char *dead = ts_sql("SELECT count(*) FROM dead_letters WHERE "
+                        "position(convert_to($1, 'UTF8') IN payload) > 0",
+                        evt, NULL);
+    char *seen = ts_sql("SELECT count(*) FROM stripe_events WHERE id = $1", evt, NULL);
+    ts_sql_exec("ALTER FUNCTION ps_apply_stripe_batch_away(jsonb) RENAME TO ps_apply_stripe_batch");
+    cr_assert_str_eq(dead, "0", "the event was dead-lettered for the database's fault");
+    cr_assert_str_eq(seen, "0", "applied without its function?");
+    /* Fixed: the worker goes on where it stopped. */
+    cr_assert(ts_wait_sql("completed", "SELECT status FROM payments WHERE gateway_payment_id = $1",
+                          pi, NULL), "not applied once the schema was back");
+    free(dead);
+    free(seen);
     free(body);
 }
 

@@ -134,6 +134,13 @@ char *ts_sql(const char *sql, ...)
     return v;
 }
 
+void ts_sql_exec(const char *sql)
+{
+    PGresult *res = PQexec(pg_conn(), sql);
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s: %s", sql, PQresultErrorMessage(res));
+    PQclear(res);
+}
+
 int ts_wait_sql(const char *expect, const char *sql, ...)
 {
     int64_t deadline = ps_mono_ms() + TS_WAIT_MS;

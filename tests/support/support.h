@@ -41,6 +41,9 @@ void ts_unique(char *buf, size_t len, const char *prefix);
  * NULL when there is no row. Parameters are text, NULL-terminated list. */
 char *ts_sql(const char *sql, ...) __attribute__((sentinel));
 
+/* Runs a statement that returns no rows (DDL, say), asserting it succeeded. */
+void ts_sql_exec(const char *sql);
+
 /* Waits until ts_sql(sql, params...) returns expect; returns 1 when it did,
  * 0 on timeout (the last value is in *last when last is not NULL). */
 int ts_wait_sql(const char *expect, const char *sql, ...) __attribute__((sentinel));

@@ -61,7 +61,9 @@ int ps_pg_batch(ps_pg_t *pg, const ps_pg_call_t *calls, size_t n, PGresult **res
                 ps_pg_err_t *err);
 
 /* True for SQLSTATEs where the same work may succeed later: connection
- * loss, serialization failure, deadlock, shutdown, lack of resources. */
+ * loss, serialization failure, deadlock, shutdown, lack of resources, and a
+ * schema, database or login that is not what the statements expect (an
+ * operator's fix, such as a migration, makes them succeed). */
 bool ps_pg_sqlstate_transient(const char *sqlstate);
 
 /* Applies every NNN_name.sql file of dir not yet recorded in
