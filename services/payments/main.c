@@ -19,7 +19,7 @@ static const ps_cfg_var_t config[] = {
     PS_CFG_COMMON,
     {"PAYSTREAM_PAYMENTS_GROUP", PS_CFG_STRING, "paystream-payments", 0, 0,
      "Kafka consumer group of the payments workers"},
-    {"PAYSTREAM_BATCH_MAX", PS_CFG_INT, "500", 1, 10000,
+    {"PAYSTREAM_BATCH_MAX", PS_CFG_INT, "2000", 1, 10000,
      "most messages applied in one database transaction"},
 };
 #define NCONFIG (sizeof(config) / sizeof(config[0]))

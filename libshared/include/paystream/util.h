@@ -38,10 +38,11 @@ void ps_sleep_ms(int64_t ms);
  * same resource do not do it in lockstep. */
 int64_t ps_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms);
 
-/* Caps glibc's malloc arenas at two. librdkafka runs a thread per broker
+/* Caps glibc's malloc arenas at two (librdkafka runs a thread per broker
  * and more; by default each thread that allocates gets an arena of its own,
- * and a worker's memory creeps up to half again as much. Call first thing
- * in main, before any thread starts. */
+ * and a worker's memory creeps up to half again as much), and returns large
+ * buffers to the system when freed. Call first thing in main, before any
+ * thread starts. */
 void ps_malloc_tune(void);
 
 /* malloc and calloc that abort the process when memory runs out: a worker
