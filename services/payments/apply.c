@@ -27,7 +27,7 @@ const size_t payments_nstatements = sizeof(payments_statements) / sizeof(payment
 
 /* Counts the outcome of each event of a batch: rows of (ord, event_id,
  * outcome), ord counting ecs from 1. */
-static void count_outcomes(apply_stats_t *stats, event_call_t **ecs, size_t count,
+static void count_outcomes(apply_stats_t *stats, batch_event_t **ecs, size_t count,
                            PGresult *res)
 {
     for (int row = 0; row < PQntuples(res); row++) {
@@ -48,7 +48,7 @@ static void count_outcomes(apply_stats_t *stats, event_call_t **ecs, size_t coun
 }
 
 /* The JSON array of a batch's events. */
-static char *batch_json(event_call_t **ecs, size_t count)
+static char *batch_json(batch_event_t **ecs, size_t count)
 {
     size_t len = 3;
     for (size_t i = 0; i < count; i++)
@@ -88,7 +88,7 @@ static int wait_for_database(ps_pg_t *pg, const ps_pg_err_t *err, int *attempt,
 
 /* Applies ecs (count of them) in one transaction until it commits, fails
  * for a reason of the messages (returns 1, err filled), or shutdown (-1). */
-static int run_batch(ps_pg_t *pg, event_call_t **ecs, size_t count, apply_stats_t *stats,
+static int run_batch(ps_pg_t *pg, batch_event_t **ecs, size_t count, apply_stats_t *stats,
                      ps_pg_err_t *err, volatile sig_atomic_t *run)
 {
     char *json = batch_json(ecs, count);
@@ -114,7 +114,7 @@ static int run_batch(ps_pg_t *pg, event_call_t **ecs, size_t count, apply_stats_
 }
 
 /* Applies one message alone, with bounded retries, then dead-letters it. */
-static int apply_one(ps_pg_t *pg, rd_kafka_t *dlq, event_call_t *ec, apply_stats_t *stats,
+static int apply_one(ps_pg_t *pg, rd_kafka_t *dlq, batch_event_t *ec, apply_stats_t *stats,
                      volatile sig_atomic_t *run)
 {
     ps_pg_err_t err = {0};
@@ -137,8 +137,8 @@ static int apply_one(ps_pg_t *pg, rd_kafka_t *dlq, event_call_t *ec, apply_stats
 int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                 apply_stats_t *stats, volatile sig_atomic_t *run)
 {
-    event_call_t *ecs = ps_xcalloc(n, sizeof(*ecs));
-    event_call_t **good = ps_xcalloc(n, sizeof(*good));
+    batch_event_t *ecs = ps_xcalloc(n, sizeof(*ecs));
+    batch_event_t **good = ps_xcalloc(n, sizeof(*good));
     size_t ngood = 0;
     int rc = 0;
     stats->batches++;

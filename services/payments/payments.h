@@ -21,12 +21,12 @@ typedef struct {
     char *json;            /* one element of ps_apply_stripe_batch's array */
     char reason[256];      /* why it cannot be applied, when bad is set */
     int bad;
-} event_call_t;
+} batch_event_t;
 
 /* stripe_events.c: fills ec->json from ec->msg (which must be set), or sets
  * ec->bad with the reason when the message is not an applicable event. */
-void stripe_event_prepare(event_call_t *ec);
-void stripe_event_release(event_call_t *ec);
+void stripe_event_prepare(batch_event_t *ec);
+void stripe_event_release(batch_event_t *ec);
 
 /* Counters of what the worker did, logged periodically. */
 typedef struct {

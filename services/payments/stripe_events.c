@@ -172,7 +172,7 @@ static int on_refund(json_t *re, const char *status, facts_t *f, char *err, size
     return currency_field(re, f, err, errlen);
 }
 
-static void set_bad(event_call_t *ec, const char *what, const char *detail)
+static void set_bad(batch_event_t *ec, const char *what, const char *detail)
 {
     ec->bad = 1;
     snprintf(ec->reason, sizeof(ec->reason), "%s: %s", what, detail);
@@ -194,7 +194,7 @@ static void set_int(json_t *o, const char *key, int64_t n)
 /* Writes the event as one element of the batch ps_apply_stripe_batch takes
  * (see 002_*.sql). The payload goes in as received: it parsed as JSON here,
  * so splicing it costs nothing and keeps its bytes. */
-static void fill_json(event_call_t *ec, json_t *root, facts_t *f)
+static void fill_json(batch_event_t *ec, json_t *root, facts_t *f)
 {
     json_t *o = json_object();
     char cur[4];
@@ -235,7 +235,7 @@ static void fill_json(event_call_t *ec, json_t *root, facts_t *f)
     free(facts);
 }
 
-void stripe_event_prepare(event_call_t *ec)
+void stripe_event_prepare(batch_event_t *ec)
 {
     char err[256] = "";
     rd_kafka_headers_t *hdrs = NULL;
@@ -270,7 +270,7 @@ void stripe_event_prepare(event_call_t *ec)
     json_decref(root);
 }
 
-void stripe_event_release(event_call_t *ec)
+void stripe_event_release(batch_event_t *ec)
 {
     free(ec->json);
     memset(ec, 0, sizeof(*ec));
