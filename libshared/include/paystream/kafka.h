@@ -47,8 +47,10 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
 size_t ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t max,
                            int timeout_ms, int *fatal);
 
-/* Synchronously commits, per partition, the offset after the last of msgs.
- * Returns 0, or -1 (logged) when the commit failed. */
+/* Commits, per partition, the offset after the last of msgs, without
+ * waiting for the broker: a commit that fails later only means the batch is
+ * delivered again, which the database's dedupe absorbs. Returns 0, or -1
+ * (logged) when the commit could not be sent. */
 int ps_kafka_commit_batch(rd_kafka_t *rk, rd_kafka_message_t *const *msgs, size_t n);
 
 /* Publishes one message and waits up to timeout_ms for its delivery report.
