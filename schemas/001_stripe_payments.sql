@@ -6,6 +6,16 @@
 -- The status dashboards read is derived from both, so the final state does
 -- not depend on the order in which events arrive.
 
+-- A new id of ours: the prefix, the time in microseconds (14 hex digits) and
+-- 70 random bits. Ids made later sort later, so a key index takes new rows at
+-- its right end instead of on a random page: inserts stay on a few hot pages
+-- and write far less to the WAL than with random ids.
+CREATE FUNCTION ps_new_id(prefix text) RETURNS text
+LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+    SELECT prefix || lpad(to_hex((date_part('epoch', clock_timestamp()) * 1000000)::bigint), 14, '0')
+                  || right(replace(gen_random_uuid()::text, '-', ''), 18)
+$$;
+
 CREATE TABLE stripe_events (
     id          text PRIMARY KEY,              -- evt_...
     type        text NOT NULL,
@@ -85,7 +95,7 @@ $$;
 -- The ledger: append-only rows of money moved. Charges minus refunds of a
 -- payment always equal its captured minus refunded amounts.
 CREATE TABLE transactions (
-    id                     text PRIMARY KEY DEFAULT 'txn_' || replace(gen_random_uuid()::text, '-', ''),
+    id                     text PRIMARY KEY DEFAULT ps_new_id('txn_'),
     payment_id             text NOT NULL REFERENCES payments (id),
     type                   text NOT NULL CHECK (type IN ('charge', 'refund', 'void')),
     amount_minor           bigint NOT NULL CHECK (amount_minor > 0),
@@ -186,7 +196,7 @@ BEGIN
     SELECT * INTO p FROM payments WHERE gateway_payment_id = p_payment_intent FOR UPDATE;
     v_new := NOT FOUND;
     IF v_new THEN
-        p.id := 'pay_' || replace(gen_random_uuid()::text, '-', '');
+        p.id := ps_new_id('pay_');
         p.gateway := 'stripe';
         p.gateway_payment_id := p_payment_intent;
         p.intent_status := 'pending';

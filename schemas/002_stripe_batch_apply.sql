@@ -118,7 +118,7 @@ BEGIN
                               amount_minor, currency, captured_minor, refunded_minor, order_id,
                               customer, account, failure_code, failure_message, last_event_at,
                               version)
-        SELECT 'pay_' || replace(gen_random_uuid()::text, '-', ''), 'stripe', t.payment_intent,
+        SELECT ps_new_id('pay_'), 'stripe', t.payment_intent,
                coalesce(t.intent_status, 'pending'),
                CASE WHEN t.intent_status IS NOT NULL THEN t.gateway_status END,
                CASE WHEN t.intent_status IS NOT NULL THEN coalesce(t.amount, 0) ELSE 0 END,

@@ -264,3 +264,20 @@ Test(batch_apply, gives_the_same_result_as_one_event_at_a_time, .timeout = 300)
     }
     cr_assert(fast > 0 && slow > 0, "both paths ran: %ld set-based, %ld one by one", fast, slow);
 }
+
+/* Ids of ours are prefix, time and randomness: distinct, in order of making
+ * (to the microsecond), and carrying the time they were made. */
+Test(batch_apply, new_ids_are_unique_and_in_time_order)
+{
+    char *r = ts_sql(
+        "WITH s AS (SELECT i, ps_new_id('pay_') AS id FROM generate_series(1, 2000) i), "
+        "t AS (SELECT i, id, ('x' || lpad(substr(id, 5, 14), 16, '0'))::bit(64)::bigint AS us, "
+        "      lag(substr(id, 5, 14)) OVER (ORDER BY i) AS before FROM s) "
+        "SELECT count(*) FILTER (WHERE id !~ '^pay_[0-9a-f]{32}$') || ',' || "
+        "       (count(*) - count(DISTINCT id)) || ',' || "
+        "       count(*) FILTER (WHERE before > substr(id, 5, 14)) || ',' || "
+        "       count(*) FILTER (WHERE abs(us / 1e6 - extract(epoch FROM now())) > 60) FROM t",
+        NULL);
+    cr_assert_str_eq(r, "0,0,0,0", "malformed, repeated, out of order, off the clock: %s", r);
+    free(r);
+}
