@@ -3,16 +3,14 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "paystream/hmac.h"
 #include "paystream/util.h"
 
-#define DIGEST_LEN 32
+#define DIGEST_LEN PS_HMAC_SHA256_LEN
 #define MAX_V1 8
 
 int ps_sig_keys_parse(const char *csv, ps_sig_keys_t *keys, char *err, size_t errlen)
@@ -53,38 +51,14 @@ void ps_sig_keys_free(ps_sig_keys_t *keys)
     keys->count = 0;
 }
 
-static EVP_MAC *hmac_impl;
-static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
-
-/* Fetching an algorithm takes locks and a lookup: do it once per process. */
-static void hmac_fetch(void)
-{
-    hmac_impl = EVP_MAC_fetch(NULL, "HMAC", NULL);
-}
-
 /* HMAC-SHA256 over "<t>.<body>" without copying the body. */
 static int sig_digest(const char *secret, int64_t t, const char *body, size_t len,
                       unsigned char out[DIGEST_LEN])
 {
     char prefix[32];
     int plen = snprintf(prefix, sizeof(prefix), "%" PRId64 ".", t);
-    size_t outlen = 0;
-    int ok = 0;
-    pthread_once(&hmac_once, hmac_fetch);
-    if (hmac_impl == NULL)
-        return -1;
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
-        OSSL_PARAM_construct_end(),
-    };
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac_impl);
-    if (ctx && EVP_MAC_init(ctx, (const unsigned char *)secret, strlen(secret), params) &&
-        EVP_MAC_update(ctx, (const unsigned char *)prefix, (size_t)plen) &&
-        EVP_MAC_update(ctx, (const unsigned char *)body, len) &&
-        EVP_MAC_final(ctx, out, &outlen, DIGEST_LEN) && outlen == DIGEST_LEN)
-        ok = 1;
-    EVP_MAC_CTX_free(ctx);
-    return ok ? 0 : -1;
+    ps_hmac_piece_t pieces[] = {{prefix, (size_t)plen}, {body, len}};
+    return ps_hmac_sha256(secret, strlen(secret), pieces, 2, out);
 }
 
 typedef struct {
