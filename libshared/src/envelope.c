@@ -19,13 +19,15 @@ rd_kafka_headers_t *ps_envelope_to_headers(const ps_envelope_t *env)
 {
     char ts[24];
     snprintf(ts, sizeof(ts), "%" PRId64, env->received_at_ms);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
     rd_kafka_header_add(h, PS_HDR_MESSAGE_ID, -1, env->message_id, -1);
     rd_kafka_header_add(h, PS_HDR_SOURCE, -1, env->source, -1);
     rd_kafka_header_add(h, PS_HDR_TYPE, -1, env->type, -1);
     rd_kafka_header_add(h, PS_HDR_RECEIVED_AT, -1, ts, -1);
     if (env->actor[0])
         rd_kafka_header_add(h, PS_HDR_ACTOR, -1, env->actor, -1);
+    if (env->actor_roles[0])
+        rd_kafka_header_add(h, PS_HDR_ACTOR_ROLES, -1, env->actor_roles, -1);
     return h;
 }
 
@@ -61,6 +63,7 @@ int ps_envelope_from_headers(const rd_kafka_headers_t *hdrs, ps_envelope_t *env,
         {PS_HDR_SOURCE, offsetof(ps_envelope_t, source), sizeof(env->source), 1},
         {PS_HDR_TYPE, offsetof(ps_envelope_t, type), sizeof(env->type), 1},
         {PS_HDR_ACTOR, offsetof(ps_envelope_t, actor), sizeof(env->actor), 0},
+        {PS_HDR_ACTOR_ROLES, offsetof(ps_envelope_t, actor_roles), sizeof(env->actor_roles), 0},
     };
     memset(env, 0, sizeof(*env));
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {

@@ -4,6 +4,8 @@
 #include <openssl/params.h>
 #include <pthread.h>
 
+#include "paystream/util.h"
+
 static EVP_MAC *hmac_impl;
 static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
 
@@ -31,4 +33,20 @@ int ps_hmac_sha256(const void *key, size_t keylen, const ps_hmac_piece_t *pieces
     ok = ok && EVP_MAC_final(ctx, out, &outlen, PS_HMAC_SHA256_LEN) && outlen == PS_HMAC_SHA256_LEN;
     EVP_MAC_CTX_free(ctx);
     return ok ? 0 : -1;
+}
+
+int ps_sha256_hex(const ps_hmac_piece_t *pieces, size_t npieces, char out[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    for (size_t i = 0; ok && i < npieces; i++)
+        ok = EVP_DigestUpdate(ctx, pieces[i].data, pieces[i].len);
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen == sizeof(md);
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return -1;
+    ps_hex_encode(md, sizeof(md), out);
+    return 0;
 }

@@ -1,6 +1,7 @@
 #include "paystream/util.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +28,9 @@ int64_t ps_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void fill_random(unsigned char *buf, size_t len)
+void ps_random_bytes(void *out, size_t len)
 {
+    unsigned char *buf = out;
     size_t got = 0;
     while (got < len) {
         ssize_t n = getrandom(buf + got, len - got, 0);
@@ -46,13 +48,24 @@ static void fill_random(unsigned char *buf, size_t len)
 void ps_uuid_v4(char *out)
 {
     unsigned char b[16];
-    fill_random(b, sizeof(b));
+    ps_random_bytes(b, sizeof(b));
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     snprintf(out, PS_UUID_LEN + 1,
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
              b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
              b[11], b[12], b[13], b[14], b[15]);
+}
+
+void ps_ordered_hex(char *out)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    unsigned char r[9];
+    ps_random_bytes(r, sizeof(r));
+    snprintf(out, 15, "%014" PRIx64, us);
+    ps_hex_encode(r, sizeof(r), out + 14);
 }
 
 void ps_hex_encode(const unsigned char *in, size_t len, char *out)
@@ -114,7 +127,7 @@ int64_t ps_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms)
     if (delay > cap_ms)
         delay = cap_ms;
     unsigned char r;
-    fill_random(&r, 1);
+    ps_random_bytes(&r, 1);
     return delay - (delay / 5) * r / 255;
 }
 

@@ -9,4 +9,9 @@ int cmd_topics_config(int argc, char **argv);
 int cmd_kafka_wait(int argc, char **argv);
 int cmd_kafka_watermarks(int argc, char **argv);
 
+/* apikeys.c */
+int cmd_apikey_create(int argc, char **argv);
+int cmd_apikey_revoke(int argc, char **argv);
+int cmd_apikey_list(int argc, char **argv);
+
 #endif

@@ -23,6 +23,12 @@ static const struct {
      "[--brokers N] [--timeout SECONDS]\n      wait until N brokers answer metadata requests"},
     {"kafka", "watermarks", cmd_kafka_watermarks,
      "TOPIC\n      print each partition's first and next offset: PARTITION LOW HIGH"},
+    {"apikey", "create", cmd_apikey_create,
+     "--user USER [--sandbox] [--admin]\n"
+     "      issue an API key acting for USER and print it (shown this once only);\n"
+     "      --sandbox: its payments go to the sandbox gateway; --admin: sees all data"},
+    {"apikey", "revoke", cmd_apikey_revoke, "KEY_ID\n      revoke a key (the psk_..._<id> part)"},
+    {"apikey", "list", cmd_apikey_list, "\n      print every key: ID USER ADMIN CREATED REVOKED"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "intake.h"
 #include "paystream/log.h"
 #include "paystream/util.h"
@@ -16,15 +17,20 @@ static const route_t routes[] = {
     {"GET", "/health", handle_health},
     {"GET", "/ready", handle_ready},
     {"GET", "/metrics", handle_metrics},
+    {"*", "/api/", handle_api},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
 /* Finds the route for method and path; *path_known tells a wrong method
- * (405) from an unknown path (404). */
+ * (405) from an unknown path (404). A route of method "*" takes every
+ * method and every path under its own (the API routes further itself). */
 static const route_t *route_find(const char *method, const char *path, int *path_known)
 {
     *path_known = 0;
     for (size_t i = 0; i < NROUTES; i++) {
+        if (routes[i].method[0] == '*' &&
+            strncmp(routes[i].path, path, strlen(routes[i].path)) == 0)
+            return &routes[i];
         if (strcmp(routes[i].path, path) != 0)
             continue;
         *path_known = 1;
@@ -39,6 +45,8 @@ static void queue(request_t *req, unsigned status, const char *body, size_t len)
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     MHD_add_response_header(resp, "Content-Type", "application/json");
+    for (int i = 0; i < req->nheaders; i++)
+        MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
     MHD_queue_response(req->conn, status, resp);
     MHD_destroy_response(resp);
     req->status = status;
@@ -65,6 +73,15 @@ const char *http_header(request_t *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+void http_add_header(request_t *req, const char *name, const char *value)
+{
+    if (req->nheaders >= HTTP_MAX_HEADERS)
+        return;
+    ps_strlcpy(req->headers[req->nheaders].name, name, sizeof(req->headers[0].name));
+    ps_strlcpy(req->headers[req->nheaders].value, value, sizeof(req->headers[0].value));
+    req->nheaders++;
+}
+
 void http_defer(request_t *req)
 {
     req->deferred = 1;
@@ -89,13 +106,14 @@ static void answer_ready(request_t *req)
     req->ready_body = NULL;
 }
 
-static request_t *request_new(struct MHD_Connection *conn, const char *method)
+static request_t *request_new(struct MHD_Connection *conn, const char *url, const char *method)
 {
     request_t *req = calloc(1, sizeof(*req));
     if (req == NULL)
         return NULL;
     req->conn = conn;
     req->method = method;
+    req->url = url;
     req->started_us = ps_mono_us();
     pthread_mutex_init(&req->lock, NULL);
     return req;
@@ -164,7 +182,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)version;
     request_t *req = *con_cls;
     if (req == NULL) {
-        req = request_new(conn, method);
+        req = request_new(conn, url, method);
         if (req == NULL)
             return MHD_NO;
         *con_cls = req;

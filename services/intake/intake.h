@@ -22,16 +22,23 @@ typedef struct {
     handler_fn handler;
 } route_t;
 
+#define HTTP_MAX_HEADERS 3
+
 /* One HTTP request, from its first byte to its completion. */
 struct request {
     struct MHD_Connection *conn;
     const route_t *route;
     const char *method;
+    const char *url; /* the path, without the query; owned by the server */
     char *body;
     size_t len, cap;
     int too_large;
     int64_t started_us;
     unsigned status;      /* answered status, for the metrics */
+    struct {
+        char name[32], value[192];
+    } headers[HTTP_MAX_HEADERS]; /* extra response headers */
+    int nheaders;
 
     /* Deferred answers (see http_defer): guarded by lock. */
     pthread_mutex_t lock;
@@ -40,11 +47,23 @@ struct request {
     char *ready_body;
 };
 
+/* What travels with a produced message to its delivery report (as the
+ * message's opaque): done is called with Kafka's verdict on the producer's
+ * poll thread. Embedded first in the structure of each kind of message. */
+typedef struct publish {
+    void (*done)(struct publish *p, rd_kafka_resp_err_t err);
+    int64_t produced_us;
+} publish_t;
+
+/* main.c: the producer's delivery-report callback; measures and calls done. */
+void intake_delivered(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque);
+
 /* Shared state of the service, set up by main.c. */
 typedef struct {
     rd_kafka_t *producer;
     size_t max_body;
     const char *pg_dsn;
+    int max_wait_ms; /* longest Prefer: wait honoured */
     ps_metric_t *requests, *verify_failures, *publish_latency, *publish_failures;
 } intake_t;
 
@@ -63,6 +82,10 @@ void http_respond_error(request_t *req, unsigned status, const char *type, const
 /* The value of request header name, or NULL. Owned by the server. */
 const char *http_header(request_t *req, const char *name);
 
+/* Adds a header to req's answer (Location, Retry-After, ...); set it before
+ * answering, from the thread that answers. */
+void http_add_header(request_t *req, const char *name, const char *value);
+
 /* Marks req as answered later from another thread with http_finish: the
  * connection is suspended when the handler returns. */
 void http_defer(request_t *req);
@@ -76,8 +99,6 @@ int webhooks_init(char *err, size_t errlen);
 void webhooks_free(void);
 void handle_stripe_webhook(request_t *req);
 void handle_stripe_connect_webhook(request_t *req);
-/* The producer's delivery-report callback: answers the deferred webhook. */
-void webhooks_delivered(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque);
 /* Whether each endpoint has its secret, for GET /health. */
 int webhooks_enabled(int is_connect);
 

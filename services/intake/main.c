@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api.h"
 #include "intake.h"
 #include "paystream/config.h"
 #include "paystream/kafka.h"
@@ -30,6 +31,16 @@ static const ps_cfg_var_t config[] = {
      "whsec_ secret(s) of the Connect endpoint, comma-separated while rolling"},
     {"STRIPE_WEBHOOK_TOLERANCE_S", PS_CFG_INT, "300", 1, 86400,
      "largest age (or lead) of a signature timestamp, in seconds"},
+    {"PAYSTREAM_JWT_SECRET", PS_CFG_SECRET, "", 0, 0,
+     "HS256 key of the API's bearer tokens; unset, only API keys are accepted"},
+    {"PAYSTREAM_API_THREADS", PS_CFG_INT, "4", 1, 64,
+     "threads (each with a PostgreSQL connection) serving /api/v1"},
+    {"PAYSTREAM_API_MAX_WAIT_S", PS_CFG_INT, "30", 0, 300,
+     "longest Prefer: wait honoured, in seconds"},
+    {"PAYSTREAM_RATE_LIMIT_PER_S", PS_CFG_INT, "50", 0, 1000000,
+     "API writes per second per actor (token bucket refill); 0 turns the limit off"},
+    {"PAYSTREAM_RATE_LIMIT_BURST", PS_CFG_INT, "100", 1, 1000000,
+     "API writes an actor may make at once (token bucket size)"},
 };
 #define NCONFIG (sizeof(config) / sizeof(config[0]))
 
@@ -48,6 +59,15 @@ static void *poll_producer(void *arg)
     while (run)
         rd_kafka_poll(intake.producer, 100);
     return NULL;
+}
+
+void intake_delivered(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    publish_t *pub = msg->_private;
+    ps_metric_observe(intake.publish_latency, "", (double)(ps_mono_us() - pub->produced_us) / 1e6);
+    pub->done(pub, msg->err);
 }
 
 static void register_metrics(void)
@@ -71,14 +91,14 @@ int main(int argc, char **argv)
     if (argc > 1) {
         int help = strcmp(argv[1], "--help") == 0;
         ps_config_usage(help ? stdout : stderr, "paystream-intake",
-                        "Takes Stripe webhooks over HTTP, verifies them and publishes them to "
-                        "Kafka.\n  --help  this text", config, NCONFIG);
+                        "Takes Stripe webhooks and API commands over HTTP, verifies them and "
+                        "publishes them to Kafka.\n  --help  this text", config, NCONFIG);
         return help ? 0 : 2;
     }
     ps_malloc_tune();
     if (ps_config_start("intake", config, NCONFIG) < 0)
         return 2;
-    if (webhooks_init(err, sizeof(err)) < 0) {
+    if (webhooks_init(err, sizeof(err)) < 0 || auth_init(err, sizeof(err)) < 0) {
         fprintf(stderr, "paystream-intake: %s\n", err);
         return 2;
     }
@@ -86,11 +106,20 @@ int main(int argc, char **argv)
     intake.max_body = (size_t)ps_config_int("PAYSTREAM_MAX_BODY_BYTES");
     intake.pg_dsn = ps_config_str("PAYSTREAM_PG_DSN");
     intake.producer = ps_kafka_producer_new(
-        ps_config_str("PAYSTREAM_KAFKA_BROKERS"), "paystream-intake", webhooks_delivered,
+        ps_config_str("PAYSTREAM_KAFKA_BROKERS"), "paystream-intake", intake_delivered,
         (int)ps_config_int("PAYSTREAM_PUBLISH_TIMEOUT_MS"),
         (int)ps_config_int("PAYSTREAM_PRODUCER_LINGER_MS"), err, sizeof(err));
     if (intake.producer == NULL) {
         ps_log_error("cannot create the kafka producer", "detail", err, NULL);
+        return 1;
+    }
+    intake.max_wait_ms = (int)ps_config_int("PAYSTREAM_API_MAX_WAIT_S") * 1000;
+    ratelimit_init((double)ps_config_int("PAYSTREAM_RATE_LIMIT_PER_S"),
+                   (double)ps_config_int("PAYSTREAM_RATE_LIMIT_BURST"));
+    if (waiter_start(intake.pg_dsn, err, sizeof(err)) < 0 ||
+        api_start(intake.pg_dsn, (int)ps_config_int("PAYSTREAM_API_THREADS"), err, sizeof(err)) < 0) {
+        ps_log_error("cannot start the API", "detail", err, NULL);
+        rd_kafka_destroy(intake.producer);
         return 1;
     }
     signal(SIGINT, stop);
@@ -116,11 +145,14 @@ int main(int argc, char **argv)
         ps_sleep_ms(200);
     pthread_join(poller, NULL);
     probes_stop();
-    /* Stop taking requests, then let every waiting webhook get its delivery
-     * report (and so its answer) before the server goes away. */
+    /* Stop taking requests, then let every waiting webhook and command get
+     * its delivery report (and so its answer) before the server goes away;
+     * requests still waiting for a command's result get 202. */
     if (http)
         MHD_quiesce_daemon(http);
+    api_stop();
     rd_kafka_flush(intake.producer, (int)ps_config_int("PAYSTREAM_PUBLISH_TIMEOUT_MS") + 1000);
+    waiter_stop();
     if (http)
         MHD_stop_daemon(http);
     rd_kafka_destroy(intake.producer);

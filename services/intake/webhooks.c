@@ -31,13 +31,13 @@ static endpoint_t connect_ep = {"stripe_connect", "STRIPE_CONNECT_WEBHOOK_SECRET
                              PS_TOPIC_STRIPE_CONNECT_EVENTS, "stripe-connect", {{0}, 0}, 0};
 static int64_t tolerance;
 
-/* What travels with a message to its delivery report. */
+/* What travels with an event to its delivery report. */
 typedef struct {
+    publish_t base;
     request_t *req;
-    int64_t produced_us;
     char message_id[PS_UUID_LEN + 1];
     char event_id[96];
-} publish_t;
+} event_publish_t;
 
 static int endpoint_init(endpoint_t *ep, char *err, size_t errlen)
 {
@@ -125,16 +125,12 @@ static const char *event_shape_error(json_t *root)
 }
 
 /* Delivery report, on the producer's poll thread: answers the request. */
-void webhooks_delivered(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+static void delivered(publish_t *base, rd_kafka_resp_err_t err)
 {
-    (void)rk;
-    (void)opaque;
-    publish_t *pub = msg->_private;
-    double seconds = (double)(ps_mono_us() - pub->produced_us) / 1e6;
-    ps_metric_observe(intake.publish_latency, "", seconds);
+    event_publish_t *pub = (event_publish_t *)base;
     json_t *body;
     unsigned status;
-    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         status = 200;
         body = json_pack("{s:b, s:s}", "received", 1, "message_id", pub->message_id);
     } else {
@@ -142,7 +138,7 @@ void webhooks_delivered(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
         ps_metric_add(intake.publish_failures, "", 1);
         ps_log_error("kafka did not acknowledge the event; answering 503 so that it is retried",
                      "message_id", pub->message_id, "event_id", pub->event_id,
-                     "detail", rd_kafka_err2str(msg->err), NULL);
+                     "detail", rd_kafka_err2str(err), NULL);
         body = json_pack("{s:{s:s, s:s, s:s}}", "error", "type", "api_error", "code",
                          "kafka_unavailable", "message",
                          "the event could not be stored; retry later");
@@ -178,13 +174,14 @@ static void publish(request_t *req, endpoint_t *ep, json_t *root)
     const char *key = event_key(root, object, ep == &connect_ep);
     ps_envelope_t env;
     ps_envelope_init(&env, ep->source, object_string(root, "type"));
-    publish_t *pub = calloc(1, sizeof(*pub));
+    event_publish_t *pub = calloc(1, sizeof(*pub));
     if (pub == NULL) {
         http_respond_error(req, 503, "api_error", "overloaded", "out of memory; retry later", NULL);
         return;
     }
     pub->req = req;
-    pub->produced_us = ps_mono_us();
+    pub->base.done = delivered;
+    pub->base.produced_us = ps_mono_us();
     memcpy(pub->message_id, env.message_id, sizeof(pub->message_id));
     ps_strlcpy(pub->event_id, object_string(root, "id"), sizeof(pub->event_id));
     rd_kafka_headers_t *hdrs = ps_envelope_to_headers(&env);

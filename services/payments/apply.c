@@ -1,7 +1,8 @@
-/* Applying a poll batch exactly once in effect. The whole batch goes in one
- * transaction and one call of ps_apply_stripe_batch (dedupe included); if any message
- * makes it fail for a reason of its own, the batch is applied message by
- * message so that only that one is retried and, in the end, dead-lettered.
+/* Applying a poll batch exactly once in effect. Its Stripe events go in one
+ * transaction and one call of ps_apply_stripe_batch, its commands in one of
+ * ps_apply_commands (dedupe included in both); if any message makes one fail
+ * for a reason of its own, that part is applied message by message so that
+ * only that one is retried and, in the end, dead-lettered.
  * Failures of the database itself are retried until it comes back: the
  * messages are not at fault, and dead-lettering them would lose order. */
 #include <inttypes.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "payments.h"
+#include "paystream/kafka.h"
 #include "paystream/log.h"
 #include "paystream/util.h"
 
@@ -19,13 +21,22 @@
 
 const ps_pg_stmt_t payments_statements[] = {
     {"apply_stripe_batch", "SELECT ord, event_id, outcome FROM ps_apply_stripe_batch($1::jsonb)", 1},
+    {"apply_commands", "SELECT ord, command_id, outcome FROM ps_apply_commands($1::jsonb)", 1},
     {"insert_dead_letter",
      "INSERT INTO dead_letters (topic, \"partition\", \"offset\", message_id, reason, payload) "
      "VALUES ($1, $2, $3, $4, $5, $6::bytea) ON CONFLICT DO NOTHING", 6},
 };
 const size_t payments_nstatements = sizeof(payments_statements) / sizeof(payments_statements[0]);
 
-/* Counts the outcome of each event of a batch: rows of (ord, event_id,
+/* The messages of one kind in a poll batch and the statement that applies
+ * them. */
+typedef struct {
+    const char *stmt;
+    batch_event_t **ecs;
+    size_t n;
+} group_t;
+
+/* Counts the outcome of each message of a batch: rows of (ord, id,
  * outcome), ord counting ecs from 1. */
 static void count_outcomes(apply_stats_t *stats, batch_event_t **ecs, size_t count,
                            PGresult *res)
@@ -39,11 +50,13 @@ static void count_outcomes(apply_stats_t *stats, batch_event_t **ecs, size_t cou
             stats->duplicate++;
         else if (strcmp(outcome, "stale") == 0)
             stats->stale++;
+        else if (strcmp(outcome, "refused") == 0)
+            stats->refused++;
         else
             stats->recorded++;
         if (ord >= 1 && (size_t)ord <= count)
-            ps_log_debug("event applied", "message_id", ecs[ord - 1]->env.message_id,
-                         "event_id", PQgetvalue(res, row, 1), "outcome", outcome, NULL);
+            ps_log_debug("message applied", "message_id", ecs[ord - 1]->env.message_id,
+                         "id", PQgetvalue(res, row, 1), "outcome", outcome, NULL);
     }
 }
 
@@ -86,13 +99,14 @@ static int wait_for_database(ps_pg_t *pg, const ps_pg_err_t *err, int *attempt,
     return 0;
 }
 
-/* Applies ecs (count of them) in one transaction until it commits, fails
- * for a reason of the messages (returns 1, err filled), or shutdown (-1). */
-static int run_batch(ps_pg_t *pg, batch_event_t **ecs, size_t count, apply_stats_t *stats,
-                     ps_pg_err_t *err, volatile sig_atomic_t *run)
+/* Applies ecs (count of them) with stmt in one transaction until it
+ * commits, fails for a reason of the messages (returns 1, err filled), or
+ * shutdown (-1). */
+static int run_batch(ps_pg_t *pg, const char *stmt, batch_event_t **ecs, size_t count,
+                     apply_stats_t *stats, ps_pg_err_t *err, volatile sig_atomic_t *run)
 {
     char *json = batch_json(ecs, count);
-    ps_pg_call_t call = {.stmt = "apply_stripe_batch", .nparams = 1, .values = {json}};
+    ps_pg_call_t call = {.stmt = stmt, .nparams = 1, .values = {json}};
     PGresult *res;
     int attempt = 0, rc = -1;
     while (*run) {
@@ -114,19 +128,19 @@ static int run_batch(ps_pg_t *pg, batch_event_t **ecs, size_t count, apply_stats
 }
 
 /* Applies one message alone, with bounded retries, then dead-letters it. */
-static int apply_one(ps_pg_t *pg, rd_kafka_t *dlq, batch_event_t *ec, apply_stats_t *stats,
-                     volatile sig_atomic_t *run)
+static int apply_one(ps_pg_t *pg, rd_kafka_t *dlq, const char *stmt, batch_event_t *ec,
+                     apply_stats_t *stats, volatile sig_atomic_t *run)
 {
     ps_pg_err_t err = {0};
     for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        int rc = run_batch(pg, &ec, 1, stats, &err, run);
+        int rc = run_batch(pg, stmt, &ec, 1, stats, &err, run);
         if (rc <= 0)
             return rc;
         if (attempt + 1 < MAX_ATTEMPTS)
             ps_sleep_ms(ps_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS));
     }
     char reason[700];
-    snprintf(reason, sizeof(reason), "database refused the event (SQLSTATE %s): %s",
+    snprintf(reason, sizeof(reason), "database refused the message (SQLSTATE %s): %s",
              err.sqlstate, err.message);
     if (dead_letter(pg, dlq, ec->msg, ec->env.message_id, reason, run) < 0)
         return -1;
@@ -134,44 +148,65 @@ static int apply_one(ps_pg_t *pg, rd_kafka_t *dlq, batch_event_t *ec, apply_stat
     return 0;
 }
 
+/* Applies one group in one transaction, or message by message when that
+ * fails for a reason of the messages. Returns 0, or -1 on shutdown. */
+static int apply_group(ps_pg_t *pg, rd_kafka_t *dlq, const group_t *g, apply_stats_t *stats,
+                       volatile sig_atomic_t *run)
+{
+    if (g->n == 0)
+        return 0;
+    ps_pg_err_t err = {0};
+    int r = run_batch(pg, g->stmt, g->ecs, g->n, stats, &err, run);
+    if (r != 1)
+        return r;
+    ps_log_warn("batch refused; applying its messages one by one", "sqlstate", err.sqlstate,
+                "detail", err.message, NULL);
+    for (size_t i = 0; i < g->n; i++) {
+        if (apply_one(pg, dlq, g->stmt, g->ecs[i], stats, run) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void batch_event_release(batch_event_t *ec)
+{
+    free(ec->json);
+    memset(ec, 0, sizeof(*ec));
+}
+
 int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                 apply_stats_t *stats, volatile sig_atomic_t *run)
 {
     batch_event_t *ecs = ps_xcalloc(n, sizeof(*ecs));
-    batch_event_t **good = ps_xcalloc(n, sizeof(*good));
-    size_t ngood = 0;
+    group_t events = {"apply_stripe_batch", ps_xcalloc(n, sizeof(batch_event_t *)), 0};
+    group_t commands = {"apply_commands", ps_xcalloc(n, sizeof(batch_event_t *)), 0};
     int rc = 0;
     stats->batches++;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        int is_command = strcmp(rd_kafka_topic_name(msgs[i]->rkt), PS_TOPIC_COMMANDS_PAYMENTS) == 0;
         ecs[i].msg = msgs[i];
-        stripe_event_prepare(&ecs[i]);
+        if (is_command)
+            command_prepare(&ecs[i]);
+        else
+            stripe_event_prepare(&ecs[i]);
+        group_t *g = is_command ? &commands : &events;
         if (!ecs[i].bad) {
-            good[ngood++] = &ecs[i];
+            g->ecs[g->n++] = &ecs[i];
             continue;
         }
         /* A message that can never apply: no retry will change that. */
-        if (dead_letter(pg, dlq, msgs[i], ecs[i].env.message_id, ecs[i].reason, run) < 0) {
-            rc = -1;
-            goto done;
-        }
-        stats->dead_lettered++;
+        rc = dead_letter(pg, dlq, msgs[i], ecs[i].env.message_id, ecs[i].reason, run);
+        if (rc == 0)
+            stats->dead_lettered++;
     }
-    if (ngood == 0)
-        goto done;
-    ps_pg_err_t err = {0};
-    int r = run_batch(pg, good, ngood, stats, &err, run);
-    if (r == 1) {
-        ps_log_warn("batch refused; applying its messages one by one", "sqlstate", err.sqlstate,
-                    "detail", err.message, NULL);
-        for (size_t i = 0; i < ngood && rc == 0; i++)
-            rc = apply_one(pg, dlq, good[i], stats, run);
-    } else {
-        rc = r;
-    }
-done:
+    if (rc == 0)
+        rc = apply_group(pg, dlq, &events, stats, run);
+    if (rc == 0)
+        rc = apply_group(pg, dlq, &commands, stats, run);
     for (size_t i = 0; i < n; i++)
-        stripe_event_release(&ecs[i]);
-    free(good);
+        batch_event_release(&ecs[i]);
+    free(events.ecs);
+    free(commands.ecs);
     free(ecs);
     return rc;
 }

@@ -1,5 +1,5 @@
-/* paystream-payments: applies Stripe events to payments, refunds and the
- * ledger, exactly once in effect. The loop is librdkafka's consumer example:
+/* paystream-payments: applies Stripe events and API commands to orders,
+ * payments, refunds and the ledger, exactly once in effect. The loop is librdkafka's consumer example:
  * poll a batch, apply it in one database transaction, then commit offsets. */
 #include <inttypes.h>
 #include <signal.h>
@@ -34,15 +34,16 @@ static void stop(int sig)
 
 static void log_stats(const apply_stats_t *s)
 {
-    char applied[24], dup[24], stale[24], rec[24], dead[24], batches[24];
+    char applied[24], dup[24], stale[24], rec[24], refused[24], dead[24], batches[24];
     snprintf(applied, sizeof(applied), "%" PRIu64, s->applied);
     snprintf(dup, sizeof(dup), "%" PRIu64, s->duplicate);
     snprintf(stale, sizeof(stale), "%" PRIu64, s->stale);
     snprintf(rec, sizeof(rec), "%" PRIu64, s->recorded);
+    snprintf(refused, sizeof(refused), "%" PRIu64, s->refused);
     snprintf(dead, sizeof(dead), "%" PRIu64, s->dead_lettered);
     snprintf(batches, sizeof(batches), "%" PRIu64, s->batches);
     ps_log_info("progress", "applied", applied, "duplicates", dup, "stale", stale, "recorded",
-                rec, "dead_lettered", dead, "batches", batches, NULL);
+                rec, "refused", refused, "dead_lettered", dead, "batches", batches, NULL);
 }
 
 /* At debug level, where a batch's time went: waiting for messages,
@@ -123,7 +124,8 @@ int main(int argc, char **argv)
     if (argc > 1 && !do_migrate) {
         int help = strcmp(argv[1], "--help") == 0;
         ps_config_usage(help ? stdout : stderr, "paystream-payments",
-                        "Applies Stripe events to payments, refunds and the ledger.\n"
+                        "Applies Stripe events and API commands to orders, payments, refunds\n"
+                        "and the ledger.\n"
                         "  --migrate  apply the schema migrations and exit\n"
                         "  --help     this text", config, NCONFIG);
         return help ? 0 : 2;
@@ -136,7 +138,8 @@ int main(int argc, char **argv)
     signal(SIGINT, stop);
     signal(SIGTERM, stop);
     const char *brokers = ps_config_str("PAYSTREAM_KAFKA_BROKERS");
-    static const char *const topics[] = {PS_TOPIC_STRIPE_EVENTS, NULL};
+    static const char *const topics[] = {PS_TOPIC_STRIPE_EVENTS, PS_TOPIC_COMMANDS_PAYMENTS,
+                                         NULL};
     ps_pg_t *pg = ps_pg_connect(ps_config_str("PAYSTREAM_PG_DSN"), payments_statements,
                                 payments_nstatements, err, sizeof(err));
     if (pg == NULL) {

@@ -18,7 +18,7 @@ extern const size_t payments_nstatements;
 typedef struct {
     rd_kafka_message_t *msg;
     ps_envelope_t env;
-    char *json;            /* one element of ps_apply_stripe_batch's array */
+    char *json;            /* one element of the array its batch function takes */
     char reason[256];      /* why it cannot be applied, when bad is set */
     int bad;
 } batch_event_t;
@@ -26,15 +26,17 @@ typedef struct {
 /* stripe_events.c: fills ec->json from ec->msg (which must be set), or sets
  * ec->bad with the reason when the message is not an applicable event. */
 void stripe_event_prepare(batch_event_t *ec);
-void stripe_event_release(batch_event_t *ec);
+
+/* commands.c: the same for an API command (for ps_apply_commands). */
+void command_prepare(batch_event_t *ec);
 
 /* Counters of what the worker did, logged periodically. */
 typedef struct {
-    uint64_t applied, duplicate, stale, recorded, dead_lettered, batches;
+    uint64_t applied, duplicate, stale, recorded, refused, dead_lettered, batches;
 } apply_stats_t;
 
 /* apply.c: applies msgs (one poll batch) exactly once in effect: one
- * transaction for the lot, message by message when one of them fails, a
+ * transaction for the events and one for the commands, message by message when one of them fails, a
  * dead letter for a message that still fails after bounded retries. Returns
  * 0 when every message was applied or dead-lettered (the offsets may then be
  * committed), -1 when shutdown interrupted it (they may not). */

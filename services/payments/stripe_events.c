@@ -269,9 +269,3 @@ void stripe_event_prepare(batch_event_t *ec)
     json_decref(f.refunds);
     json_decref(root);
 }
-
-void stripe_event_release(batch_event_t *ec)
-{
-    free(ec->json);
-    memset(ec, 0, sizeof(*ec));
-}

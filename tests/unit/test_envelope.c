@@ -9,12 +9,14 @@ Test(envelope, round_trips_through_kafka_headers)
     char err[128];
     ps_envelope_init(&in, "api", "order.create");
     strcpy(in.actor, "user_42");
+    strcpy(in.actor_roles, "admin sandbox");
     rd_kafka_headers_t *h = ps_envelope_to_headers(&in);
     cr_assert_eq(ps_envelope_from_headers(h, &out, err, sizeof(err)), 0, "%s", err);
     cr_assert_str_eq(out.message_id, in.message_id);
     cr_assert_str_eq(out.source, "api");
     cr_assert_str_eq(out.type, "order.create");
     cr_assert_str_eq(out.actor, "user_42");
+    cr_assert_str_eq(out.actor_roles, "admin sandbox");
     cr_assert_eq(out.received_at_ms, in.received_at_ms);
     rd_kafka_headers_destroy(h);
 }
@@ -37,6 +39,7 @@ Test(envelope, actor_is_optional)
     rd_kafka_headers_t *h = ps_envelope_to_headers(&in);
     cr_assert_eq(ps_envelope_from_headers(h, &out, err, sizeof(err)), 0, "%s", err);
     cr_assert_str_eq(out.actor, "");
+    cr_assert_str_eq(out.actor_roles, "");
     rd_kafka_headers_destroy(h);
 }
 

@@ -14,13 +14,15 @@
 #define PS_HDR_TYPE "type"
 #define PS_HDR_RECEIVED_AT "received_at"
 #define PS_HDR_ACTOR "actor"
+#define PS_HDR_ACTOR_ROLES "actor_roles"
 
 typedef struct {
     char message_id[PS_UUID_LEN + 1]; /* unique per message, a UUID */
     char source[32];                  /* stripe, stripe-connect, paypal, api */
     char type[128];                   /* e.g. payment_intent.succeeded */
     int64_t received_at_ms;           /* when the intake received it */
-    char actor[128];                  /* the authenticated actor, or "" */
+    char actor[129];                  /* the authenticated actor, or "" */
+    char actor_roles[64];             /* space-separated: admin, sandbox; or "" */
 } ps_envelope_t;
 
 /* Fills env with a fresh message id, source, type and the current time. */

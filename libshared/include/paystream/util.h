@@ -19,7 +19,17 @@ int64_t ps_mono_us(void);
 /* Writes a random version-4 UUID into out (at least PS_UUID_LEN + 1 bytes). */
 void ps_uuid_v4(char *out);
 
-/* Lowercase hex of len bytes into out (at least 2 * len + 1 bytes). */
+/* Fills buf with len bytes from the kernel's random source. */
+void ps_random_bytes(void *buf, size_t len);
+
+#define PS_ORDERED_HEX_LEN 32
+/* Writes 32 lowercase hex digits: the wall-clock time in microseconds (14
+ * digits), then 72 random bits. Later ids sort later, so an index keyed by
+ * them takes new rows at its right end (the same shape as ps_new_id in
+ * schemas/001). out holds at least PS_ORDERED_HEX_LEN + 1 bytes. */
+void ps_ordered_hex(char *out);
+
+/* Lowercase hex bytes into out (at least 2 * len + 1 bytes). */
 void ps_hex_encode(const unsigned char *in, size_t len, char *out);
 
 /* Decodes exactly 2 * outlen hex characters from in; returns 0, or -1 when

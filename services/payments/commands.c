@@ -1,0 +1,89 @@
+/* API commands: from a consumed message of paystream.commands.payments to
+ * its element of the batch that ps_apply_commands applies. The actor comes
+ * from the headers the intake stamped, never from the value. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "payments.h"
+#include "paystream/util.h"
+
+static void set_bad(batch_event_t *ec, const char *what, const char *detail)
+{
+    ec->bad = 1;
+    snprintf(ec->reason, sizeof(ec->reason), "%s: %s", what, detail);
+}
+
+static int hex_string(const char *s, size_t len)
+{
+    if (s == NULL || strlen(s) != len)
+        return 0;
+    for (; *s; s++) {
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return 0;
+    }
+    return 1;
+}
+
+/* Whether word is one of the space-separated words of list. */
+static int has_word(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)) != NULL; p += n) {
+        if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+            return 1;
+    }
+    return 0;
+}
+
+/* The name of the first field of root that is missing or malformed, or NULL. */
+static const char *shape_error(json_t *root)
+{
+    const char *id = json_string_value(json_object_get(root, "command_id"));
+    const char *type = json_string_value(json_object_get(root, "type"));
+    const char *rid = json_string_value(json_object_get(root, "resource_id"));
+    if (!json_is_object(root))
+        return "(value)";
+    if (id == NULL || strncmp(id, "cmd_", 4) != 0 || !hex_string(id + 4, PS_ORDERED_HEX_LEN))
+        return "command_id";
+    if (type == NULL || strlen(type) > 40)
+        return "type";
+    if (rid == NULL || *rid == '\0' || strlen(rid) > 64)
+        return "resource_id";
+    if (!hex_string(json_string_value(json_object_get(root, "request_sha256")), 64))
+        return "request_sha256";
+    if (!json_is_object(json_object_get(root, "params")))
+        return "params";
+    return NULL;
+}
+
+void command_prepare(batch_event_t *ec)
+{
+    char err[256] = "";
+    rd_kafka_headers_t *hdrs = NULL;
+    rd_kafka_message_headers(ec->msg, &hdrs);
+    if (ps_envelope_from_headers(hdrs, &ec->env, err, sizeof(err)) < 0) {
+        set_bad(ec, "bad envelope", err);
+        return;
+    }
+    if (ec->env.actor[0] == '\0') {
+        set_bad(ec, "bad envelope", "a command without an actor header");
+        return;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(ec->msg->payload ? ec->msg->payload : "", ec->msg->len,
+                              JSON_REJECT_DUPLICATES, &jerr);
+    const char *bad = root ? shape_error(root) : NULL;
+    if (root == NULL || bad) {
+        set_bad(ec, "not a command", root ? bad : jerr.text);
+        json_decref(root);
+        return;
+    }
+    json_object_set_new(root, "actor", json_string(ec->env.actor));
+    json_object_set_new(root, "admin", json_boolean(has_word(ec->env.actor_roles, "admin")));
+    json_object_set_new(root, "message_id", json_string(ec->env.message_id));
+    ec->json = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    if (ec->json == NULL)
+        abort(); /* only for want of memory */
+}
