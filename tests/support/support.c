@@ -11,6 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <strings.h>
+
+#include "paystream/jwt.h"
 #include "paystream/stripe_sig.h"
 #include "paystream/util.h"
 
@@ -34,10 +38,23 @@ static size_t collect(char *data, size_t size, size_t n, void *userp)
     return add;
 }
 
+static size_t collect_header(char *data, size_t size, size_t n, void *userp)
+{
+    ts_http_t *r = userp;
+    size_t have = r->headers ? strlen(r->headers) : 0, add = size * n;
+    char *grown = realloc(r->headers, have + add + 1);
+    if (grown == NULL)
+        return 0;
+    memcpy(grown + have, data, add);
+    grown[have + add] = '\0';
+    r->headers = grown;
+    return add;
+}
+
 ts_http_t ts_http(const char *method, const char *path, const char *const *headers,
                   const char *body, size_t len)
 {
-    ts_http_t r = {0, NULL};
+    ts_http_t r = {0, NULL, NULL};
     char url[1024];
     snprintf(url, sizeof(url), "%s%s", ts_env("PAYSTREAM_INTAKE_URL"), path);
     CURL *c = curl_easy_init();
@@ -49,6 +66,8 @@ ts_http_t ts_http(const char *method, const char *path, const char *const *heade
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
     if (body) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -60,13 +79,75 @@ ts_http_t ts_http(const char *method, const char *path, const char *const *heade
     curl_easy_cleanup(c);
     if (r.body == NULL)
         r.body = strdup("");
+    if (r.headers == NULL)
+        r.headers = strdup("");
     return r;
 }
 
 void ts_http_free(ts_http_t *r)
 {
     free(r->body);
-    r->body = NULL;
+    free(r->headers);
+    r->body = r->headers = NULL;
+}
+
+char *ts_header(const ts_http_t *r, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *line = r->headers; line && *line;) {
+        const char *end = strstr(line, "\r\n");
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (len > n && line[n] == ':' && strncasecmp(line, name, n) == 0) {
+            const char *v = line + n + 1;
+            while (*v == ' ')
+                v++;
+            return strndup(v, (size_t)(line + len - v));
+        }
+        line = end ? end + 2 : NULL;
+    }
+    return NULL;
+}
+
+void ts_bearer(char *out, size_t len, const char *user, int admin)
+{
+    char payload[512], token[PS_JWT_MAX];
+    snprintf(payload, sizeof(payload), "{\"sub\":\"%s\",\"exp\":%lld%s}", user,
+             (long long)time(NULL) + 3600, admin ? ",\"scope\":\"read write admin\"" : "");
+    cr_assert_eq(ps_jwt_sign(payload, ts_env("PAYSTREAM_JWT_SECRET"), token, sizeof(token)), 0);
+    snprintf(out, len, "Authorization: Bearer %s", token);
+}
+
+ts_http_t ts_api(const char *method, const char *path, const char *user,
+                 const char *const *extra, const char *body)
+{
+    char auth[PS_JWT_MAX + 64];
+    const char *headers[8] = {"Content-Type: application/json"};
+    size_t n = 1;
+    if (user) {
+        ts_bearer(auth, sizeof(auth), user, 0);
+        headers[n++] = auth;
+    }
+    for (size_t i = 0; extra && extra[i] && n < 7; i++)
+        headers[n++] = extra[i];
+    return ts_http(method, path, headers, body, body ? strlen(body) : 0);
+}
+
+char *ts_json(const char *text, const char *key)
+{
+    json_t *root = json_loads(text, 0, NULL), *v = root;
+    char path[256], *save = NULL;
+    snprintf(path, sizeof(path), "%s", key);
+    for (char *part = strtok_r(path, ".", &save); part && v; part = strtok_r(NULL, ".", &save))
+        v = json_object_get(v, part);
+    char *out = NULL;
+    if (json_is_string(v))
+        out = strdup(json_string_value(v));
+    else if (json_is_integer(v) && asprintf(&out, "%lld", (long long)json_integer_value(v)) < 0)
+        out = NULL;
+    else if (json_is_boolean(v))
+        out = strdup(json_is_true(v) ? "true" : "false");
+    json_decref(root);
+    return out;
 }
 
 ts_http_t ts_post_signed(const char *path, const char *body, const char *secret, int64_t t)

@@ -14,8 +14,9 @@
 #define TS_WAIT_MS 120000
 
 typedef struct {
-    long status; /* 0 when the request could not be made */
-    char *body;  /* malloc'd, NUL-terminated */
+    long status;   /* 0 when the request could not be made */
+    char *body;    /* malloc'd, NUL-terminated */
+    char *headers; /* the response's header lines, malloc'd */
 } ts_http_t;
 
 /* A required environment variable (the test aborts when it is missing). */
@@ -26,6 +27,22 @@ const char *ts_env(const char *name);
 ts_http_t ts_http(const char *method, const char *path, const char *const *headers,
                   const char *body, size_t len);
 void ts_http_free(ts_http_t *r);
+
+/* The value of response header name (case-insensitive), malloc'd, or NULL. */
+char *ts_header(const ts_http_t *r, const char *name);
+
+/* Writes "Authorization: Bearer <JWT>" for user into out: HS256 with
+ * PAYSTREAM_JWT_SECRET, valid for an hour, scope "admin" when admin. */
+void ts_bearer(char *out, size_t len, const char *user, int admin);
+
+/* Calls the API as user (a JWT as ts_bearer makes) with extra headers
+ * (NULL-terminated, or NULL) and body (or NULL). */
+ts_http_t ts_api(const char *method, const char *path, const char *user,
+                 const char *const *extra, const char *body);
+
+/* The string at key of the JSON object in text, malloc'd, or NULL. Nested
+ * keys are separated by dots ("error.code"). Integers come back as text. */
+char *ts_json(const char *text, const char *key);
 
 /* Posts body to path signed with secret at time t (0: now). */
 ts_http_t ts_post_signed(const char *path, const char *body, const char *secret, int64_t t);
