@@ -1,8 +1,9 @@
 -- Orders, the API keys that act on them, and the commands that change them.
 --
 -- Every write of the API is a command: the intake validates it and publishes
--- it; the payments worker applies it here, once, and records its result in
--- commands (the row is the dedupe: a command applied twice finds it). The
+-- it; the payments worker applies it (ps_apply_commands, in 004), once, and
+-- records its result in commands (the row is the dedupe: a command applied
+-- twice finds it). The
 -- intake reads commands to answer GET /api/v1/commands/{id}, Prefer: wait
 -- (woken by NOTIFY ps_commands) and retried Idempotency-Keys.
 
@@ -183,46 +184,6 @@ BEGIN
     END IF;
     http_status := 200;
     result := ps_order_json(p_id);
-END $$;
-
--- Applies a batch of commands in log order, each once: a command whose id
--- is already in commands is a duplicate and changes nothing. p_commands is a
--- JSON array of {command_id, type, resource_id, request_sha256, actor, admin,
--- message_id, params}. A command the rules refuse (404, 409) is still
--- applied: its result is that error. Every applied command is announced on
--- the ps_commands channel at commit.
-CREATE FUNCTION ps_apply_commands(p_commands jsonb)
-RETURNS TABLE (ord bigint, command_id text, outcome text) LANGUAGE plpgsql AS $$
-DECLARE
-    c record;
-    r record;
-BEGIN
-    FOR c IN SELECT * FROM ROWS FROM (jsonb_to_recordset(p_commands)
-                 AS (command_id text, type text, resource_id text, request_sha256 text,
-                     actor text, admin boolean, message_id text, params jsonb))
-             WITH ORDINALITY AS x(command_id, type, resource_id, request_sha256, actor, admin,
-                                  message_id, params, ord)
-    LOOP
-        ord := c.ord;
-        command_id := c.command_id;
-        IF EXISTS (SELECT 1 FROM commands WHERE id = c.command_id) THEN
-            outcome := 'duplicate';
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        IF c.type LIKE 'order.%' THEN
-            r := ps_order_command(c.type, c.resource_id, c.actor, coalesce(c.admin, false), c.params);
-        ELSE
-            RAISE EXCEPTION 'unknown command type %', c.type USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        INSERT INTO commands (id, actor, type, resource_id, request_sha256, message_id,
-                              http_status, result)
-        VALUES (c.command_id, c.actor, c.type, c.resource_id, c.request_sha256, c.message_id,
-                r.http_status, r.result);
-        PERFORM pg_notify('ps_commands', c.command_id);
-        outcome := CASE WHEN r.http_status < 300 THEN 'applied' ELSE 'refused' END;
-        RETURN NEXT;
-    END LOOP;
 END $$;
 
 -- One page of the orders p_actor may see (all of them for an admin), newest

@@ -25,6 +25,13 @@ const ps_pg_stmt_t api_statements[] = {
     {"order", "SELECT ps_order_json(id)::text, status, currency FROM orders "
               "WHERE id = $1 AND (actor = $2 OR $3::boolean)", 3},
     {"orders_page", "SELECT ps_orders_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
+    {"order_open", "SELECT status, currency, ps_order_open_minor(id) FROM orders "
+                   "WHERE id = $1 AND (actor = $2 OR $3::boolean)", 3},
+    {"payment", "SELECT ps_payment_json(id)::text, coalesce(order_id, ''), status, currency "
+                "FROM payments WHERE id = $1 AND (actor = $2 OR $3::boolean)", 3},
+    {"payments_page", "SELECT ps_payments_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
+    {"transactions_page",
+     "SELECT ps_transactions_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
 };
 const size_t api_nstatements = sizeof(api_statements) / sizeof(api_statements[0]);
 
@@ -40,6 +47,13 @@ static const struct {
     {"GET", "/api/v1/orders/*", 0, "", orders_get},
     {"PUT", "/api/v1/orders/*", 1, "", orders_update},
     {"DELETE", "/api/v1/orders/*", 1, "", orders_cancel},
+    {"POST", "/api/v1/payments", 1, "", payments_create},
+    {"GET", "/api/v1/payments", 0, "limit starting_after order_id", payments_list},
+    {"GET", "/api/v1/payments/*", 0, "", payments_get},
+    {"POST", "/api/v1/payments/*/process", 1, "", payments_process},
+    {"POST", "/api/v1/payments/*/refund", 1, "", payments_refund},
+    {"GET", "/api/v1/transactions", 0, "limit payment_id", transactions_list},
+    {"GET", "/api/v1/transactions/*", 0, "", transactions_get},
     {"GET", "/api/v1/commands/*", 0, "", commands_get},
 };
 #define NENDPOINTS (sizeof(endpoints) / sizeof(endpoints[0]))
@@ -115,6 +129,8 @@ void api_resource_path(const char *command_type, const char *resource_id, char *
 {
     if (strncmp(command_type, "order.", 6) == 0)
         snprintf(out, outlen, "/api/v1/orders/%s", resource_id);
+    else if (strncmp(command_type, "payment.", 8) == 0)
+        snprintf(out, outlen, "/api/v1/payments/%s", resource_id);
     else
         out[0] = '\0';
 }
@@ -131,21 +147,25 @@ static int id_valid(const char *s, size_t len)
     return 1;
 }
 
-/* Matches path against an endpoint's; copies the id of a "*" into id. */
+/* Matches path against an endpoint's, where "*" stands for one id; copies
+ * that id into id. */
 static int path_match(const char *pattern, const char *path, char *id)
 {
-    const char *star = strchr(pattern, '*');
-    if (star == NULL)
-        return strcmp(pattern, path) == 0;
-    size_t prefix = (size_t)(star - pattern);
-    if (strncmp(pattern, path, prefix) != 0)
-        return 0;
-    const char *rest = path + prefix;
-    size_t len = strlen(rest);
-    if (!id_valid(rest, len))
-        return 0;
-    memcpy(id, rest, len + 1);
-    return 1;
+    while (*pattern) {
+        if (*pattern != '*') {
+            if (*pattern++ != *path++)
+                return 0;
+            continue;
+        }
+        size_t len = strcspn(path, "/");
+        if (!id_valid(path, len))
+            return 0;
+        memcpy(id, path, len);
+        id[len] = '\0';
+        path += len;
+        pattern++;
+    }
+    return *path == '\0';
 }
 
 /* Finds the endpoint of req; answers 404 or 405 itself and returns -1. */

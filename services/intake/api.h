@@ -159,6 +159,15 @@ int field_amount(api_call_t *call, json_t *obj, const char *where, const char *n
 int field_object(api_call_t *call, json_t *obj, const char *where, const char *name,
                  int max_depth, size_t max_bytes, json_t **out);
 
+/* payments.c */
+void payments_create(api_call_t *call);
+void payments_get(api_call_t *call);
+void payments_list(api_call_t *call);
+void payments_process(api_call_t *call);
+void payments_refund(api_call_t *call);
+void transactions_get(api_call_t *call);
+void transactions_list(api_call_t *call);
+
 /* orders.c */
 void orders_create(api_call_t *call);
 void orders_get(api_call_t *call);

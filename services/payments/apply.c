@@ -22,6 +22,8 @@
 const ps_pg_stmt_t payments_statements[] = {
     {"apply_stripe_batch", "SELECT ord, event_id, outcome FROM ps_apply_stripe_batch($1::jsonb)", 1},
     {"apply_commands", "SELECT ord, command_id, outcome FROM ps_apply_commands($1::jsonb)", 1},
+    {"gateway_begin", "SELECT call::text, duplicate FROM ps_gateway_begin($1::jsonb)", 1},
+    {"gateway_finish", "SELECT ps_gateway_finish($1::jsonb, $2::jsonb)", 2},
     {"insert_dead_letter",
      "INSERT INTO dead_letters (topic, \"partition\", \"offset\", message_id, reason, payload) "
      "VALUES ($1, $2, $3, $4, $5, $6::bytea) ON CONFLICT DO NOTHING", 6},
@@ -99,6 +101,21 @@ static int wait_for_database(ps_pg_t *pg, const ps_pg_err_t *err, int *attempt,
     return 0;
 }
 
+int db_run(ps_pg_t *pg, const ps_pg_call_t *call, PGresult **res, ps_pg_err_t *err,
+           volatile sig_atomic_t *run)
+{
+    int attempt = 0;
+    while (*run) {
+        if (ps_pg_ensure(pg, err) == 0 && ps_pg_batch(pg, call, 1, res, err) == 0)
+            return 0;
+        if (!err->transient)
+            return 1;
+        if (wait_for_database(pg, err, &attempt, run) < 0)
+            break;
+    }
+    return -1;
+}
+
 /* Applies ecs (count of them) with stmt in one transaction until it
  * commits, fails for a reason of the messages (returns 1, err filled), or
  * shutdown (-1). */
@@ -108,20 +125,10 @@ static int run_batch(ps_pg_t *pg, const char *stmt, batch_event_t **ecs, size_t 
     char *json = batch_json(ecs, count);
     ps_pg_call_t call = {.stmt = stmt, .nparams = 1, .values = {json}};
     PGresult *res;
-    int attempt = 0, rc = -1;
-    while (*run) {
-        if (ps_pg_ensure(pg, err) == 0 && ps_pg_batch(pg, &call, 1, &res, err) == 0) {
-            count_outcomes(stats, ecs, count, res);
-            PQclear(res);
-            rc = 0;
-            break;
-        }
-        if (!err->transient) {
-            rc = 1;
-            break;
-        }
-        if (wait_for_database(pg, err, &attempt, run) < 0)
-            break;
+    int rc = db_run(pg, &call, &res, err, run);
+    if (rc == 0) {
+        count_outcomes(stats, ecs, count, res);
+        PQclear(res);
     }
     free(json);
     return rc;
@@ -148,24 +155,42 @@ static int apply_one(ps_pg_t *pg, rd_kafka_t *dlq, const char *stmt, batch_event
     return 0;
 }
 
-/* Applies one group in one transaction, or message by message when that
- * fails for a reason of the messages. Returns 0, or -1 on shutdown. */
-static int apply_group(ps_pg_t *pg, rd_kafka_t *dlq, const group_t *g, apply_stats_t *stats,
-                       volatile sig_atomic_t *run)
+/* Applies ecs in one transaction, or message by message when that fails
+ * for a reason of the messages. Returns 0, or -1 on shutdown. */
+static int apply_run(ps_pg_t *pg, rd_kafka_t *dlq, const char *stmt, batch_event_t **ecs,
+                     size_t n, apply_stats_t *stats, volatile sig_atomic_t *run)
 {
-    if (g->n == 0)
+    if (n == 0)
         return 0;
     ps_pg_err_t err = {0};
-    int r = run_batch(pg, g->stmt, g->ecs, g->n, stats, &err, run);
+    int r = run_batch(pg, stmt, ecs, n, stats, &err, run);
     if (r != 1)
         return r;
     ps_log_warn("batch refused; applying its messages one by one", "sqlstate", err.sqlstate,
                 "detail", err.message, NULL);
-    for (size_t i = 0; i < g->n; i++) {
-        if (apply_one(pg, dlq, g->stmt, g->ecs[i], stats, run) < 0)
+    for (size_t i = 0; i < n; i++) {
+        if (apply_one(pg, dlq, stmt, ecs[i], stats, run) < 0)
             return -1;
     }
     return 0;
+}
+
+/* Applies a group. Commands that call the gateway go one at a time, in
+ * their place in the log; the runs of other commands between them go in
+ * one transaction each. */
+static int apply_group(ps_pg_t *pg, rd_kafka_t *dlq, const group_t *g, apply_stats_t *stats,
+                       volatile sig_atomic_t *run)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        if (!g->ecs[i]->gateway)
+            continue;
+        if (apply_run(pg, dlq, g->stmt, g->ecs + start, i - start, stats, run) < 0 ||
+            gateway_command_apply(pg, dlq, g->ecs[i], stats, run) < 0)
+            return -1;
+        start = i + 1;
+    }
+    return apply_run(pg, dlq, g->stmt, g->ecs + start, g->n - start, stats, run);
 }
 
 static void batch_event_release(batch_event_t *ec)

@@ -79,6 +79,14 @@ void command_prepare(batch_event_t *ec)
         json_decref(root);
         return;
     }
+    const char *type = json_string_value(json_object_get(root, "type"));
+    ec->gateway = strcmp(type, "payment.process") == 0 || strcmp(type, "payment.refund") == 0;
+    ps_strlcpy(ec->command_id, json_string_value(json_object_get(root, "command_id")),
+               sizeof(ec->command_id));
+    if (strcmp(type, "payment.create") == 0) {
+        /* Payments of this worker go to the sandbox gateway. */
+        json_object_set_new(json_object_get(root, "params"), "gateway", json_string("sandbox"));
+    }
     json_object_set_new(root, "actor", json_string(ec->env.actor));
     json_object_set_new(root, "admin", json_boolean(has_word(ec->env.actor_roles, "admin")));
     json_object_set_new(root, "message_id", json_string(ec->env.message_id));

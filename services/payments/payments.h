@@ -21,6 +21,8 @@ typedef struct {
     char *json;            /* one element of the array its batch function takes */
     char reason[256];      /* why it cannot be applied, when bad is set */
     int bad;
+    int gateway;           /* a command that calls the payment gateway */
+    char command_id[48];   /* of a command */
 } batch_event_t;
 
 /* stripe_events.c: fills ec->json from ec->msg (which must be set), or sets
@@ -42,6 +44,36 @@ typedef struct {
  * committed), -1 when shutdown interrupted it (they may not). */
 int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                 apply_stats_t *stats, volatile sig_atomic_t *run);
+
+/* apply.c: runs call in one transaction, waiting out failures of the
+ * database. Returns 0 with the result in *res (PQclear it), 1 when the
+ * call fails for a reason of its own (err filled), -1 on shutdown. */
+int db_run(ps_pg_t *pg, const ps_pg_call_t *call, PGresult **res, ps_pg_err_t *err,
+           volatile sig_atomic_t *run);
+
+/* gateway_commands.c: applies a command that calls the payment gateway
+ * (payment.process, payment.refund) exactly once in effect: the call is
+ * recorded before it is made and its answer after, and a command delivered
+ * again repeats the call with the same idempotency key. Returns 0 when the
+ * command was applied, refused or dead-lettered, -1 on shutdown. */
+int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, batch_event_t *ec, apply_stats_t *stats,
+                          volatile sig_atomic_t *run);
+
+/* gateway.c: the payment gateways. A call of ps_gateway_begin's "call"
+ * object; the idempotency key is derived from the command id. */
+typedef struct {
+    const char *kind; /* charge or refund */
+    const char *gateway;
+    int64_t amount_minor;
+    const char *currency, *payment_method, *reason, *gateway_payment_id;
+    const char *command_id;
+} gateway_call_t;
+
+/* Makes the call. Returns 0 with the gateway's answer in *outcome (the
+ * object ps_gateway_finish takes), or -1 with the reason in err when the
+ * answer is unknown (network, 5xx, 429) and the same call must be made
+ * again. */
+int gateway_call(const gateway_call_t *call, json_t **outcome, char *err, size_t errlen);
 
 /* dead_letters.c: publishes msg to its topic's .dlq twin with the reason and
  * records it in dead_letters. Retries until both succeed or *run drops.

@@ -1,0 +1,237 @@
+/* /api/v1/payments and /api/v1/transactions: reads straight from
+ * PostgreSQL; payment.create, payment.process and payment.refund checked
+ * here and published as commands keyed by the payment's order, so that one
+ * partition orders every command of an order (two refunds racing for the
+ * last amount are applied one after the other, and the second is refused). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+
+#define LIST_LIMIT_MAX 100
+
+/* Reads the payment of the path as call->actor may see it: (json, order_id,
+ * status, currency, refundable minor units). NULL after answering. */
+static PGresult *payment_read(api_call_t *call)
+{
+    ps_pg_err_t err;
+    const char *params[] = {call->id, call->actor.id, call->actor.admin ? "true" : "false"};
+    PGresult *res = ps_pg_exec_prepared(call->pg, "payment", 3, params, &err);
+    if (res == NULL) {
+        api_db_error(call, &err);
+        return NULL;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        api_errorf(call, 404, "resource_missing", "id", "no such payment: %s", call->id);
+        return NULL;
+    }
+    return res;
+}
+
+/* The Kafka key of a payment's commands: its order, else itself. */
+static const char *payment_key(PGresult *res, const char *payment_id)
+{
+    const char *order = PQgetvalue(res, 0, 1);
+    return *order ? order : payment_id;
+}
+
+void payments_get(api_call_t *call)
+{
+    PGresult *res = payment_read(call);
+    if (res == NULL)
+        return;
+    http_finish(call->req, 200, strdup(PQgetvalue(res, 0, 0)));
+    PQclear(res);
+}
+
+/* Parses the limit query parameter into out; -1 after 400. */
+static int list_limit(api_call_t *call, char out[8])
+{
+    const char *text = api_arg(call, "limit");
+    snprintf(out, 8, "20");
+    if (text == NULL)
+        return 0;
+    char *end;
+    long n = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || n < 1 || n > LIST_LIMIT_MAX) {
+        api_errorf(call, 400, "parameter_invalid", "limit",
+                   "limit must be a whole number from 1 to %d", LIST_LIMIT_MAX);
+        return -1;
+    }
+    snprintf(out, 8, "%ld", n);
+    return 0;
+}
+
+/* Runs a page statement of (actor, admin, filter, cursor, limit) and
+ * answers its JSON. */
+static void list_page(api_call_t *call, const char *stmt, const char *filter, const char *cursor)
+{
+    char limit[8];
+    if (list_limit(call, limit) < 0)
+        return;
+    ps_pg_err_t err;
+    const char *params[] = {call->actor.id, call->actor.admin ? "true" : "false", filter, cursor,
+                            limit};
+    PGresult *res = ps_pg_exec_prepared(call->pg, stmt, 5, params, &err);
+    if (res == NULL) {
+        api_db_error(call, &err);
+        return;
+    }
+    http_finish(call->req, 200, strdup(PQgetvalue(res, 0, 0)));
+    PQclear(res);
+}
+
+void payments_list(api_call_t *call)
+{
+    list_page(call, "payments_page", api_arg(call, "order_id"), api_arg(call, "starting_after"));
+}
+
+void transactions_list(api_call_t *call)
+{
+    list_page(call, "transactions_page", api_arg(call, "payment_id"), NULL);
+}
+
+void transactions_get(api_call_t *call)
+{
+    ps_pg_err_t err;
+    const char *params[] = {call->actor.id, call->actor.admin ? "true" : "false", NULL, call->id,
+                            "1"};
+    PGresult *res = ps_pg_exec_prepared(call->pg, "transactions_page", 5, params, &err);
+    if (res == NULL) {
+        api_db_error(call, &err);
+        return;
+    }
+    json_t *page = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    PQclear(res);
+    json_t *row = json_array_get(json_object_get(page, "data"), 0);
+    if (row == NULL)
+        api_errorf(call, 404, "resource_missing", "id", "no such transaction: %s", call->id);
+    else
+        api_reply(call, 200, json_incref(row));
+    json_decref(page);
+}
+
+void payments_create(api_call_t *call)
+{
+    static const char *const fields[] = {"order_id", "amount", "currency", NULL};
+    json_t *body = body_object(call);
+    if (body == NULL)
+        return;
+    const char *order_id;
+    char currency[4];
+    int64_t amount;
+    PGresult *res = NULL;
+    if (check_fields(call, body, "", fields) < 0 ||
+        field_string(call, body, "", "order_id", 1, API_ID_MAX, &order_id) < 0 ||
+        field_currency(call, body, "", "currency", currency) < 0 ||
+        field_amount(call, body, "", "amount", currency, 1, &amount) < 0)
+        goto done;
+    ps_pg_err_t err;
+    const char *params[] = {order_id, call->actor.id, call->actor.admin ? "true" : "false"};
+    res = ps_pg_exec_prepared(call->pg, "order_open", 3, params, &err);
+    if (res == NULL) {
+        api_db_error(call, &err);
+        goto done;
+    }
+    if (PQntuples(res) == 0) {
+        api_errorf(call, 404, "resource_missing", "order_id", "no such order: %s", order_id);
+        goto done;
+    }
+    const char *status = PQgetvalue(res, 0, 0), *order_currency = PQgetvalue(res, 0, 1);
+    const char *open = PQgetvalue(res, 0, 2);
+    if (strcmp(status, "pending") != 0) {
+        api_errorf(call, 409, "order_not_pending", "order_id",
+                   "order %s is %s; only a pending order takes a payment", order_id, status);
+        goto done;
+    }
+    if (strcmp(order_currency, currency) != 0) {
+        api_errorf(call, 400, "currency_mismatch", "currency", "the order is in %s",
+                   order_currency);
+        goto done;
+    }
+    if (strtoll(open, NULL, 10) != amount) {
+        api_errorf(call, 400, "amount_mismatch", "amount",
+                   "the amount must equal the order's open amount, %s minor units of %s", open,
+                   currency);
+        goto done;
+    }
+    commands_submit(call, "payment.create", order_id, "pay_", NULL,
+                    json_pack("{s:s, s:I, s:s}", "order_id", order_id, "amount_minor",
+                              (json_int_t)amount, "currency", currency));
+done:
+    PQclear(res);
+    json_decref(body);
+}
+
+void payments_process(api_call_t *call)
+{
+    static const char *const fields[] = {"payment_method", NULL};
+    json_t *body = body_object(call);
+    if (body == NULL)
+        return;
+    const char *method;
+    PGresult *res = NULL;
+    if (check_fields(call, body, "", fields) < 0 ||
+        field_string(call, body, "", "payment_method", 1, 100, &method) < 0)
+        goto done;
+    if (strncmp(method, "pm_", 3) != 0) {
+        api_error(call, 400, "parameter_invalid", "payment_method must be a pm_ id",
+                  "payment_method");
+        goto done;
+    }
+    if ((res = payment_read(call)) == NULL)
+        goto done;
+    const char *status = PQgetvalue(res, 0, 2);
+    if (strcmp(status, "pending") != 0 && strcmp(status, "failed") != 0) {
+        api_errorf(call, 409, "payment_not_processable", "id",
+                   "payment %s is %s; only a pending or failed payment is processed", call->id,
+                   status);
+        goto done;
+    }
+    commands_submit(call, "payment.process", payment_key(res, call->id), NULL, call->id,
+                    json_pack("{s:s}", "payment_method", method));
+done:
+    PQclear(res);
+    json_decref(body);
+}
+
+void payments_refund(api_call_t *call)
+{
+    static const char *const fields[] = {"amount", "reason", NULL};
+    static const char *const reasons[] = {"duplicate", "fraudulent", "requested_by_customer", NULL};
+    json_t *body = body_object(call);
+    if (body == NULL)
+        return;
+    const char *reason;
+    PGresult *res = NULL;
+    if (check_fields(call, body, "", fields) < 0 ||
+        field_string(call, body, "", "reason", 0, 32, &reason) < 0)
+        goto done;
+    if (reason) {
+        size_t i = 0;
+        while (reasons[i] && strcmp(reasons[i], reason) != 0)
+            i++;
+        if (reasons[i] == NULL) {
+            api_error(call, 400, "parameter_invalid",
+                      "reason must be duplicate, fraudulent or requested_by_customer", "reason");
+            goto done;
+        }
+    }
+    if ((res = payment_read(call)) == NULL)
+        goto done;
+    json_t *params = json_pack("{s:s?}", "reason", reason);
+    if (json_object_get(body, "amount")) {
+        int64_t amount;
+        if (field_amount(call, body, "", "amount", PQgetvalue(res, 0, 3), 1, &amount) < 0) {
+            json_decref(params);
+            goto done;
+        }
+        json_object_set_new(params, "amount_minor", json_integer((json_int_t)amount));
+    }
+    commands_submit(call, "payment.refund", payment_key(res, call->id), NULL, call->id, params);
+done:
+    PQclear(res);
+    json_decref(body);
+}

@@ -1,0 +1,279 @@
+/* The shop's life cycle through the API and webhooks: order, payment on
+ * the sandbox gateway, Stripe's confirmation, refunds, and the ledger. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "support.h"
+
+static const char *const WAIT[] = {"Prefer: wait=30", NULL};
+
+/* Calls the API as user with Prefer: wait, asserts the status, and returns
+ * the body's value at key (malloc'd). */
+static char *call(const char *user, const char *method, const char *path, const char *body,
+                  long status, const char *key)
+{
+    ts_http_t r = ts_api(method, path, user, WAIT, body);
+    cr_assert_eq(r.status, status, "%s %s: expected %ld, got %ld: %s", method, path, status,
+                 r.status, r.body);
+    char *v = key ? ts_json(r.body, key) : NULL;
+    cr_assert(key == NULL || v, "%s missing in %s", key, r.body);
+    ts_http_free(&r);
+    return v;
+}
+
+static char *order_of(const char *user, const char *price)
+{
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"currency\":\"eur\",\"items\":[{\"product_id\":\"sku_lamp\",\"quantity\":2,"
+             "\"unit_price\":\"%s\"}]}", price);
+    return call(user, "POST", "/api/v1/orders", body, 201, "id");
+}
+
+static char *payment_for(const char *user, const char *order, const char *amount)
+{
+    char body[256];
+    snprintf(body, sizeof(body), "{\"order_id\":\"%s\",\"amount\":\"%s\",\"currency\":\"eur\"}",
+             order, amount);
+    return call(user, "POST", "/api/v1/payments", body, 201, "id");
+}
+
+static char *order_status(const char *order)
+{
+    return ts_sql("SELECT status FROM orders WHERE id = $1", order, NULL);
+}
+
+/* Ledger of a payment: charges less refunds. */
+static char *ledger_net(const char *payment)
+{
+    return ts_sql("SELECT coalesce(sum(CASE type WHEN 'charge' THEN amount_minor "
+                  "ELSE -amount_minor END), 0)::text FROM transactions WHERE payment_id = $1",
+                  payment, NULL);
+}
+
+Test(shop, order_to_full_refund_with_the_ledger_back_to_zero)
+{
+    char user[64], path[160];
+    ts_unique(user, sizeof(user), "shopper_");
+    char *order = order_of(user, "12.50");
+    char *payment = payment_for(user, order, "25.00");
+    char *st = order_status(order);
+    cr_assert_str_eq(st, "pending", "a payment alone does not pay the order");
+    free(st);
+
+    snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
+    char *status = call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, "status");
+    cr_assert_str_eq(status, "completed");
+    free(status);
+    st = order_status(order);
+    cr_assert_str_eq(st, "paid");
+    free(st);
+
+    /* Stripe's confirmation of the same payment intent changes nothing. */
+    char *pi = ts_sql("SELECT gateway_payment_id FROM payments WHERE id = $1", payment, NULL);
+    char *charge = ts_sql("SELECT gateway_transaction_id FROM transactions WHERE payment_id = $1 "
+                          "AND type = 'charge'", payment, NULL);
+    char evt[64], obj[512];
+    ts_unique(evt, sizeof(evt), "evt_shop_");
+    snprintf(obj, sizeof(obj),
+             "{\"id\":\"%s\",\"object\":\"payment_intent\",\"amount\":2500,\"amount_received\":2500,"
+             "\"currency\":\"eur\",\"status\":\"succeeded\",\"latest_charge\":\"%s\","
+             "\"metadata\":{\"order_id\":\"%s\"}}", pi, charge, order);
+    char *event = ts_event(evt, "payment_intent.succeeded", time(NULL), obj);
+    ts_http_t r = ts_post_signed("/webhooks/stripe", event, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    ts_http_free(&r);
+    cr_assert(ts_wait_sql("1", "SELECT count(*) FROM stripe_events WHERE id = $1", evt, NULL));
+    char *charges = ts_sql("SELECT count(*) FROM transactions WHERE payment_id = $1 AND type = 'charge'",
+                           payment, NULL);
+    cr_assert_str_eq(charges, "1", "the charge is in the ledger once");
+    char *net = ledger_net(payment);
+    cr_assert_str_eq(net, "2500");
+    free(net);
+
+    snprintf(path, sizeof(path), "/api/v1/payments/%s/refund", payment);
+    status = call(user, "POST", path, "{\"amount\":\"10.00\",\"reason\":\"requested_by_customer\"}",
+                  200, "status");
+    cr_assert_str_eq(status, "partially_refunded");
+    free(status);
+    st = order_status(order);
+    cr_assert_str_eq(st, "paid", "a partial refund leaves the order paid");
+    free(st);
+    /* More than what is left is refused and changes nothing. */
+    ts_http_t over = ts_api("POST", path, user, WAIT, "{\"amount\":\"15.01\"}");
+    cr_assert_eq(over.status, 409, "%s", over.body);
+    char *code = ts_json(over.body, "error.code");
+    cr_assert_str_eq(code, "refund_exceeds_captured");
+    ts_http_free(&over);
+    free(code);
+
+    status = call(user, "POST", path, "{}", 200, "status");
+    cr_assert_str_eq(status, "refunded", "no amount refunds the rest");
+    free(status);
+    st = order_status(order);
+    cr_assert_str_eq(st, "refunded");
+    net = ledger_net(payment);
+    cr_assert_str_eq(net, "0", "the ledger balances to zero");
+    char *rows = ts_sql("SELECT string_agg(type || ':' || amount_minor, ',' ORDER BY type, amount_minor) "
+                        "FROM transactions WHERE payment_id = $1", payment, NULL);
+    cr_assert_str_eq(rows, "charge:2500,refund:1000,refund:1500");
+    char *mismatch = ts_sql("SELECT count(*) FROM dash_ledger_mismatches WHERE id = $1", payment, NULL);
+    cr_assert_str_eq(mismatch, "0");
+
+    /* The ledger through the API. */
+    snprintf(path, sizeof(path), "/api/v1/transactions?payment_id=%s", payment);
+    r = ts_api("GET", path, user, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, "\"type\": \"charge\"") && strstr(r.body, "\"type\": \"refund\""), "%s", r.body);
+    ts_http_free(&r);
+    char other[64];
+    ts_unique(other, sizeof(other), "stranger_");
+    r = ts_api("GET", path, other, NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_null(strstr(r.body, payment), "another user sees none of it: %s", r.body);
+    ts_http_free(&r);
+    free(order), free(payment), free(st), free(pi), free(charge), free(event), free(charges);
+    free(net), free(rows), free(mismatch);
+}
+
+Test(shop, a_declined_card_fails_the_payment_and_another_card_pays)
+{
+    char user[64], path[160];
+    ts_unique(user, sizeof(user), "shopper_");
+    char *order = order_of(user, "3.00");
+    char *payment = payment_for(user, order, "6.00");
+    snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
+    char *status = call(user, "POST", path, "{\"payment_method\":\"pm_card_chargeDeclined\"}", 200,
+                        "status");
+    cr_assert_str_eq(status, "failed");
+    char *code = ts_sql("SELECT failure_code FROM payments WHERE id = $1", payment, NULL);
+    cr_assert_str_eq(code, "card_declined");
+    char *st = order_status(order);
+    cr_assert_str_eq(st, "pending");
+    char *charges = ts_sql("SELECT count(*) FROM transactions WHERE payment_id = $1", payment, NULL);
+    cr_assert_str_eq(charges, "0", "a declined card moves no money");
+    free(status), free(st), free(code);
+
+    /* An unknown method is the request's error; the payment stays as it was. */
+    ts_http_t r = ts_api("POST", path, user, WAIT, "{\"payment_method\":\"pm_card_unknown\"}");
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    code = ts_json(r.body, "error.code");
+    cr_assert_str_eq(code, "resource_missing");
+    ts_http_free(&r);
+
+    status = call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, "status");
+    cr_assert_str_eq(status, "completed");
+    st = order_status(order);
+    cr_assert_str_eq(st, "paid");
+    /* A completed payment is not processed again. */
+    r = ts_api("POST", path, user, WAIT, "{\"payment_method\":\"pm_card_visa\"}");
+    cr_assert_eq(r.status, 409, "%s", r.body);
+    ts_http_free(&r);
+    free(order), free(payment), free(status), free(code), free(st), free(charges);
+}
+
+Test(shop, payments_must_match_the_order)
+{
+    char user[64], body[256];
+    ts_unique(user, sizeof(user), "shopper_");
+    char *order = order_of(user, "1.00");
+    static const struct {
+        const char *amount, *currency, *code, *param;
+    } cases[] = {
+        {"1.99", "eur", "amount_mismatch", "amount"},
+        {"2.00", "usd", "currency_mismatch", "currency"},
+        {"2.001", "eur", "parameter_invalid", "amount"},
+        {"0", "eur", "parameter_invalid", "amount"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(body, sizeof(body), "{\"order_id\":\"%s\",\"amount\":\"%s\",\"currency\":\"%s\"}",
+                 order, cases[i].amount, cases[i].currency);
+        ts_http_t r = ts_api("POST", "/api/v1/payments", user, WAIT, body);
+        cr_assert_eq(r.status, 400, "case %zu: %s", i, r.body);
+        char *code = ts_json(r.body, "error.code"), *param = ts_json(r.body, "error.param");
+        cr_assert_str_eq(code, cases[i].code, "case %zu", i);
+        cr_assert_str_eq(param, cases[i].param, "case %zu", i);
+        free(code), free(param);
+        ts_http_free(&r);
+    }
+    char other[64];
+    ts_unique(other, sizeof(other), "stranger_");
+    snprintf(body, sizeof(body), "{\"order_id\":\"%s\",\"amount\":\"2.00\",\"currency\":\"eur\"}", order);
+    ts_http_t r = ts_api("POST", "/api/v1/payments", other, WAIT, body);
+    cr_assert_eq(r.status, 404, "another user's order: %s", r.body);
+    ts_http_free(&r);
+
+    char *payment = payment_for(user, order, "2.00");
+    /* The whole amount is taken: a second payment has nothing open. */
+    r = ts_api("POST", "/api/v1/payments", user, WAIT, body);
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    ts_http_free(&r);
+    char *n = ts_sql("SELECT count(*) FROM payments WHERE order_id = $1", order, NULL);
+    cr_assert_str_eq(n, "1");
+    free(order), free(payment), free(n);
+}
+
+Test(shop, two_refunds_racing_for_the_last_amount_one_wins)
+{
+    char user[64], path[160];
+    ts_unique(user, sizeof(user), "shopper_");
+    char *order = order_of(user, "4.00");
+    char *payment = payment_for(user, order, "8.00");
+    snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
+    free(call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, NULL));
+
+    /* Both accepted before either is applied (no wait), each for everything. */
+    snprintf(path, sizeof(path), "/api/v1/payments/%s/refund", payment);
+    ts_http_t a = ts_api("POST", path, user, NULL, "{\"amount\":\"8.00\"}");
+    ts_http_t b = ts_api("POST", path, user, NULL, "{\"amount\":\"8.00\"}");
+    cr_assert_eq(a.status, 202, "%s", a.body);
+    cr_assert_eq(b.status, 202, "%s", b.body);
+    char *ids[2] = {ts_json(a.body, "command_id"), ts_json(b.body, "command_id")};
+    int won = 0, lost = 0;
+    for (int i = 0; i < 2; i++) {
+        char cpath[128];
+        snprintf(cpath, sizeof(cpath), "/api/v1/commands/%s", ids[i]);
+        ts_http_t c = ts_api("GET", cpath, user, WAIT, NULL);
+        char *http = ts_json(c.body, "http_status");
+        cr_assert(http, "%s", c.body);
+        won += strcmp(http, "200") == 0;
+        lost += strcmp(http, "409") == 0;
+        free(http);
+        ts_http_free(&c);
+    }
+    cr_assert_eq(won, 1);
+    cr_assert_eq(lost, 1);
+    char *refunded = ts_sql("SELECT refunded_minor || '/' || captured_minor FROM payments WHERE id = $1",
+                            payment, NULL);
+    cr_assert_str_eq(refunded, "800/800");
+    char *net = ledger_net(payment);
+    cr_assert_str_eq(net, "0");
+    ts_http_free(&a), ts_http_free(&b);
+    free(ids[0]), free(ids[1]), free(order), free(payment), free(refunded), free(net);
+}
+
+Test(shop, a_retried_process_charges_once)
+{
+    char user[64], path[160], key[80];
+    ts_unique(user, sizeof(user), "shopper_");
+    ts_unique(key, sizeof(key), "Idempotency-Key: pay_");
+    char *order = order_of(user, "7.00");
+    char *payment = payment_for(user, order, "14.00");
+    snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
+    const char *headers[] = {key, NULL};
+    for (int i = 0; i < 4; i++) {
+        ts_http_t r = ts_api("POST", path, user, headers, "{\"payment_method\":\"pm_card_visa\"}");
+        cr_assert(r.status == 202 || r.status == 200, "%ld %s", r.status, r.body);
+        ts_http_free(&r);
+    }
+    cr_assert(ts_wait_sql("completed", "SELECT status FROM payments WHERE id = $1", payment, NULL));
+    cr_assert(ts_wait_sql("1", "SELECT count(*) FROM gateway_calls WHERE payment_id = $1 "
+                          "AND finished_at IS NOT NULL", payment, NULL));
+    char *charges = ts_sql("SELECT count(*) || ':' || sum(amount_minor) FROM transactions "
+                           "WHERE payment_id = $1", payment, NULL);
+    cr_assert_str_eq(charges, "1:1400");
+    free(order), free(payment), free(charges);
+}
