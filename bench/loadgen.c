@@ -1,11 +1,15 @@
-/* paystream-loadgen: posts signed Stripe payment events to the intake over
- * keep-alive connections and reports throughput and answer latency.
+/* paystream-loadgen: posts signed Stripe payment events (or API order
+ * creates) to the intake over keep-alive connections and reports throughput
+ * and answer latency.
  *
  *   paystream-loadgen --url http://127.0.0.1:8080 --secret whsec_... \
  *                     --events N --connections K [--rate R] [--prefix P]
+ *   paystream-loadgen --url ... --orders --token BEARER --events N ...
  *
  * Each event is payment_intent.succeeded of its own payment intent
- * pi_<P>_<n>, so the payments worker applies every one. Without --rate every
+ * pi_<P>_<n>, so the payments worker applies every one. With --orders each
+ * request is POST /api/v1/orders with Prefer: wait, answered 201 once the
+ * worker has applied it. Without --rate every
  * connection posts its next event as soon as the last one is answered. With
  * --rate event n is due at start + n/R; it goes out on the first idle
  * connection, and its latency is measured from when it was due, so a stall is
@@ -31,8 +35,8 @@
 enum { RESPONSE_MAX = 8192, REQUEST_MAX = 2048 };
 
 typedef struct {
-    const char *host, *secret, *prefix;
-    int port, connections;
+    const char *host, *secret, *prefix, *token;
+    int port, connections, orders;
     long events;
     double rate;
 } options_t;
@@ -89,11 +93,32 @@ static int64_t due_at(const run_t *r, long n)
     return r->o.rate > 0 ? r->start_us + (int64_t)((double)n * 1e6 / r->o.rate) : ps_mono_us();
 }
 
+/* Writes order create n as one request (see send_event). */
+static int send_order(const run_t *r, int fd, long n)
+{
+    const options_t *o = &r->o;
+    char body[256], req[REQUEST_MAX];
+    int blen = snprintf(body, sizeof(body),
+                        "{\"currency\":\"usd\",\"items\":[{\"product_id\":\"sku_%ld\",\"quantity\":%ld,"
+                        "\"unit_price\":\"19.99\"},{\"product_id\":\"sku_gift\",\"quantity\":1,"
+                        "\"unit_price\":\"2.50\"}],\"metadata\":{\"run\":\"%s\"}}",
+                        n % 500, 1 + n % 5, o->prefix);
+    int hlen = snprintf(req, sizeof(req),
+                        "POST /api/v1/orders HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                        "Authorization: Bearer %s\r\nPrefer: wait=10\r\nContent-Length: %d\r\n\r\n%s",
+                        o->host, o->token, blen, body);
+    if (hlen >= (int)sizeof(req))
+        return -1;
+    return write(fd, req, (size_t)hlen) == hlen ? 0 : -1;
+}
+
 /* Writes event n as one request. A request is far below a socket buffer and
  * the connection has nothing else in flight, so one blocking write is whole. */
 static int send_event(const run_t *r, int fd, long n)
 {
     const options_t *o = &r->o;
+    if (o->orders)
+        return send_order(r, fd, n);
     char body[512], sig[PS_SIG_HEADER_MAX], req[REQUEST_MAX];
     int64_t now = time(NULL);
     int blen = snprintf(body, sizeof(body),
@@ -119,7 +144,7 @@ static void finish(run_t *r, int i, int status)
     c->busy = 0;
     r->nbusy--;
     c->len = 0;
-    if (status == 200) {
+    if (status == (r->o.orders ? 201 : 200)) {
         r->ok++;
         r->latencies_us[r->nlat++] = ps_mono_us() - c->due_us;
     } else {
@@ -252,17 +277,25 @@ int main(int argc, char **argv)
 {
     run_t r = {.o = {.connections = 16, .events = 10000, .prefix = "bench"}};
     const char *url = "http://127.0.0.1:8080";
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; i += 2) {
+        if (strcmp(argv[i], "--orders") == 0) {
+            r.o.orders = 1;
+            i--; /* takes no value */
+            continue;
+        }
+        if (i + 1 >= argc) break;
         if (strcmp(argv[i], "--url") == 0) url = argv[i + 1];
+        else if (strcmp(argv[i], "--token") == 0) r.o.token = argv[i + 1];
         else if (strcmp(argv[i], "--secret") == 0) r.o.secret = argv[i + 1];
         else if (strcmp(argv[i], "--events") == 0) r.o.events = atol(argv[i + 1]);
         else if (strcmp(argv[i], "--connections") == 0) r.o.connections = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--rate") == 0) r.o.rate = atof(argv[i + 1]);
         else if (strcmp(argv[i], "--prefix") == 0) r.o.prefix = argv[i + 1];
     }
-    if (r.o.secret == NULL || parse_url(url, &r.o) < 0 || r.o.events < 1 || r.o.connections < 1) {
-        fprintf(stderr, "usage: paystream-loadgen --url http://HOST:PORT --secret S "
-                        "[--events N] [--connections K] [--rate R] [--prefix P]\n");
+    if ((r.o.orders ? r.o.token == NULL : r.o.secret == NULL) || parse_url(url, &r.o) < 0 ||
+        r.o.events < 1 || r.o.connections < 1) {
+        fprintf(stderr, "usage: paystream-loadgen --url http://HOST:PORT (--secret S | --orders "
+                        "--token T) [--events N] [--connections K] [--rate R] [--prefix P]\n");
         return 2;
     }
     r.epfd = epoll_create1(0);

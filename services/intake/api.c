@@ -115,6 +115,23 @@ void api_db_error(api_call_t *call, const ps_pg_err_t *err)
               "the database cannot answer now; retry later", NULL);
 }
 
+PGresult *api_read_owned(api_call_t *call, const char *stmt, const char *what)
+{
+    ps_pg_err_t err;
+    const char *params[] = {call->id, call->actor.id, call->actor.admin ? "true" : "false"};
+    PGresult *res = ps_pg_exec_prepared(call->pg, stmt, 3, params, &err);
+    if (res == NULL) {
+        api_db_error(call, &err);
+        return NULL;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        api_errorf(call, 404, "resource_missing", "id", "no such %s: %s", what, call->id);
+        return NULL;
+    }
+    return res;
+}
+
 const char *api_arg(const api_call_t *call, const char *name)
 {
     for (int i = 0; i < call->nargs; i++) {

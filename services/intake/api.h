@@ -62,6 +62,11 @@ void api_errorf(api_call_t *call, unsigned status, const char *code, const char 
 /* Answers 500 for a database failure (logged, without the request's data). */
 void api_db_error(api_call_t *call, const ps_pg_err_t *err);
 
+/* Runs stmt with (the path's id, the actor, whether admin): a read of one
+ * resource the actor may see. Returns its result, or NULL after answering
+ * 404 ("no such <what>") or a database failure. */
+PGresult *api_read_owned(api_call_t *call, const char *stmt, const char *what);
+
 /* The value of query argument name, or NULL. */
 const char *api_arg(const api_call_t *call, const char *name);
 

@@ -114,24 +114,11 @@ done:
     json_decref(body);
 }
 
-/* Reads the order of the path as call->actor may see it. Returns the
- * result (one row: json, status, currency), or NULL after answering 404 or
- * a database failure. */
+/* The order of the path as call->actor may see it (json, status,
+ * currency), or NULL after answering. */
 static PGresult *order_read(api_call_t *call)
 {
-    ps_pg_err_t err;
-    const char *params[] = {call->id, call->actor.id, call->actor.admin ? "true" : "false"};
-    PGresult *res = ps_pg_exec_prepared(call->pg, "order", 3, params, &err);
-    if (res == NULL) {
-        api_db_error(call, &err);
-        return NULL;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        api_errorf(call, 404, "resource_missing", "id", "no such order: %s", call->id);
-        return NULL;
-    }
-    return res;
+    return api_read_owned(call, "order", "order");
 }
 
 void orders_get(api_call_t *call)

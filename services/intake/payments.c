@@ -11,23 +11,11 @@
 
 #define LIST_LIMIT_MAX 100
 
-/* Reads the payment of the path as call->actor may see it: (json, order_id,
- * status, currency, refundable minor units). NULL after answering. */
+/* The payment of the path as call->actor may see it (json, order_id,
+ * status, currency), or NULL after answering. */
 static PGresult *payment_read(api_call_t *call)
 {
-    ps_pg_err_t err;
-    const char *params[] = {call->id, call->actor.id, call->actor.admin ? "true" : "false"};
-    PGresult *res = ps_pg_exec_prepared(call->pg, "payment", 3, params, &err);
-    if (res == NULL) {
-        api_db_error(call, &err);
-        return NULL;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        api_errorf(call, 404, "resource_missing", "id", "no such payment: %s", call->id);
-        return NULL;
-    }
-    return res;
+    return api_read_owned(call, "payment", "payment");
 }
 
 /* The Kafka key of a payment's commands: its order, else itself. */

@@ -58,7 +58,8 @@ static void count_outcomes(apply_stats_t *stats, batch_event_t **ecs, size_t cou
             stats->recorded++;
         if (ord >= 1 && (size_t)ord <= count)
             ps_log_debug("message applied", "message_id", ecs[ord - 1]->env.message_id,
-                         "id", PQgetvalue(res, row, 1), "outcome", outcome, NULL);
+                         ecs[ord - 1]->command_id[0] ? "command_id" : "event_id",
+                         PQgetvalue(res, row, 1), "outcome", outcome, NULL);
     }
 }
 
@@ -191,6 +192,24 @@ static int apply_group(ps_pg_t *pg, rd_kafka_t *dlq, const group_t *g, apply_sta
         start = i + 1;
     }
     return apply_run(pg, dlq, g->stmt, g->ecs + start, g->n - start, stats, run);
+}
+
+void batch_event_bad(batch_event_t *ec, const char *what, const char *detail)
+{
+    ec->bad = 1;
+    snprintf(ec->reason, sizeof(ec->reason), "%s: %s", what, detail);
+}
+
+int batch_event_envelope(batch_event_t *ec)
+{
+    char err[256] = "";
+    rd_kafka_headers_t *hdrs = NULL;
+    rd_kafka_message_headers(ec->msg, &hdrs);
+    if (ps_envelope_from_headers(hdrs, &ec->env, err, sizeof(err)) < 0) {
+        batch_event_bad(ec, "bad envelope", err);
+        return -1;
+    }
+    return 0;
 }
 
 static void batch_event_release(batch_event_t *ec)

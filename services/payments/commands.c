@@ -8,12 +8,6 @@
 #include "payments.h"
 #include "paystream/util.h"
 
-static void set_bad(batch_event_t *ec, const char *what, const char *detail)
-{
-    ec->bad = 1;
-    snprintf(ec->reason, sizeof(ec->reason), "%s: %s", what, detail);
-}
-
 static int hex_string(const char *s, size_t len)
 {
     if (s == NULL || strlen(s) != len)
@@ -59,15 +53,10 @@ static const char *shape_error(json_t *root)
 
 void command_prepare(batch_event_t *ec)
 {
-    char err[256] = "";
-    rd_kafka_headers_t *hdrs = NULL;
-    rd_kafka_message_headers(ec->msg, &hdrs);
-    if (ps_envelope_from_headers(hdrs, &ec->env, err, sizeof(err)) < 0) {
-        set_bad(ec, "bad envelope", err);
+    if (batch_event_envelope(ec) < 0)
         return;
-    }
     if (ec->env.actor[0] == '\0') {
-        set_bad(ec, "bad envelope", "a command without an actor header");
+        batch_event_bad(ec, "bad envelope", "a command without an actor header");
         return;
     }
     json_error_t jerr;
@@ -75,7 +64,7 @@ void command_prepare(batch_event_t *ec)
                               JSON_REJECT_DUPLICATES, &jerr);
     const char *bad = root ? shape_error(root) : NULL;
     if (root == NULL || bad) {
-        set_bad(ec, "not a command", root ? bad : jerr.text);
+        batch_event_bad(ec, "not a command", root ? bad : jerr.text);
         json_decref(root);
         return;
     }

@@ -25,6 +25,13 @@ typedef struct {
     char command_id[48];   /* of a command */
 } batch_event_t;
 
+/* apply.c: marks ec as not applicable for reason "what: detail". */
+void batch_event_bad(batch_event_t *ec, const char *what, const char *detail);
+
+/* apply.c: reads ec->env from the message's headers; returns 0, or -1 with
+ * ec marked bad. */
+int batch_event_envelope(batch_event_t *ec);
+
 /* stripe_events.c: fills ec->json from ec->msg (which must be set), or sets
  * ec->bad with the reason when the message is not an applicable event. */
 void stripe_event_prepare(batch_event_t *ec);

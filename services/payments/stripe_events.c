@@ -172,12 +172,6 @@ static int on_refund(json_t *re, const char *status, facts_t *f, char *err, size
     return currency_field(re, f, err, errlen);
 }
 
-static void set_bad(batch_event_t *ec, const char *what, const char *detail)
-{
-    ec->bad = 1;
-    snprintf(ec->reason, sizeof(ec->reason), "%s: %s", what, detail);
-}
-
 /* Sets key to v when the event states it (v non-NULL, or n >= 0). */
 static void set_str(json_t *o, const char *key, const char *v)
 {
@@ -237,29 +231,25 @@ static void fill_json(batch_event_t *ec, json_t *root, facts_t *f)
 
 void stripe_event_prepare(batch_event_t *ec)
 {
-    char err[256] = "";
-    rd_kafka_headers_t *hdrs = NULL;
-    rd_kafka_message_headers(ec->msg, &hdrs);
-    if (ps_envelope_from_headers(hdrs, &ec->env, err, sizeof(err)) < 0) {
-        set_bad(ec, "bad envelope", err);
+    if (batch_event_envelope(ec) < 0)
         return;
-    }
     json_error_t jerr;
     json_t *root = json_loadb(ec->msg->payload ? ec->msg->payload : "", ec->msg->len, 0, &jerr);
     json_t *object = json_object_get(json_object_get(root, "data"), "object");
     if (!json_is_object(object) || str_field(root, "id") == NULL || str_field(root, "type") == NULL ||
         !json_is_integer(json_object_get(root, "created"))) {
-        set_bad(ec, "not a Stripe event", root ? "id, type, created or data.object missing"
-                                                   : jerr.text);
+        batch_event_bad(ec, "not a Stripe event",
+                        root ? "id, type, created or data.object missing" : jerr.text);
         json_decref(root);
         return;
     }
     facts_t f = {.amount = -1, .captured = -1, .refunded = -1};
     const char *type = str_field(root, "type");
+    char err[256] = "";
     for (size_t i = 0; i < NHANDLERS; i++) {
         if (strcmp(handlers[i].type, type) == 0 &&
             handlers[i].extract(object, handlers[i].intent_status, &f, err, sizeof(err)) < 0) {
-            set_bad(ec, "cannot apply", err);
+            batch_event_bad(ec, "cannot apply", err);
             json_decref(f.refunds);
             json_decref(root);
             return;

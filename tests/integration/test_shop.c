@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <libpq-fe.h>
+
 #include "support.h"
 
 static const char *const WAIT[] = {"Prefer: wait=30", NULL};
@@ -276,4 +278,50 @@ Test(shop, a_retried_process_charges_once)
                            "WHERE payment_id = $1", payment, NULL);
     cr_assert_str_eq(charges, "1:1400");
     free(order), free(payment), free(charges);
+}
+
+Test(shop, a_worker_killed_between_the_gateway_call_and_its_record_charges_once)
+{
+    char user[64], path[160];
+    ts_unique(user, sizeof(user), "shopper_");
+    char *order = order_of(user, "9.00");
+    char *payment = payment_for(user, order, "18.00");
+
+    /* Hold the ledger so that recording the gateway's answer waits, after
+     * the call was recorded and made. */
+    PGconn *holder = PQconnectdb(ts_env("PAYSTREAM_PG_DSN"));
+    cr_assert_eq(PQstatus(holder), CONNECTION_OK);
+    PQclear(PQexec(holder, "BEGIN"));
+    PGresult *res = PQexec(holder, "LOCK TABLE transactions IN SHARE MODE");
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(holder));
+    PQclear(res);
+
+    snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
+    ts_http_t r = ts_api("POST", path, user, NULL, "{\"payment_method\":\"pm_card_visa\"}");
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    ts_http_free(&r);
+    cr_assert(ts_wait_sql("1", "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                          "AND query LIKE '%ps_gateway_finish%'", NULL));
+
+    /* The worker dies; so does its half-done transaction. */
+    cr_assert_eq(ts_svc("kill", "payments"), 0);
+    free(ts_sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE '%ps_gateway_finish%'", NULL));
+    PQclear(PQexec(holder, "ROLLBACK"));
+    PQfinish(holder);
+    char *pending = ts_sql("SELECT count(*) FROM gateway_calls WHERE payment_id = $1 "
+                           "AND finished_at IS NULL", payment, NULL);
+    cr_assert_str_eq(pending, "1", "the call was recorded, its answer not");
+
+    cr_assert_eq(ts_svc("start", "payments"), 0);
+    cr_assert(ts_wait_sql("completed", "SELECT status FROM payments WHERE id = $1", payment, NULL));
+    char *ledger = ts_sql("SELECT count(*) || ':' || sum(amount_minor) FROM transactions "
+                          "WHERE payment_id = $1", payment, NULL);
+    cr_assert_str_eq(ledger, "1:1800", "charged once");
+    char *calls = ts_sql("SELECT count(*) || ':' || count(finished_at) FROM gateway_calls "
+                         "WHERE payment_id = $1", payment, NULL);
+    cr_assert_str_eq(calls, "1:1", "one call, asked again with the same key and finished");
+    char *st = order_status(order);
+    cr_assert_str_eq(st, "paid");
+    free(order), free(payment), free(pending), free(ledger), free(calls), free(st);
 }

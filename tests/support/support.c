@@ -25,30 +25,27 @@ const char *ts_env(const char *name)
     return v;
 }
 
-static size_t collect(char *data, size_t size, size_t n, void *userp)
+/* Appends n bytes to the NUL-terminated *buf; returns n, or 0 when out of memory. */
+static size_t append(char **buf, const char *data, size_t n)
 {
-    ts_http_t *r = userp;
-    size_t have = r->body ? strlen(r->body) : 0, add = size * n;
-    char *grown = realloc(r->body, have + add + 1);
+    size_t have = *buf ? strlen(*buf) : 0;
+    char *grown = realloc(*buf, have + n + 1);
     if (grown == NULL)
         return 0;
-    memcpy(grown + have, data, add);
-    grown[have + add] = '\0';
-    r->body = grown;
-    return add;
+    memcpy(grown + have, data, n);
+    grown[have + n] = '\0';
+    *buf = grown;
+    return n;
+}
+
+static size_t collect(char *data, size_t size, size_t n, void *userp)
+{
+    return append(&((ts_http_t *)userp)->body, data, size * n);
 }
 
 static size_t collect_header(char *data, size_t size, size_t n, void *userp)
 {
-    ts_http_t *r = userp;
-    size_t have = r->headers ? strlen(r->headers) : 0, add = size * n;
-    char *grown = realloc(r->headers, have + add + 1);
-    if (grown == NULL)
-        return 0;
-    memcpy(grown + have, data, add);
-    grown[have + add] = '\0';
-    r->headers = grown;
-    return add;
+    return append(&((ts_http_t *)userp)->headers, data, size * n);
 }
 
 ts_http_t ts_http(const char *method, const char *path, const char *const *headers,

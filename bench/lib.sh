@@ -1,0 +1,23 @@
+# Shared by the benchmarks: a system of their own (run-bench, its own ports),
+# started fresh and stopped on exit, and small measuring helpers.
+# shellcheck shell=bash
+export PAYSTREAM_RUN_DIR=$ROOT/run-bench PAYSTREAM_HTTP_PORT=28080 PAYSTREAM_PG_PORT=25434
+export PAYSTREAM_KAFKA_PORT=19492
+
+bench_up() { # bench_up KAFKA_MODE
+  "$ROOT/scripts/dev" _purge
+  "$ROOT/scripts/dev" up --kafka "$1" >/dev/null
+  trap '"$ROOT/scripts/dev" down >/dev/null 2>&1' EXIT
+  # shellcheck disable=SC1091
+  . "$PAYSTREAM_RUN_DIR/env"
+}
+
+sql() { psql "$PAYSTREAM_PG_DSN" -qtAc "$1"; }
+now() { date +%s.%N; }
+accepted() { grep -o '"ok":[0-9]*' <<<"$1" | cut -d: -f2; }
+rss_mb() { # the largest of the processes of these pid files
+  cat "$@" | xargs ps -o rss= -p | awk '$1 > m {m = $1} END {printf "%.1f", m/1024}'; }
+kafka_pid_file() { # kafka_pid_file KAFKA_MODE
+  if [ "$1" = devbroker ]; then echo "$PAYSTREAM_RUN_DIR/devbroker.pid"
+  else echo "$PAYSTREAM_RUN_DIR/kafka/node1/pid"; fi
+}
