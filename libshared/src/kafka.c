@@ -133,10 +133,11 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
         conf_set(conf, "fetch.max.bytes", "2097152", err, errlen) < 0 ||
         conf_set(conf, "max.partition.fetch.bytes", "262144", err, errlen) < 0 ||
         /* Under load, fetch a batch's worth at a time rather than whatever
-         * arrived since the last fetch: far fewer requests for the broker
-         * to serve, at the cost of up to 50 ms of delay when idle. */
+         * arrived since the last fetch: fewer requests for the broker to
+         * serve. When it is quiet, wait at most 5 ms for that much: an API
+         * command's caller is waiting for its result. */
         conf_set(conf, "fetch.min.bytes", "65536", err, errlen) < 0 ||
-        conf_set(conf, "fetch.wait.max.ms", "50", err, errlen) < 0) {
+        conf_set(conf, "fetch.wait.max.ms", "5", err, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
