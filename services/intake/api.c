@@ -35,7 +35,7 @@ const ps_pg_stmt_t api_statements[] = {
 };
 const size_t api_nstatements = sizeof(api_statements) / sizeof(api_statements[0]);
 
-/* An endpoint: method and path, where a final "*" stands for one id. */
+/* An endpoint: method and path, where "*" stands for one id. */
 static const struct {
     const char *method, *path;
     int write;        /* counted by the rate limit */
@@ -130,6 +130,14 @@ PGresult *api_read_owned(api_call_t *call, const char *stmt, const char *what)
         return NULL;
     }
     return res;
+}
+
+void api_printable(char *dst, const char *src, size_t dstlen)
+{
+    size_t i = 0;
+    for (; src[i] && i + 1 < dstlen; i++)
+        dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+    dst[i] = '\0';
 }
 
 const char *api_arg(const api_call_t *call, const char *name)
@@ -326,7 +334,7 @@ static int check_args(api_call_t *call, const char *allowed)
             p = strstr(p + 1, name);
         if (p == NULL || n == 0) {
             char shown[48];
-            ps_strlcpy(shown, name, sizeof(shown));
+            api_printable(shown, name, sizeof(shown));
             api_errorf(call, 400, "parameter_unknown", shown,
                        "%s is not a query parameter of this endpoint", shown);
             return -1;
@@ -344,6 +352,9 @@ static void serve(job_t *job)
     if (auth_authenticate(call) < 0 || parse_prefer(call) < 0)
         return;
     if (endpoints[job->endpoint].write) {
+        /* A retry gets the first answer whatever changed since. */
+        if (commands_replay(call))
+            return;
         int retry_after = ratelimit_take(call->actor.id);
         if (retry_after > 0) {
             char secs[16];

@@ -67,6 +67,11 @@ void api_db_error(api_call_t *call, const ps_pg_err_t *err);
  * 404 ("no such <what>") or a database failure. */
 PGresult *api_read_owned(api_call_t *call, const char *stmt, const char *what);
 
+/* Copies src into dst (dstlen bytes, NUL-terminated) with every byte that
+ * is not printable ASCII replaced by '?': for names from a request quoted in
+ * an error. */
+void api_printable(char *dst, const char *src, size_t dstlen);
+
 /* The value of query argument name, or NULL. */
 const char *api_arg(const api_call_t *call, const char *name);
 
@@ -86,14 +91,19 @@ void ratelimit_init(double per_second, double burst);
 int ratelimit_take(const char *actor);
 
 /* commands.c: publishes a write as a command to paystream.commands.payments
- * and answers it: 202 once Kafka has it, or its result under Prefer: wait,
- * or the first result when its Idempotency-Key was used before. type is
+ * and answers it: 202 once Kafka has it, or its result under Prefer: wait. type is
  * e.g. "order.create"; resource_id is the id of the resource it changes,
  * or NULL for a create, which gets a new id starting with resource_prefix
  * ("ord_"); aggregate is the Kafka key (NULL: the resource id); params
  * (stolen) is what the worker needs. */
 void commands_submit(api_call_t *call, const char *type, const char *aggregate,
                      const char *resource_prefix, const char *resource_id, json_t *params);
+
+/* For a write with an Idempotency-Key, before anything else is checked:
+ * answers with the first result when the key's command was applied (or 422
+ * when it was made from another request, 400 for a malformed key) and
+ * returns 1; returns 0 when the write is to be handled. */
+int commands_replay(api_call_t *call);
 void commands_get(api_call_t *call);
 
 /* A command's row in commands, as the intake reads it. */

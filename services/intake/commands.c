@@ -174,17 +174,35 @@ static void publish(api_call_t *call, waiter_t *w, const char *type, const char 
     ps_log_debug("command published", "message_id", env.message_id, "type", type, NULL);
 }
 
+int commands_replay(api_call_t *call)
+{
+    if (call->idempotency_key == NULL)
+        return 0;
+    if (!idempotency_key_valid(call->idempotency_key)) {
+        api_error(call, 400, "invalid_idempotency_key",
+                  "Idempotency-Key must be 1 to 255 printable ASCII characters",
+                  "Idempotency-Key");
+        return 1;
+    }
+    char hex[PS_ORDERED_HEX_LEN + 1], command_id[48], digest[65];
+    if (command_digits(call, hex) < 0 || request_digest(call, digest) < 0) {
+        api_error(call, 503, "overloaded", "cannot compute a digest; retry later", NULL);
+        return 1;
+    }
+    snprintf(command_id, sizeof(command_id), "cmd_%s", hex);
+    command_row_t row;
+    int found = command_find(call, command_id, &row);
+    if (found > 0) {
+        commands_answer(call->req, &row, &call->actor, digest, 0, 1);
+        command_row_free(&row);
+    }
+    return found != 0;
+}
+
 void commands_submit(api_call_t *call, const char *type, const char *aggregate,
                      const char *resource_prefix, const char *resource_id, json_t *params)
 {
     char hex[PS_ORDERED_HEX_LEN + 1], command_id[48], rid[API_ID_MAX + 1], digest[65];
-    if (call->idempotency_key && !idempotency_key_valid(call->idempotency_key)) {
-        json_decref(params);
-        api_error(call, 400, "invalid_idempotency_key",
-                  "Idempotency-Key must be 1 to 255 printable ASCII characters",
-                  "Idempotency-Key");
-        return;
-    }
     if (command_digits(call, hex) < 0 || request_digest(call, digest) < 0) {
         json_decref(params);
         api_error(call, 503, "overloaded", "cannot compute a digest; retry later", NULL);
@@ -195,18 +213,6 @@ void commands_submit(api_call_t *call, const char *type, const char *aggregate,
         ps_strlcpy(rid, resource_id, sizeof(rid));
     else
         snprintf(rid, sizeof(rid), "%s%s", resource_prefix, hex);
-
-    if (call->idempotency_key) {
-        command_row_t row;
-        int found = command_find(call, command_id, &row);
-        if (found != 0) {
-            json_decref(params);
-            if (found > 0)
-                commands_answer(call->req, &row, &call->actor, digest, 0, 1);
-            command_row_free(&row);
-            return;
-        }
-    }
 
     json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:o}", "command_id", command_id, "type", type,
                             "resource_id", rid, "request_sha256", digest, "params", params);

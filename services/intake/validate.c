@@ -54,7 +54,7 @@ int check_fields(api_call_t *call, json_t *obj, const char *where, const char *c
             i++;
         if (allowed[i] == NULL) {
             char shown[48];
-            ps_strlcpy(shown, key, sizeof(shown));
+            api_printable(shown, key, sizeof(shown));
             return invalid(call, where, shown, "is not a field of this request");
         }
     }

@@ -146,6 +146,11 @@ Test(orders, an_idempotency_key_returns_the_first_result)
     n = order_count(user);
     cr_assert_str_eq(n, "1", "a reused key changes nothing");
 
+    const char *bad_key[] = {"Idempotency-Key: has a space", NULL};
+    ts_http_t bad = ts_api("POST", "/api/v1/orders", user, bad_key, ORDER_BODY);
+    assert_error(&bad, 400, "invalid_idempotency_key", "Idempotency-Key");
+    ts_http_free(&bad);
+
     /* Keys belong to their user: the same key of another user is another command. */
     char other[64];
     ts_unique(other, sizeof(other), "user_");
@@ -336,6 +341,8 @@ Test(orders, bad_bodies_are_400_naming_the_field_and_change_nothing)
         {"{\"currency\":\"usd\",\"items\":{}}", "parameter_invalid", "items"},
         {"{\"currency\":\"usd\",\"coupon\":\"FREE\",\"items\":[{\"product_id\":\"a\",\"quantity\":1,\"unit_price\":\"1\"}]}",
          "parameter_invalid", "coupon"},
+        {"{\"currency\":\"usd\",\"\u00e9t\u00e9\":1,\"items\":[{\"product_id\":\"a\",\"quantity\":1,\"unit_price\":\"1\"}]}",
+         "parameter_invalid", "??t??"},
         {"{\"currency\":\"usd\",\"items\":[{\"product_id\":\"a\",\"quantity\":1,\"unit_price\":\"1\",\"discount\":1}]}",
          "parameter_invalid", "items[0].discount"},
         {"{\"currency\":\"usd\",\"items\":[{\"product_id\":\"a\",\"quantity\":0,\"unit_price\":\"1\"}]}",
@@ -539,6 +546,9 @@ Test(orders, unknown_endpoints_and_methods)
     ts_http_free(&r);
     r = ts_api("GET", "/api/v1/orders/ord_%27%20or%201=1", user, NULL, NULL);
     assert_error(&r, 404, "not_found", NULL);
+    ts_http_free(&r);
+    r = ts_api("GET", "/api/v1/orders?%ff%fe=1", user, NULL, NULL);
+    assert_error(&r, 400, "parameter_unknown", "??");
     ts_http_free(&r);
     r = ts_api("GET", "/api/v1/commands/cmd_nothex", user, NULL, NULL);
     assert_error(&r, 404, "resource_missing", "id");

@@ -277,7 +277,14 @@ Test(shop, a_retried_process_charges_once)
     char *charges = ts_sql("SELECT count(*) || ':' || sum(amount_minor) FROM transactions "
                            "WHERE payment_id = $1", payment, NULL);
     cr_assert_str_eq(charges, "1:1400");
-    free(order), free(payment), free(charges);
+    /* Once applied, a retry gets the first answer, though the payment can
+     * no longer be processed. */
+    ts_http_t r = ts_api("POST", path, user, headers, "{\"payment_method\":\"pm_card_visa\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    char *replayed = ts_header(&r, "Idempotent-Replayed");
+    cr_assert(replayed && strcmp(replayed, "true") == 0);
+    ts_http_free(&r);
+    free(order), free(payment), free(charges), free(replayed);
 }
 
 Test(shop, a_worker_killed_between_the_gateway_call_and_its_record_charges_once)
