@@ -132,6 +132,52 @@ PGresult *api_read_owned(api_call_t *call, const char *stmt, const char *what)
     return res;
 }
 
+int api_limit(api_call_t *call, char out[8])
+{
+    const char *text = api_arg(call, "limit");
+    snprintf(out, 8, "%d", API_LIMIT_DEFAULT);
+    if (text == NULL)
+        return 0;
+    char *end;
+    long n = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || n < 1 || n > API_LIMIT_MAX) {
+        api_errorf(call, 400, "parameter_invalid", "limit",
+                   "limit must be a whole number from 1 to %d", API_LIMIT_MAX);
+        return -1;
+    }
+    snprintf(out, 8, "%ld", n);
+    return 0;
+}
+
+/* Runs a page statement of (actor, admin, filter, cursor, limit) and
+ * answers its JSON. */
+void api_list_page(api_call_t *call, const char *stmt, const char *filter, const char *cursor)
+{
+    char limit[8];
+    if (api_limit(call, limit) < 0)
+        return;
+    if (cursor && (*cursor == '\0' || strlen(cursor) > API_ID_MAX)) {
+        api_error(call, 400, "parameter_invalid", "starting_after must be an id from a page",
+                  "starting_after");
+        return;
+    }
+    ps_pg_err_t err;
+    const char *params[] = {call->actor.id, call->actor.admin ? "true" : "false", filter, cursor,
+                            limit};
+    PGresult *res = ps_pg_exec_prepared(call->pg, stmt, 5, params, &err);
+    if (res == NULL) {
+        api_db_error(call, &err);
+        return;
+    }
+    http_finish(call->req, 200, strdup(PQgetvalue(res, 0, 0)));
+    PQclear(res);
+}
+
+int api_checks_state(const api_call_t *call)
+{
+    return call->idempotency_key == NULL;
+}
+
 void api_printable(char *dst, const char *src, size_t dstlen)
 {
     size_t i = 0;

@@ -67,6 +67,24 @@ void api_db_error(api_call_t *call, const ps_pg_err_t *err);
  * 404 ("no such <what>") or a database failure. */
 PGresult *api_read_owned(api_call_t *call, const char *stmt, const char *what);
 
+#define API_LIMIT_DEFAULT 20
+#define API_LIMIT_MAX 100
+/* The limit query parameter of a list (API_LIMIT_DEFAULT when absent) as
+ * text in out; -1 after answering 400. */
+int api_limit(api_call_t *call, char out[8]);
+
+/* Answers a list: runs page statement stmt with (actor, admin, filter,
+ * cursor, the limit parameter); filter and cursor may be NULL. */
+void api_list_page(api_call_t *call, const char *stmt, const char *filter, const char *cursor);
+
+/* Whether a write's handler checks the state of what it changes before
+ * publishing (a pending order, a processable payment) to answer 409 at
+ * once. The worker checks again when it applies the command, and only its
+ * verdict counts for a write with an Idempotency-Key: a retry of a command
+ * still in flight must get that command's answer, not a refusal because
+ * the command itself has moved the state on. */
+int api_checks_state(const api_call_t *call);
+
 /* Copies src into dst (dstlen bytes, NUL-terminated) with every byte that
  * is not printable ASCII replaced by '?': for names from a request quoted in
  * an error. */

@@ -12,8 +12,6 @@
 #define QUANTITY_MAX 100000
 #define ADDRESS_BYTES_MAX 4096
 #define METADATA_BYTES_MAX 8192
-#define LIST_LIMIT_DEFAULT 20
-#define LIST_LIMIT_MAX 100
 
 static const char *const order_statuses[] = {"pending", "paid", "processing", "shipped",
                                              "delivered", "cancelled", "refunded", NULL};
@@ -130,11 +128,12 @@ void orders_get(api_call_t *call)
     PQclear(res);
 }
 
-/* Reads the order for a change; answers 409 unless it is pending. */
+/* Reads the order for a change; answers 409 unless it is pending (see
+ * api_checks_state). */
 static PGresult *pending_order(api_call_t *call, const char *change)
 {
     PGresult *res = order_read(call);
-    if (res && strcmp(PQgetvalue(res, 0, 1), "pending") != 0) {
+    if (res && api_checks_state(call) && strcmp(PQgetvalue(res, 0, 1), "pending") != 0) {
         api_errorf(call, 409, "order_not_pending", "id",
                    "order %s is %s; only a pending order can be %s", call->id,
                    PQgetvalue(res, 0, 1), change);
@@ -190,19 +189,7 @@ void orders_cancel(api_call_t *call)
 
 void orders_list(api_call_t *call)
 {
-    const char *limit_text = api_arg(call, "limit"), *after = api_arg(call, "starting_after");
-    const char *status = api_arg(call, "status");
-    char limit[8] = "20";
-    if (limit_text) {
-        char *end;
-        long n = strtol(limit_text, &end, 10);
-        if (*limit_text == '\0' || *end != '\0' || n < 1 || n > LIST_LIMIT_MAX) {
-            api_errorf(call, 400, "parameter_invalid", "limit",
-                       "limit must be a whole number from 1 to %d", LIST_LIMIT_MAX);
-            return;
-        }
-        snprintf(limit, sizeof(limit), "%ld", n);
-    }
+    const char *after = api_arg(call, "starting_after"), *status = api_arg(call, "status");
     if (status) {
         size_t i = 0;
         while (order_statuses[i] && strcmp(order_statuses[i], status) != 0)
@@ -214,19 +201,5 @@ void orders_list(api_call_t *call)
             return;
         }
     }
-    if (after && (strlen(after) > API_ID_MAX || *after == '\0')) {
-        api_error(call, 400, "parameter_invalid", "starting_after must be an order id",
-                  "starting_after");
-        return;
-    }
-    ps_pg_err_t err;
-    const char *params[] = {call->actor.id, call->actor.admin ? "true" : "false", status, after,
-                            limit};
-    PGresult *res = ps_pg_exec_prepared(call->pg, "orders_page", 5, params, &err);
-    if (res == NULL) {
-        api_db_error(call, &err);
-        return;
-    }
-    http_finish(call->req, 200, strdup(PQgetvalue(res, 0, 0)));
-    PQclear(res);
+    api_list_page(call, "orders_page", status, after);
 }

@@ -332,3 +332,43 @@ Test(shop, a_worker_killed_between_the_gateway_call_and_its_record_charges_once)
     cr_assert_str_eq(st, "paid");
     free(order), free(payment), free(pending), free(ledger), free(calls), free(st);
 }
+
+Test(shop, a_retry_while_the_first_is_in_flight_is_the_same_command)
+{
+    char user[64], path[160], key[80];
+    ts_unique(user, sizeof(user), "shopper_");
+    ts_unique(key, sizeof(key), "Idempotency-Key: inflight_");
+    char *order = order_of(user, "2.00");
+    char *payment = payment_for(user, order, "4.00");
+
+    /* Hold the ledger: the first attempt's charge stays in flight. */
+    PGconn *holder = PQconnectdb(ts_env("PAYSTREAM_PG_DSN"));
+    cr_assert_eq(PQstatus(holder), CONNECTION_OK);
+    PQclear(PQexec(holder, "BEGIN"));
+    PGresult *res = PQexec(holder, "LOCK TABLE transactions IN SHARE MODE");
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(holder));
+    PQclear(res);
+    snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
+    const char *headers[] = {key, NULL};
+    ts_http_t first = ts_api("POST", path, user, headers, "{\"payment_method\":\"pm_card_visa\"}");
+    cr_assert_eq(first.status, 202, "%s", first.body);
+    cr_assert(ts_wait_sql("processing", "SELECT status FROM payments WHERE id = $1", payment, NULL));
+
+    /* The payment is processing, but this is the same command: accepted, not 409. */
+    ts_http_t retry = ts_api("POST", path, user, headers, "{\"payment_method\":\"pm_card_visa\"}");
+    cr_assert_eq(retry.status, 202, "%s", retry.body);
+    char *a = ts_json(first.body, "command_id"), *b = ts_json(retry.body, "command_id");
+    cr_assert_str_eq(a, b);
+    PQclear(PQexec(holder, "ROLLBACK"));
+    PQfinish(holder);
+
+    char cpath[128];
+    snprintf(cpath, sizeof(cpath), "/api/v1/commands/%s", a);
+    ts_http_t c = ts_api("GET", cpath, user, WAIT, NULL);
+    char *http = ts_json(c.body, "http_status");
+    cr_assert_str_eq(http, "200", "%s", c.body);
+    char *charges = ts_sql("SELECT count(*) FROM transactions WHERE payment_id = $1", payment, NULL);
+    cr_assert_str_eq(charges, "1");
+    ts_http_free(&first), ts_http_free(&retry), ts_http_free(&c);
+    free(order), free(payment), free(a), free(b), free(http), free(charges);
+}
