@@ -19,7 +19,7 @@ RETURNS TABLE (ord bigint, fast boolean, event_id text, type text, account text,
                payment_intent text, intent_status text, gateway_status text,
                amount bigint, currency text, captured bigint, refunded bigint,
                charge_id text, order_id text, customer text, failure_code text,
-               failure_message text, refunds jsonb)
+               failure_message text, refunds jsonb, payment_id text)
 LANGUAGE sql STABLE AS $$
     SELECT e.ord,
            -- The event id too: the same id could come again with other facts.
@@ -29,17 +29,17 @@ LANGUAGE sql STABLE AS $$
            e.event_id, e.type, e.account, e.created, coalesce(e.livemode, false), e.message_id,
            e.payload, e.payment_intent, e.intent_status, e.gateway_status, e.amount,
            e.currency, e.captured, e.refunded, e.charge_id, e.order_id, e.customer,
-           e.failure_code, e.failure_message, e.refunds
+           e.failure_code, e.failure_message, e.refunds, e.payment_id
     FROM ROWS FROM (jsonb_to_recordset(p_events) AS (
             event_id text, type text, account text, created bigint, livemode boolean,
             message_id text, payload jsonb, payment_intent text, intent_status text,
             gateway_status text, amount bigint, currency text, captured bigint,
             refunded bigint, charge_id text, order_id text, customer text,
-            failure_code text, failure_message text, refunds jsonb))
+            failure_code text, failure_message text, refunds jsonb, payment_id text))
          WITH ORDINALITY AS e(event_id, type, account, created, livemode, message_id,
             payload, payment_intent, intent_status, gateway_status, amount, currency,
             captured, refunded, charge_id, order_id, customer, failure_code,
-            failure_message, refunds, ord)
+            failure_message, refunds, payment_id, ord)
 $$;
 
 -- Whether an event announcing lifecycle state to_status, created at, may move
@@ -61,6 +61,18 @@ RETURNS TABLE (ord bigint, event_id text, outcome text) LANGUAGE plpgsql AS $$
 DECLARE
     r record;
 BEGIN
+    -- A payment made through the API learns its payment intent from the
+    -- gateway's answer, and Stripe's webhook may come first. The intent names
+    -- the payment in metadata.payment_id: the payment adopts the intent, so
+    -- the event applies to it instead of making another.
+    IF jsonb_path_exists(p_events, '$[*].payment_id') THEN
+        UPDATE payments p SET gateway_payment_id = b.payment_intent
+        FROM ps_stripe_batch_rows(p_events) b
+        WHERE b.payment_id IS NOT NULL AND b.payment_intent IS NOT NULL AND p.id = b.payment_id
+          AND p.gateway_payment_id IS NULL
+          AND NOT EXISTS (SELECT 1 FROM payments q WHERE q.gateway_payment_id = b.payment_intent);
+    END IF;
+
     RETURN QUERY
     WITH ev AS MATERIALIZED (
         SELECT b.*, to_timestamp(b.created) AS at FROM ps_stripe_batch_rows(p_events) b

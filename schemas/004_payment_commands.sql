@@ -51,9 +51,11 @@ CREATE FUNCTION ps_order_open_minor(p_order_id text) RETURNS bigint LANGUAGE sql
 $$;
 
 -- What may still be refunded of a payment: captured, less refunded, less
--- refunds in flight at the gateway.
+-- refunds the gateway has not finished (pending there, or in flight here).
 CREATE FUNCTION ps_payment_refundable_minor(p_id text) RETURNS bigint LANGUAGE sql STABLE AS $$
     SELECT p.captured_minor - p.refunded_minor
+           - coalesce((SELECT sum(r.amount_minor) FROM refunds r
+                       WHERE r.payment_id = p.id AND r.status IN ('pending', 'requires_action')), 0)
            - coalesce((SELECT sum(g.amount_minor) FROM gateway_calls g
                        WHERE g.payment_id = p.id AND g.kind = 'refund' AND g.finished_at IS NULL), 0)
     FROM payments p WHERE p.id = p_id
@@ -125,10 +127,18 @@ BEGIN
     result := ps_payment_json(p_id);
 END $$;
 
+-- What the worker needs to make call g for payment p.
+CREATE FUNCTION ps_gateway_call_json(g gateway_calls, p payments) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object('kind', g.kind, 'gateway', g.gateway, 'amount_minor', g.amount_minor,
+                              'currency', g.currency, 'payment_method', g.payment_method,
+                              'reason', g.reason, 'payment_id', p.id, 'order_id', p.order_id,
+                              'gateway_payment_id', p.gateway_payment_id)
+$$;
+
 -- Starts a command that calls the gateway (payment.process or
 -- payment.refund), with the rules checked under the payment's lock.
--- Returns either the call to make (call: {kind, gateway, amount_minor,
--- currency, payment_method, reason, gateway_payment_id}) or, when the rules
+-- Returns either the call to make (ps_gateway_call_json) or, when the rules
 -- refuse it, the command is recorded as finished and call is NULL.
 CREATE FUNCTION ps_gateway_begin(c jsonb, OUT call jsonb, OUT duplicate boolean)
 LANGUAGE plpgsql AS $$
@@ -149,10 +159,7 @@ BEGIN
     SELECT * INTO g FROM gateway_calls WHERE command_id = v_id;
     IF g.command_id IS NOT NULL THEN
         -- Delivered again after the call began: make the same call again.
-        call := jsonb_build_object('kind', g.kind, 'gateway', g.gateway,
-                                   'amount_minor', g.amount_minor, 'currency', g.currency,
-                                   'payment_method', g.payment_method, 'reason', g.reason,
-                                   'gateway_payment_id', p.gateway_payment_id);
+        call := ps_gateway_call_json(g, p);
         RETURN;
     END IF;
 
@@ -211,13 +218,12 @@ BEGIN
                             version = version + 1, updated_at = now()
          WHERE id = p.id;
     END IF;
-    call := jsonb_build_object('kind', g.kind, 'gateway', g.gateway, 'amount_minor', g.amount_minor,
-                               'currency', g.currency, 'payment_method', g.payment_method,
-                               'reason', g.reason, 'gateway_payment_id', p.gateway_payment_id);
+    call := ps_gateway_call_json(g, p);
 END $$;
 
 -- Records the gateway's answer to the call of command c. o is {outcome:
--- succeeded | failed | requires_action | error, gateway_payment_id,
+-- succeeded | processing | requires_action | pending (a refund) | failed |
+-- error, gateway_payment_id,
 -- gateway_status, transaction_id (ch_ or re_), failure_code,
 -- failure_message, http_status (for error)}. A gateway error (the request
 -- was refused, nothing happened) leaves the payment as it was before the
@@ -230,6 +236,8 @@ DECLARE
     v_status integer;
     v_result jsonb;
     v_txn    text := o->>'transaction_id';
+    v_state  text;
+    v_from   text;
 BEGIN
     SELECT * INTO g FROM gateway_calls WHERE command_id = v_id FOR UPDATE;
     IF g.finished_at IS NOT NULL OR EXISTS (SELECT 1 FROM commands WHERE id = v_id) THEN
@@ -249,13 +257,21 @@ BEGIN
             'code', coalesce(o->>'failure_code', 'gateway_error'),
             'message', coalesce(o->>'failure_message', 'the payment gateway refused the request'))));
     ELSIF g.kind = 'charge' THEN
+        -- The answer moves the payment along the state machine from where it
+        -- was before the call ('processing' was only ours while the call was
+        -- made), unless Stripe's webhooks for this intent moved it on already.
+        v_state := CASE o->>'outcome' WHEN 'succeeded' THEN 'completed'
+                                      WHEN 'failed' THEN 'failed'
+                                      WHEN 'processing' THEN 'processing'
+                                      ELSE 'pending' END;
+        v_from := CASE WHEN p.intent_status = 'processing' THEN g.prior_status ELSE p.intent_status END;
+        IF v_from <> v_state AND NOT ps_payment_can_move(v_from, v_state) THEN
+            v_state := p.intent_status;
+        END IF;
         UPDATE payments SET
             gateway_payment_id = coalesce(o->>'gateway_payment_id', gateway_payment_id),
             gateway_status = o->>'gateway_status',
-            intent_status = CASE o->>'outcome' WHEN 'succeeded' THEN 'completed'
-                                               WHEN 'failed' THEN 'failed'
-                                               WHEN 'processing' THEN 'processing'
-                                               ELSE 'pending' END,
+            intent_status = v_state,
             captured_minor = CASE WHEN o->>'outcome' = 'succeeded'
                                   THEN greatest(captured_minor, g.amount_minor) ELSE captured_minor END,
             failure_code = o->>'failure_code', failure_message = o->>'failure_message',
@@ -270,15 +286,19 @@ BEGIN
         v_status := 200;
         v_result := ps_payment_json(p.id);
     ELSE
-        IF o->>'outcome' = 'succeeded' THEN
-            -- The webhook of the same refund may have come first: it keys on the id too.
+        IF o->>'outcome' IN ('succeeded', 'pending') THEN
+            -- The webhook of the same refund may have come first: it keys on
+            -- the id too. A pending refund reaches the ledger when Stripe's
+            -- refund.updated says it succeeded (ps_apply_refunds).
             INSERT INTO refunds (id, payment_id, amount_minor, currency, status, reason)
-            VALUES (v_txn, p.id, g.amount_minor, g.currency, 'succeeded', g.reason)
+            VALUES (v_txn, p.id, g.amount_minor, g.currency, o->>'outcome', g.reason)
             ON CONFLICT (id) DO NOTHING;
-            INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
-                                      gateway_transaction_id)
-            VALUES (p.id, 'refund', g.amount_minor, g.currency, 'succeeded', v_txn)
-            ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
+            IF o->>'outcome' = 'succeeded' THEN
+                INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
+                                          gateway_transaction_id)
+                VALUES (p.id, 'refund', g.amount_minor, g.currency, 'succeeded', v_txn)
+                ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
+            END IF;
             UPDATE payments SET
                 refunds_succeeded_minor = (SELECT coalesce(sum(amount_minor), 0) FROM refunds
                                            WHERE payment_id = p.id AND status = 'succeeded'),
@@ -290,7 +310,7 @@ BEGIN
             v_status := 200;
             v_result := ps_payment_json(p.id) || jsonb_build_object('refund', jsonb_build_object(
                 'id', v_txn, 'amount_minor', g.amount_minor, 'currency', g.currency,
-                'reason', g.reason, 'status', 'succeeded'));
+                'reason', g.reason, 'status', o->>'outcome'));
         ELSE
             v_status := 402;
             v_result := jsonb_build_object('error', jsonb_strip_nulls(jsonb_build_object(

@@ -73,8 +73,8 @@ void command_prepare(batch_event_t *ec)
     ps_strlcpy(ec->command_id, json_string_value(json_object_get(root, "command_id")),
                sizeof(ec->command_id));
     if (strcmp(type, "payment.create") == 0) {
-        /* Payments of this worker go to the sandbox gateway. */
-        json_object_set_new(json_object_get(root, "params"), "gateway", json_string("sandbox"));
+        json_object_set_new(json_object_get(root, "params"), "gateway",
+                            json_string(gateway_for(has_word(ec->env.actor_roles, "sandbox"))));
     }
     json_object_set_new(root, "actor", json_string(ec->env.actor));
     json_object_set_new(root, "admin", json_boolean(has_word(ec->env.actor_roles, "admin")));

@@ -1,4 +1,5 @@
-/* The payment gateways behind payment.process and payment.refund.
+/* The payment gateways behind payment.process and payment.refund: stripe
+ * (gateway_stripe.c) when STRIPE_SECRET_KEY is set, and the sandbox.
  *
  * sandbox: deterministic and offline, after Stripe's test payment methods.
  * pm_card_visa (and the other plain test cards) succeed,
@@ -10,6 +11,9 @@
 #include <string.h>
 
 #include "payments.h"
+#include "paystream/config.h"
+
+static int stripe_enabled;
 
 static const struct {
     const char *method;
@@ -19,7 +23,7 @@ static const struct {
     {"pm_card_visa", "succeeded", NULL, NULL},
     {"pm_card_mastercard", "succeeded", NULL, NULL},
     {"pm_card_amex", "succeeded", NULL, NULL},
-    {"pm_card_chargeDeclined", "failed", "card_declined", "Your card was declined."},
+    {"pm_card_chargeDeclined", "failed", "generic_decline", "Your card was declined."},
     {"pm_card_chargeDeclinedInsufficientFunds", "failed", "insufficient_funds",
      "Your card has insufficient funds."},
     {"pm_card_chargeDeclinedExpiredCard", "failed", "expired_card", "Your card has expired."},
@@ -55,22 +59,41 @@ static json_t *sandbox_refund(const char *digits)
     return json_pack("{s:s, s:s}", "outcome", "succeeded", "transaction_id", re);
 }
 
+void gateway_init(void)
+{
+    const char *key = ps_config_str("STRIPE_SECRET_KEY");
+    stripe_enabled = *key != '\0' &&
+                     stripe_gateway_init(key, ps_config_str("STRIPE_API_BASE"),
+                                         (long)ps_config_int("STRIPE_TIMEOUT_MS")) == 0;
+}
+
+void gateway_free(void)
+{
+    if (stripe_enabled)
+        stripe_gateway_free();
+}
+
+const char *gateway_for(int sandbox_actor)
+{
+    return sandbox_actor || !stripe_enabled ? "sandbox" : "stripe";
+}
+
 int gateway_call(const gateway_call_t *call, json_t **outcome, char *err, size_t errlen)
 {
     const char *digits = strncmp(call->command_id, "cmd_", 4) == 0 ? call->command_id + 4
                                                                    : call->command_id;
-    (void)err;
-    (void)errlen;
-    if (strcmp(call->gateway, "sandbox") != 0) {
-        /* Nothing was asked of any gateway: a definite refusal. */
-        char message[128];
-        snprintf(message, sizeof(message), "the %.32s gateway is not reachable from this worker",
-                 call->gateway);
-        *outcome = json_pack("{s:s, s:i, s:s, s:s}", "outcome", "error", "http_status", 409,
-                             "failure_code", "gateway_unavailable", "failure_message", message);
+    if (strcmp(call->gateway, "sandbox") == 0) {
+        *outcome = strcmp(call->kind, "charge") == 0 ? sandbox_charge(call, digits)
+                                                     : sandbox_refund(digits);
         return 0;
     }
-    *outcome = strcmp(call->kind, "charge") == 0 ? sandbox_charge(call, digits)
-                                                 : sandbox_refund(digits);
+    if (strcmp(call->gateway, "stripe") == 0 && stripe_enabled)
+        return stripe_gateway_call(call, outcome, err, errlen);
+    /* Nothing was asked of any gateway: a definite refusal. */
+    char message[128];
+    snprintf(message, sizeof(message), "the %.32s gateway is not configured on this worker",
+             call->gateway);
+    *outcome = json_pack("{s:s, s:i, s:s, s:s}", "outcome", "error", "http_status", 409,
+                         "failure_code", "gateway_unavailable", "failure_message", message);
     return 0;
 }

@@ -46,6 +46,8 @@ static int ask_gateway(const batch_event_t *ec, json_t *callj, json_t **outcome,
         .currency = str(callj, "currency"),
         .payment_method = str(callj, "payment_method"),
         .reason = str(callj, "reason"),
+        .payment_id = str(callj, "payment_id"),
+        .order_id = str(callj, "order_id"),
         .gateway_payment_id = str(callj, "gateway_payment_id"),
         .command_id = ec->command_id,
     };

@@ -21,6 +21,12 @@ static const ps_cfg_var_t config[] = {
      "Kafka consumer group of the payments workers"},
     {"PAYSTREAM_BATCH_MAX", PS_CFG_INT, "2000", 1, 10000,
      "most messages applied in one database transaction"},
+    {"STRIPE_SECRET_KEY", PS_CFG_SECRET, "", 0, 0,
+     "sk_ key of Stripe's API; unset, payments go to the sandbox gateway"},
+    {"STRIPE_API_BASE", PS_CFG_STRING, "https://api.stripe.com", 0, 0,
+     "base URL of Stripe's API (a local stand-in in tests)"},
+    {"STRIPE_TIMEOUT_MS", PS_CFG_INT, "30000", 1000, 600000,
+     "longest wait for one answer of Stripe's API before asking again"},
 };
 #define NCONFIG (sizeof(config) / sizeof(config[0]))
 
@@ -134,6 +140,7 @@ int main(int argc, char **argv)
         return 2;
     if (do_migrate)
         return migrate();
+    gateway_init(); /* first: libcurl's global set-up wants no other threads yet */
 
     signal(SIGINT, stop);
     signal(SIGTERM, stop);
@@ -168,6 +175,7 @@ int main(int argc, char **argv)
     rd_kafka_flush(dlq, 10000);
     rd_kafka_destroy(dlq);
     ps_pg_close(pg);
+    gateway_free();
     ps_log_info("payments worker stopped", NULL);
     return rc;
 }

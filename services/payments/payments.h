@@ -67,20 +67,34 @@ int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, batch_event_t *ec, apply
                           volatile sig_atomic_t *run);
 
 /* gateway.c: the payment gateways. A call of ps_gateway_begin's "call"
- * object; the idempotency key is derived from the command id. */
+ * object; the idempotency key is the command id. */
 typedef struct {
     const char *kind; /* charge or refund */
     const char *gateway;
     int64_t amount_minor;
-    const char *currency, *payment_method, *reason, *gateway_payment_id;
+    const char *currency, *payment_method, *reason;
+    const char *payment_id, *order_id, *gateway_payment_id;
     const char *command_id;
 } gateway_call_t;
+
+/* Reads the gateways' configuration (STRIPE_SECRET_KEY, ...). */
+void gateway_init(void);
+void gateway_free(void);
+
+/* The gateway of a new payment: the sandbox for a sandbox actor or when no
+ * Stripe key is configured, else stripe. */
+const char *gateway_for(int sandbox_actor);
 
 /* Makes the call. Returns 0 with the gateway's answer in *outcome (the
  * object ps_gateway_finish takes), or -1 with the reason in err when the
  * answer is unknown (network, 5xx, 429) and the same call must be made
  * again. */
 int gateway_call(const gateway_call_t *call, json_t **outcome, char *err, size_t errlen);
+
+/* gateway_stripe.c: the stripe gateway (gateway_call's contract). */
+int stripe_gateway_init(const char *secret_key, const char *api_base, long timeout_ms);
+void stripe_gateway_free(void);
+int stripe_gateway_call(const gateway_call_t *call, json_t **outcome, char *err, size_t errlen);
 
 /* dead_letters.c: publishes msg to its topic's .dlq twin with the reason and
  * records it in dead_letters. Retries until both succeed or *run drops.

@@ -13,7 +13,7 @@
 /* The facts an event states about a payment; NULL or -1 when it says none. */
 typedef struct {
     const char *payment_intent, *intent_status, *gateway_status, *currency;
-    const char *charge_id, *order_id, *customer, *failure_code, *failure_message;
+    const char *charge_id, *order_id, *payment_id, *customer, *failure_code, *failure_message;
     int64_t amount, captured, refunded;
     json_t *refunds; /* new reference, or NULL */
 } facts_t;
@@ -87,6 +87,7 @@ static int on_payment_intent(json_t *pi, const char *status, facts_t *f, char *e
     f->gateway_status = str_field(pi, "status");
     f->customer = str_field(pi, "customer");
     f->order_id = str_field(json_object_get(pi, "metadata"), "order_id");
+    f->payment_id = str_field(json_object_get(pi, "metadata"), "payment_id");
     json_t *lpe = json_object_get(pi, "last_payment_error");
     f->failure_code = str_field(lpe, "decline_code") ? str_field(lpe, "decline_code")
                                                      : str_field(lpe, "code");
@@ -208,6 +209,7 @@ static void fill_json(batch_event_t *ec, json_t *root, facts_t *f)
     set_int(o, "refunded", f->refunded);
     set_str(o, "charge_id", f->charge_id);
     set_str(o, "order_id", f->order_id);
+    set_str(o, "payment_id", f->payment_id);
     set_str(o, "customer", f->customer);
     set_str(o, "failure_code", f->failure_code);
     set_str(o, "failure_message", f->failure_message);

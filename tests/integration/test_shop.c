@@ -152,7 +152,7 @@ Test(shop, a_declined_card_fails_the_payment_and_another_card_pays)
                         "status");
     cr_assert_str_eq(status, "failed");
     char *code = ts_sql("SELECT failure_code FROM payments WHERE id = $1", payment, NULL);
-    cr_assert_str_eq(code, "card_declined");
+    cr_assert_str_eq(code, "generic_decline", "Stripe's decline code");
     char *st = order_status(order);
     cr_assert_str_eq(st, "pending");
     char *charges = ts_sql("SELECT count(*) FROM transactions WHERE payment_id = $1", payment, NULL);

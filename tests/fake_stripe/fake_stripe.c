@@ -1,0 +1,329 @@
+/* paystream-fake-stripe: a stand-in for Stripe's API for the integration
+ * tests (STRIPE_API_BASE points the payments worker here).
+ *
+ *   paystream-fake-stripe --port PORT
+ *
+ * POST /v1/payment_intents (confirm=true) and POST /v1/refunds, form-encoded,
+ * answered as Stripe answers its test payment methods: pm_card_visa (and
+ * _mastercard, _amex) succeed, pm_card_chargeDeclined is a 402 card_error,
+ * pm_card_authenticationRequired requires_action, anything else a 400. It
+ * checks what paystream must send: a Bearer sk_test_ key, an
+ * Idempotency-Key, the fields, lowercase currencies; and it keeps Stripe's
+ * idempotency rules: the same key and form get the first answer, the same
+ * key with another form is a 400 idempotency_error.
+ *
+ * For the tests: POST /_fail?count=N&status=S answers the next N API
+ * requests with S (and Stripe-Should-Retry: true) before doing anything;
+ * GET /_requests lists every API request received: path, idempotency key,
+ * form, status. */
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BODY_MAX 65536
+
+typedef struct {
+    char *body;
+    size_t len;
+} upload_t;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *requests;     /* [{path, idempotency_key, form, status}] */
+static json_t *idempotent;   /* key -> {path, form, status, answer} */
+static json_t *intents;      /* pi id -> {amount, refunded} */
+static int fail_count, fail_status, next_id = 1;
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, json_t *body,
+                                 int retry)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Request-Id", "req_fake");
+    if (retry)
+        MHD_add_response_header(r, "Stripe-Should-Retry", "true");
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static json_t *error(const char *type, const char *code, const char *message, const char *param)
+{
+    return json_pack("{s:{s:s, s:s?, s:s, s:s?}}", "error", "type", type, "code", code,
+                     "message", message, "param", param);
+}
+
+/* Decodes %XX and + in place. */
+static void url_decode(char *s)
+{
+    char *w = s;
+    for (; *s; s++) {
+        if (*s == '+') {
+            *w++ = ' ';
+        } else if (*s == '%' && s[1] && s[2]) {
+            char hex[3] = {s[1], s[2], 0};
+            *w++ = (char)strtol(hex, NULL, 16);
+            s += 2;
+        } else {
+            *w++ = *s;
+        }
+    }
+    *w = '\0';
+}
+
+/* The form as a JSON object of name -> value. */
+static json_t *parse_form(const char *body)
+{
+    json_t *form = json_object();
+    char *copy = strdup(body), *save = NULL;
+    for (char *pair = strtok_r(copy, "&", &save); pair; pair = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(pair, '=');
+        if (eq == NULL)
+            continue;
+        *eq = '\0';
+        url_decode(pair);
+        url_decode(eq + 1);
+        json_object_set_new(form, pair, json_string(eq + 1));
+    }
+    free(copy);
+    return form;
+}
+
+static const char *field(json_t *form, const char *name)
+{
+    return json_string_value(json_object_get(form, name));
+}
+
+static json_t *payment_intent(json_t *form, unsigned *status)
+{
+    static const char *const required[] = {"amount", "currency", "payment_method", "confirm",
+                                           "metadata[payment_id]", NULL};
+    for (int i = 0; required[i]; i++) {
+        if (field(form, required[i]) == NULL) {
+            *status = 400;
+            return error("invalid_request_error", "parameter_missing", "Missing required param",
+                         required[i]);
+        }
+    }
+    const char *cur = field(form, "currency"), *pm = field(form, "payment_method");
+    long amount = atol(field(form, "amount"));
+    if (amount <= 0 || strlen(cur) != 3 || strspn(cur, "abcdefghijklmnopqrstuvwxyz") != 3 ||
+        strcmp(field(form, "confirm"), "true") != 0) {
+        *status = 400;
+        return error("invalid_request_error", "parameter_invalid", "Invalid amount, currency or confirm",
+                     NULL);
+    }
+    char id[32], charge[32];
+    snprintf(id, sizeof(id), "pi_fake_%d", next_id);
+    snprintf(charge, sizeof(charge), "ch_fake_%d", next_id++);
+    json_t *metadata = json_pack("{s:s, s:s?}", "payment_id", field(form, "metadata[payment_id]"),
+                                 "order_id", field(form, "metadata[order_id]"));
+    if (strcmp(pm, "pm_card_chargeDeclined") == 0) {
+        *status = 402;
+        json_decref(metadata);
+        return json_pack("{s:{s:s, s:s, s:s, s:s, s:{s:s, s:s}}}", "error", "type", "card_error",
+                         "code", "card_declined", "decline_code", "generic_decline", "message",
+                         "Your card was declined.", "payment_intent", "id", id, "status",
+                         "requires_payment_method");
+    }
+    const char *state = strcmp(pm, "pm_card_authenticationRequired") == 0 ? "requires_action"
+                        : strcmp(pm, "pm_card_visa") == 0 || strcmp(pm, "pm_card_mastercard") == 0 ||
+                                strcmp(pm, "pm_card_amex") == 0
+                            ? "succeeded"
+                            : NULL;
+    if (state == NULL) {
+        json_decref(metadata);
+        *status = 400;
+        char msg[160];
+        snprintf(msg, sizeof(msg), "No such PaymentMethod: '%.100s'", pm);
+        return error("invalid_request_error", "resource_missing", msg, "payment_method");
+    }
+    if (strcmp(state, "succeeded") == 0)
+        json_object_set_new(intents, id, json_pack("{s:I, s:I}", "amount", (json_int_t)amount,
+                                                   "refunded", (json_int_t)0));
+    *status = 200;
+    return json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:s?, s:o}", "id", id, "object",
+                     "payment_intent", "amount", (json_int_t)amount, "amount_received",
+                     (json_int_t)(strcmp(state, "succeeded") == 0 ? amount : 0), "currency", cur,
+                     "status", state, "latest_charge",
+                     strcmp(state, "succeeded") == 0 ? charge : NULL, "metadata", metadata);
+}
+
+static json_t *refund(json_t *form, unsigned *status)
+{
+    const char *pi = field(form, "payment_intent");
+    json_t *intent = pi ? json_object_get(intents, pi) : NULL;
+    long amount = field(form, "amount") ? atol(field(form, "amount")) : 0;
+    *status = 400;
+    if (intent == NULL)
+        return error("invalid_request_error", "resource_missing", "No such payment_intent",
+                     "payment_intent");
+    json_int_t left = json_integer_value(json_object_get(intent, "amount")) -
+                      json_integer_value(json_object_get(intent, "refunded"));
+    if (amount <= 0 || amount > left)
+        return error("invalid_request_error", "amount_too_large",
+                     "Refund amount is greater than unrefunded amount", "amount");
+    json_object_set_new(intent, "refunded",
+                        json_integer(json_integer_value(json_object_get(intent, "refunded")) + amount));
+    char id[32];
+    snprintf(id, sizeof(id), "re_fake_%d", next_id++);
+    *status = 200;
+    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s?}", "id", id, "object", "refund", "amount",
+                     (json_int_t)amount, "status", "succeeded", "payment_intent", pi, "reason",
+                     field(form, "reason"));
+}
+
+/* An API request, under the lock. */
+static json_t *api(const char *path, const char *auth, const char *key, const char *body,
+                   unsigned *status, int *retry)
+{
+    json_t *form = parse_form(body), *answer;
+    *retry = 0;
+    if (fail_count > 0) {
+        fail_count--;
+        *status = (unsigned)fail_status;
+        *retry = 1;
+        answer = error("api_error", NULL, "An unknown error occurred (injected)", NULL);
+    } else if (auth == NULL || strncmp(auth, "Bearer sk_test_", 15) != 0) {
+        *status = 401;
+        answer = error("invalid_request_error", NULL, "Invalid API Key provided", NULL);
+    } else if (key == NULL || *key == '\0') {
+        *status = 400;
+        answer = error("invalid_request_error", "idempotency_key_missing",
+                       "paystream must send an Idempotency-Key", NULL);
+    } else {
+        json_t *seen = json_object_get(idempotent, key);
+        if (seen && (strcmp(json_string_value(json_object_get(seen, "path")), path) != 0 ||
+                     strcmp(json_string_value(json_object_get(seen, "body")), body) != 0)) {
+            *status = 400;
+            answer = error("idempotency_error", NULL,
+                           "Keys for idempotent requests can only be used with the same "
+                           "parameters they were first used with.", NULL);
+        } else if (seen) {
+            *status = (unsigned)json_integer_value(json_object_get(seen, "status"));
+            answer = json_incref(json_object_get(seen, "answer"));
+        } else {
+            answer = strcmp(path, "/v1/payment_intents") == 0 ? payment_intent(form, status)
+                                                             : refund(form, status);
+            json_object_set_new(idempotent, key,
+                                json_pack("{s:s, s:s, s:i, s:O}", "path", path, "body", body,
+                                          "status", (int)*status, "answer", answer));
+        }
+    }
+    json_array_append_new(requests, json_pack("{s:s, s:s?, s:o, s:i}", "path", path,
+                                              "idempotency_key", key, "form", form, "status",
+                                              (int)*status));
+    return answer;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *data,
+                                  size_t *size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    upload_t *up = *con_cls;
+    if (up == NULL) {
+        *con_cls = calloc(1, sizeof(upload_t));
+        return MHD_YES;
+    }
+    if (*size > 0) {
+        if (up->len + *size < BODY_MAX) {
+            up->body = realloc(up->body, up->len + *size + 1);
+            memcpy(up->body + up->len, data, *size);
+            up->len += *size;
+            up->body[up->len] = '\0';
+        }
+        *size = 0;
+        return MHD_YES;
+    }
+    const char *body = up->body ? up->body : "";
+    unsigned status = 404;
+    int retry = 0;
+    json_t *answer;
+    pthread_mutex_lock(&lock);
+    if (strcmp(method, "GET") == 0 && strcmp(url, "/_requests") == 0) {
+        status = 200;
+        answer = json_incref(requests);
+    } else if (strcmp(method, "POST") == 0 && strcmp(url, "/_fail") == 0) {
+        const char *count = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "count");
+        const char *st = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "status");
+        fail_count = count ? atoi(count) : 1;
+        fail_status = st ? atoi(st) : 500;
+        status = 200;
+        answer = json_pack("{s:i}", "failing", fail_count);
+    } else if (strcmp(method, "POST") == 0 &&
+               (strcmp(url, "/v1/payment_intents") == 0 || strcmp(url, "/v1/refunds") == 0)) {
+        answer = api(url, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
+                     MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key"), body,
+                     &status, &retry);
+    } else {
+        answer = error("invalid_request_error", NULL, "Unrecognized request URL", NULL);
+    }
+    pthread_mutex_unlock(&lock);
+    enum MHD_Result ret = send_json(conn, status, answer, retry);
+    json_decref(answer);
+    return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    upload_t *up = *con_cls;
+    if (up) {
+        free(up->body);
+        free(up);
+    }
+    *con_cls = NULL;
+}
+
+static volatile sig_atomic_t run = 1;
+
+static void stop(int sig)
+{
+    (void)sig;
+    run = 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3 || strcmp(argv[1], "--port") != 0) {
+        fprintf(stderr, "usage: paystream-fake-stripe --port PORT\n");
+        return 2;
+    }
+    requests = json_array();
+    idempotent = json_object();
+    intents = json_object();
+    int port = atoi(argv[2]);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
+        on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    if (d == NULL) {
+        fprintf(stderr, "paystream-fake-stripe: cannot listen on port %s\n", argv[2]);
+        return 1;
+    }
+    signal(SIGINT, stop);
+    signal(SIGTERM, stop);
+    printf("fake stripe listening on %s\n", argv[2]);
+    fflush(stdout);
+    while (run)
+        pause();
+    MHD_stop_daemon(d);
+    json_decref(requests);
+    json_decref(idempotent);
+    json_decref(intents);
+    return 0;
+}
