@@ -56,6 +56,25 @@ static char *ledger_net(const char *payment)
                   payment, NULL);
 }
 
+/* Holds a lock on the ledger that blocks every insert into it (the
+ * recording of a gateway's answer) until release_ledger. */
+static PGconn *hold_ledger(void)
+{
+    PGconn *holder = PQconnectdb(ts_env("PAYSTREAM_PG_DSN"));
+    cr_assert_eq(PQstatus(holder), CONNECTION_OK);
+    PQclear(PQexec(holder, "BEGIN"));
+    PGresult *res = PQexec(holder, "LOCK TABLE transactions IN SHARE MODE");
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(holder));
+    PQclear(res);
+    return holder;
+}
+
+static void release_ledger(PGconn *holder)
+{
+    PQclear(PQexec(holder, "ROLLBACK"));
+    PQfinish(holder);
+}
+
 Test(shop, order_to_full_refund_with_the_ledger_back_to_zero)
 {
     char user[64], path[160];
@@ -294,14 +313,8 @@ Test(shop, a_worker_killed_between_the_gateway_call_and_its_record_charges_once)
     char *order = order_of(user, "9.00");
     char *payment = payment_for(user, order, "18.00");
 
-    /* Hold the ledger so that recording the gateway's answer waits, after
-     * the call was recorded and made. */
-    PGconn *holder = PQconnectdb(ts_env("PAYSTREAM_PG_DSN"));
-    cr_assert_eq(PQstatus(holder), CONNECTION_OK);
-    PQclear(PQexec(holder, "BEGIN"));
-    PGresult *res = PQexec(holder, "LOCK TABLE transactions IN SHARE MODE");
-    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(holder));
-    PQclear(res);
+    /* Recording the gateway's answer waits, after the call was recorded and made. */
+    PGconn *holder = hold_ledger();
 
     snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
     ts_http_t r = ts_api("POST", path, user, NULL, "{\"payment_method\":\"pm_card_visa\"}");
@@ -314,8 +327,7 @@ Test(shop, a_worker_killed_between_the_gateway_call_and_its_record_charges_once)
     cr_assert_eq(ts_svc("kill", "payments"), 0);
     free(ts_sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE wait_event_type = 'Lock' AND query LIKE '%ps_gateway_finish%'", NULL));
-    PQclear(PQexec(holder, "ROLLBACK"));
-    PQfinish(holder);
+    release_ledger(holder);
     char *pending = ts_sql("SELECT count(*) FROM gateway_calls WHERE payment_id = $1 "
                            "AND finished_at IS NULL", payment, NULL);
     cr_assert_str_eq(pending, "1", "the call was recorded, its answer not");
@@ -341,13 +353,8 @@ Test(shop, a_retry_while_the_first_is_in_flight_is_the_same_command)
     char *order = order_of(user, "2.00");
     char *payment = payment_for(user, order, "4.00");
 
-    /* Hold the ledger: the first attempt's charge stays in flight. */
-    PGconn *holder = PQconnectdb(ts_env("PAYSTREAM_PG_DSN"));
-    cr_assert_eq(PQstatus(holder), CONNECTION_OK);
-    PQclear(PQexec(holder, "BEGIN"));
-    PGresult *res = PQexec(holder, "LOCK TABLE transactions IN SHARE MODE");
-    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(holder));
-    PQclear(res);
+    /* The first attempt's charge stays in flight. */
+    PGconn *holder = hold_ledger();
     snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
     const char *headers[] = {key, NULL};
     ts_http_t first = ts_api("POST", path, user, headers, "{\"payment_method\":\"pm_card_visa\"}");
@@ -359,8 +366,7 @@ Test(shop, a_retry_while_the_first_is_in_flight_is_the_same_command)
     cr_assert_eq(retry.status, 202, "%s", retry.body);
     char *a = ts_json(first.body, "command_id"), *b = ts_json(retry.body, "command_id");
     cr_assert_str_eq(a, b);
-    PQclear(PQexec(holder, "ROLLBACK"));
-    PQfinish(holder);
+    release_ledger(holder);
 
     char cpath[128];
     snprintf(cpath, sizeof(cpath), "/api/v1/commands/%s", a);
