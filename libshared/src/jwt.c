@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "paystream/hmac.h"
+#include "paystream/util.h"
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -131,20 +132,6 @@ static int valid_sub(const char *s)
     return 1;
 }
 
-static int has_word(const char *words, const char *word)
-{
-    size_t wl = strlen(word);
-    for (const char *p = words; *p;) {
-        while (*p == ' ')
-            p++;
-        size_t n = strcspn(p, " ");
-        if (n == wl && strncmp(p, word, n) == 0)
-            return 1;
-        p += n;
-    }
-    return 0;
-}
-
 static ps_jwt_result_t check_claims(const char *part, size_t len, int64_t now, int64_t leeway,
                                     ps_jwt_claims_t *claims)
 {
@@ -166,7 +153,7 @@ static ps_jwt_result_t check_claims(const char *part, size_t len, int64_t now, i
     if (r == PS_JWT_OK) {
         memset(claims, 0, sizeof(*claims));
         strcpy(claims->sub, json_string_value(sub));
-        claims->admin = scope != NULL && has_word(json_string_value(scope), "admin");
+        claims->admin = scope != NULL && ps_has_word(json_string_value(scope), "admin");
         claims->exp = exp;
     }
     json_decref(c);

@@ -113,6 +113,20 @@ size_t ps_strlcpy(char *dst, const char *src, size_t dstlen)
     return len;
 }
 
+int ps_has_word(const char *list, const char *word)
+{
+    size_t wl = strlen(word);
+    for (const char *p = list; wl > 0 && *p;) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, " ");
+        if (n == wl && strncmp(p, word, n) == 0)
+            return 1;
+        p += n;
+    }
+    return 0;
+}
+
 void ps_sleep_ms(int64_t ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};

@@ -20,8 +20,7 @@ const ps_pg_stmt_t api_statements[] = {
     /* Comparing hashes of 160-bit random keys: timing reveals nothing useful. */
     {"api_key", "SELECT actor, sandbox, admin FROM api_keys "
                 "WHERE id = $1 AND secret_sha256 = $2 AND revoked_at IS NULL", 2},
-    {"command", "SELECT id, actor, type, coalesce(resource_id, ''), request_sha256, http_status, "
-                "result::text FROM commands WHERE id = $1", 1},
+    {"command", "SELECT " COMMAND_COLUMNS " FROM commands WHERE id = $1", 1},
     {"order", "SELECT ps_order_json(id)::text, status, currency FROM orders "
               "WHERE id = $1 AND (actor = $2 OR $3::boolean)", 3},
     {"orders_page", "SELECT ps_orders_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
@@ -374,11 +373,8 @@ static int check_args(api_call_t *call, const char *allowed)
         return -1;
     }
     for (int i = 0; i < call->nargs; i++) {
-        const char *name = call->args[i].name, *p = strstr(allowed, name);
-        size_t n = strlen(name);
-        while (p && ((p != allowed && p[-1] != ' ') || (p[n] != ' ' && p[n] != '\0')))
-            p = strstr(p + 1, name);
-        if (p == NULL || n == 0) {
+        const char *name = call->args[i].name;
+        if (!ps_has_word(allowed, name)) {
             char shown[48];
             api_printable(shown, name, sizeof(shown));
             api_errorf(call, 400, "parameter_unknown", shown,

@@ -132,7 +132,11 @@ typedef struct {
     char *result; /* malloc'd JSON text */
 } command_row_t;
 
-/* Reads row i of a result of the columns of the "command" statement into
+/* The columns of a command as command_row_read reads them. */
+#define COMMAND_COLUMNS \
+    "id, actor, type, coalesce(resource_id, ''), request_sha256, http_status, result::text"
+
+/* Reads row i of a result of COMMAND_COLUMNS into
  * row (free with command_row_free). Returns 0, or -1 when a value does not
  * fit. */
 int command_row_read(PGresult *res, int i, command_row_t *row);

@@ -216,9 +216,7 @@ static int look_up(PGconn *conn)
         return 0;
     const char *params[] = {ids};
     PGresult *res = PQexecParams(conn,
-                                 "SELECT id, actor, type, coalesce(resource_id, ''), "
-                                 "request_sha256, http_status, result::text "
-                                 "FROM commands WHERE id = ANY($1::text[])",
+                                 "SELECT " COMMAND_COLUMNS " FROM commands WHERE id = ANY($1::text[])",
                                  1, NULL, params, NULL, NULL, 0);
     free(ids);
     int ok = PQresultStatus(res) == PGRES_TUPLES_OK;

@@ -19,17 +19,6 @@ static int hex_string(const char *s, size_t len)
     return 1;
 }
 
-/* Whether word is one of the space-separated words of list. */
-static int has_word(const char *list, const char *word)
-{
-    size_t n = strlen(word);
-    for (const char *p = list; (p = strstr(p, word)) != NULL; p += n) {
-        if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
-            return 1;
-    }
-    return 0;
-}
-
 /* The name of the first field of root that is missing or malformed, or NULL. */
 static const char *shape_error(json_t *root)
 {
@@ -74,10 +63,10 @@ void command_prepare(batch_event_t *ec)
                sizeof(ec->command_id));
     if (strcmp(type, "payment.create") == 0) {
         json_object_set_new(json_object_get(root, "params"), "gateway",
-                            json_string(gateway_for(has_word(ec->env.actor_roles, "sandbox"))));
+                            json_string(gateway_for(ps_has_word(ec->env.actor_roles, "sandbox"))));
     }
     json_object_set_new(root, "actor", json_string(ec->env.actor));
-    json_object_set_new(root, "admin", json_boolean(has_word(ec->env.actor_roles, "admin")));
+    json_object_set_new(root, "admin", json_boolean(ps_has_word(ec->env.actor_roles, "admin")));
     json_object_set_new(root, "message_id", json_string(ec->env.message_id));
     ec->json = json_dumps(root, JSON_COMPACT);
     json_decref(root);

@@ -35,3 +35,15 @@ Test(util, sha256_of_pieces_is_the_digest_of_their_concatenation)
     cr_assert_eq(ps_sha256_hex(empty, 1, hex), 0);
     cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
+
+Test(util, words_are_whole_space_separated_words)
+{
+    cr_assert(ps_has_word("read write admin", "admin"));
+    cr_assert(ps_has_word("  admin  ", "admin"));
+    cr_assert(ps_has_word("limit starting_after status", "starting_after"));
+    cr_assert_not(ps_has_word("administrator", "admin"));
+    cr_assert_not(ps_has_word("read sub-admin", "admin"));
+    cr_assert_not(ps_has_word("limit starting_after", "limit starting_after"), "one word only");
+    cr_assert_not(ps_has_word("limit ", ""), "the empty word is no word");
+    cr_assert_not(ps_has_word("", "admin"));
+}

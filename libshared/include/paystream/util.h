@@ -40,6 +40,9 @@ int ps_hex_decode(const char *in, size_t inlen, unsigned char *out, size_t outle
  * length of src so callers can detect truncation (as BSD strlcpy). */
 size_t ps_strlcpy(char *dst, const char *src, size_t dstlen);
 
+/* Whether word (not empty) is one of the space-separated words of list. */
+int ps_has_word(const char *list, const char *word);
+
 /* Sleeps for ms milliseconds, returning early only on shutdown signals. */
 void ps_sleep_ms(int64_t ms);
 
