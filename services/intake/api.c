@@ -1,4 +1,4 @@
-/* The /api/v1 endpoints: routing, a pool of threads that serve them (each
+/* The /api/v1 endpoints (and /billing/create-payment): routing, a pool of threads that serve them (each
  * with a PostgreSQL connection of its own, so that a query never holds an
  * HTTP thread that webhooks need), authentication and the write limit in
  * front of every handler, and JSON answers. */
@@ -31,6 +31,8 @@ const ps_pg_stmt_t api_statements[] = {
     {"payments_page", "SELECT ps_payments_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
     {"transactions_page",
      "SELECT ps_transactions_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
+    {"customer", "SELECT ps_customer_json(id)::text, currency, ps_customer_payable_minor(id) "
+                 "FROM customers WHERE id = $1", 1},
 };
 const size_t api_nstatements = sizeof(api_statements) / sizeof(api_statements[0]);
 
@@ -54,6 +56,10 @@ static const struct {
     {"GET", "/api/v1/transactions", 0, "limit payment_id", transactions_list},
     {"GET", "/api/v1/transactions/*", 0, "", transactions_get},
     {"GET", "/api/v1/commands/*", 0, "", commands_get},
+    {"POST", "/api/v1/customers", 1, "", customers_create},
+    {"GET", "/api/v1/customers/me", 0, "", customers_me},
+    {"POST", "/api/v1/usage", 1, "", usage_create},
+    {"POST", "/billing/create-payment", 1, "", billing_create_payment},
 };
 #define NENDPOINTS (sizeof(endpoints) / sizeof(endpoints[0]))
 
@@ -201,6 +207,8 @@ void api_resource_path(const char *command_type, const char *resource_id, char *
         snprintf(out, outlen, "/api/v1/orders/%s", resource_id);
     else if (strncmp(command_type, "payment.", 8) == 0)
         snprintf(out, outlen, "/api/v1/payments/%s", resource_id);
+    else if (strcmp(command_type, "customer.create") == 0)
+        snprintf(out, outlen, "/api/v1/customers/me");
     else
         out[0] = '\0';
 }

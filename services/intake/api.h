@@ -1,7 +1,7 @@
 /* Internal interfaces of the intake's API (/api/v1): the thread pool and
  * routing (api.c), authentication (auth.c), the write rate limit
  * (ratelimit.c), commands and their results (commands.c, waiter.c) and the
- * resources (orders.c). */
+ * resources (orders.c, payments.c, billing.c). */
 #ifndef PAYSTREAM_INTAKE_API_H
 #define PAYSTREAM_INTAKE_API_H
 
@@ -108,14 +108,15 @@ int auth_authenticate(api_call_t *call);
 void ratelimit_init(double per_second, double burst);
 int ratelimit_take(const char *actor);
 
-/* commands.c: publishes a write as a command to paystream.commands.payments
- * and answers it: 202 once Kafka has it, or its result under Prefer: wait. type is
+/* commands.c: publishes a write as a command to topic (a command topic) and
+ * answers it: 202 once Kafka has it, or its result under Prefer: wait. type is
  * e.g. "order.create"; resource_id is the id of the resource it changes,
  * or NULL for a create, which gets a new id starting with resource_prefix
  * ("ord_"); aggregate is the Kafka key (NULL: the resource id); params
  * (stolen) is what the worker needs. */
-void commands_submit(api_call_t *call, const char *type, const char *aggregate,
-                     const char *resource_prefix, const char *resource_id, json_t *params);
+void commands_submit(api_call_t *call, const char *topic, const char *type,
+                     const char *aggregate, const char *resource_prefix, const char *resource_id,
+                     json_t *params);
 
 /* For a write with an Idempotency-Key, before anything else is checked:
  * answers with the first result when the key's command was applied (or 422
@@ -126,7 +127,7 @@ void commands_get(api_call_t *call);
 
 /* A command's row in commands, as the intake reads it. */
 typedef struct {
-    char id[48], actor[PS_JWT_SUB_MAX + 1], type[48], resource_id[API_ID_MAX + 1];
+    char id[48], actor[PS_JWT_SUB_MAX + 1], type[48], resource_id[PS_JWT_SUB_MAX + 1];
     char request_sha256[65];
     unsigned http_status;
     char *result; /* malloc'd JSON text */
@@ -204,6 +205,12 @@ void payments_process(api_call_t *call);
 void payments_refund(api_call_t *call);
 void transactions_get(api_call_t *call);
 void transactions_list(api_call_t *call);
+
+/* billing.c */
+void customers_create(api_call_t *call);
+void customers_me(api_call_t *call);
+void usage_create(api_call_t *call);
+void billing_create_payment(api_call_t *call);
 
 /* orders.c */
 void orders_create(api_call_t *call);

@@ -1,5 +1,5 @@
-/* Writes as commands: publish to paystream.commands.payments with the
- * actor in the headers, then answer from Kafka's acknowledgement (202) or
+/* Writes as commands: publish to paystream.commands.payments (or .usage)
+ * with the actor in the headers, then answer from Kafka's acknowledgement (202) or
  * from the command's result (Prefer: wait, a reused Idempotency-Key, GET
  * /api/v1/commands/{id}).
  *
@@ -147,8 +147,8 @@ static int request_digest(const api_call_t *call, char out[65])
 }
 
 /* Publishes the command message; the waiter answers from the report. */
-static void publish(api_call_t *call, waiter_t *w, const char *type, const char *key,
-                    const char *text)
+static void publish(api_call_t *call, waiter_t *w, const char *topic, const char *type,
+                    const char *key, const char *text)
 {
     ps_envelope_t env;
     ps_envelope_init(&env, "api", type);
@@ -160,7 +160,7 @@ static void publish(api_call_t *call, waiter_t *w, const char *type, const char 
     publish_t *pub = waiter_publish(w);
     pub->produced_us = ps_mono_us();
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        intake.producer, RD_KAFKA_V_TOPIC(PS_TOPIC_COMMANDS_PAYMENTS),
+        intake.producer, RD_KAFKA_V_TOPIC(topic),
         RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)text, strlen(text)),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
         RD_KAFKA_V_OPAQUE(pub), RD_KAFKA_V_END);
@@ -199,10 +199,11 @@ int commands_replay(api_call_t *call)
     return found != 0;
 }
 
-void commands_submit(api_call_t *call, const char *type, const char *aggregate,
-                     const char *resource_prefix, const char *resource_id, json_t *params)
+void commands_submit(api_call_t *call, const char *topic, const char *type,
+                     const char *aggregate, const char *resource_prefix, const char *resource_id,
+                     json_t *params)
 {
-    char hex[PS_ORDERED_HEX_LEN + 1], command_id[48], rid[API_ID_MAX + 1], digest[65];
+    char hex[PS_ORDERED_HEX_LEN + 1], command_id[48], rid[PS_JWT_SUB_MAX + 1], digest[65];
     if (command_digits(call, hex) < 0 || request_digest(call, digest) < 0) {
         json_decref(params);
         api_error(call, 503, "overloaded", "cannot compute a digest; retry later", NULL);
@@ -230,7 +231,7 @@ void commands_submit(api_call_t *call, const char *type, const char *aggregate,
     if (w == NULL)
         api_error(call, 503, "overloaded", "out of memory; retry later", NULL);
     else
-        publish(call, w, type, aggregate ? aggregate : rid, text);
+        publish(call, w, topic, type, aggregate ? aggregate : rid, text);
     free(text);
     free(accepted_text);
 }

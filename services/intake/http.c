@@ -18,6 +18,7 @@ static const route_t routes[] = {
     {"GET", "/ready", handle_ready},
     {"GET", "/metrics", handle_metrics},
     {"*", "/api/", handle_api},
+    {"*", "/billing/", handle_api},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "paystream/billing.h"
 #include "paystream/metrics.h"
 
 typedef struct request request_t;
@@ -64,6 +65,8 @@ typedef struct {
     size_t max_body;
     const char *pg_dsn;
     int max_wait_ms; /* longest Prefer: wait honoured */
+    int stripe_gateway; /* STRIPE_SECRET_KEY is set (for GET /health) */
+    ps_billing_t billing;
     ps_metric_t *requests, *verify_failures, *publish_latency, *publish_failures;
 } intake_t;
 

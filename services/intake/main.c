@@ -41,6 +41,9 @@ static const ps_cfg_var_t config[] = {
      "API writes per second per actor (token bucket refill); 0 turns the limit off"},
     {"PAYSTREAM_RATE_LIMIT_BURST", PS_CFG_INT, "100", 1, 1000000,
      "API writes an actor may make at once (token bucket size)"},
+    PS_CFG_BILLING,
+    {"STRIPE_SECRET_KEY", PS_CFG_SECRET, "", 0, 0,
+     "only whether it is set is used here: GET /health reports the Stripe gateway"},
 };
 #define NCONFIG (sizeof(config) / sizeof(config[0]))
 
@@ -102,6 +105,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "paystream-intake: %s\n", err);
         return 2;
     }
+    if (ps_billing_parse(ps_config_str("PAYSTREAM_BILLING_CURRENCY"),
+                         ps_config_str("PAYSTREAM_METER_PRICES"), &intake.billing, err,
+                         sizeof(err)) < 0) {
+        fprintf(stderr, "paystream-intake: PAYSTREAM_BILLING_CURRENCY or PAYSTREAM_METER_PRICES: %s\n",
+                err);
+        return 2;
+    }
+    intake.stripe_gateway = *ps_config_str("STRIPE_SECRET_KEY") != '\0';
     register_metrics();
     intake.max_body = (size_t)ps_config_int("PAYSTREAM_MAX_BODY_BYTES");
     intake.pg_dsn = ps_config_str("PAYSTREAM_PG_DSN");

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "paystream/kafka.h"
 
 #define ITEMS_MAX 100
 #define QUANTITY_MAX 100000
@@ -105,7 +106,7 @@ void orders_create(api_call_t *call)
     params = json_pack("{s:s, s:o}", "currency", currency, "items", items);
     if (details_params(call, body, params) < 0)
         goto done;
-    commands_submit(call, "order.create", NULL, "ord_", NULL, params);
+    commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "order.create", NULL, "ord_", NULL, params);
     params = NULL;
 done:
     json_decref(params);
@@ -170,7 +171,7 @@ void orders_update(api_call_t *call)
     }
     if (details_params(call, body, params) < 0)
         goto done;
-    commands_submit(call, "order.update", NULL, NULL, call->id, params);
+    commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "order.update", NULL, NULL, call->id, params);
     params = NULL;
 done:
     PQclear(res);
@@ -184,7 +185,7 @@ void orders_cancel(api_call_t *call)
     if (res == NULL)
         return;
     PQclear(res);
-    commands_submit(call, "order.cancel", NULL, NULL, call->id, json_object());
+    commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "order.cancel", NULL, NULL, call->id, json_object());
 }
 
 void orders_list(api_call_t *call)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "paystream/kafka.h"
 
 /* The payment of the path as call->actor may see it (json, order_id,
  * status, currency), or NULL after answering. */
@@ -106,7 +107,7 @@ void payments_create(api_call_t *call)
                    currency);
         goto done;
     }
-    commands_submit(call, "payment.create", order_id, "pay_", NULL,
+    commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "payment.create", order_id, "pay_", NULL,
                     json_pack("{s:s, s:I, s:s}", "order_id", order_id, "amount_minor",
                               (json_int_t)amount, "currency", currency));
 done:
@@ -139,7 +140,7 @@ void payments_process(api_call_t *call)
                    status);
         goto done;
     }
-    commands_submit(call, "payment.process", payment_key(res, call->id), NULL, call->id,
+    commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "payment.process", payment_key(res, call->id), NULL, call->id,
                     json_pack("{s:s}", "payment_method", method));
 done:
     PQclear(res);
@@ -179,7 +180,7 @@ void payments_refund(api_call_t *call)
         }
         json_object_set_new(params, "amount_minor", json_integer((json_int_t)amount));
     }
-    commands_submit(call, "payment.refund", payment_key(res, call->id), NULL, call->id, params);
+    commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "payment.refund", payment_key(res, call->id), NULL, call->id, params);
 done:
     PQclear(res);
     json_decref(body);

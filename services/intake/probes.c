@@ -13,9 +13,10 @@
 
 void handle_health(request_t *req)
 {
-    json_t *body = json_pack("{s:s, s:s, s:s, s:{s:b, s:b}}", "status", "ok", "service",
+    json_t *body = json_pack("{s:s, s:s, s:s, s:{s:b, s:b}, s:{s:b}}", "status", "ok", "service",
                              "paystream-intake", "version", PS_VERSION, "webhooks", "stripe",
-                             webhooks_enabled(0), "stripe_connect", webhooks_enabled(1));
+                             webhooks_enabled(0), "stripe_connect", webhooks_enabled(1),
+                             "gateways", "stripe", intake.stripe_gateway);
     char *text = json_dumps(body, JSON_COMPACT);
     http_respond_json(req, 200, text);
     free(text);

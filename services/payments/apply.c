@@ -1,6 +1,7 @@
 /* Applying a poll batch exactly once in effect. Its Stripe events go in one
- * transaction and one call of ps_apply_stripe_batch, its commands in one of
- * ps_apply_commands (dedupe included in both); if any message makes one fail
+ * transaction and one call of ps_apply_stripe_events, its commands in one of
+ * ps_apply_commands, its usage records in one of ps_apply_usage (dedupe
+ * included in each); if any message makes one fail
  * for a reason of its own, that part is applied message by message so that
  * only that one is retried and, in the end, dead-lettered.
  * Failures of the database itself are retried until it comes back: the
@@ -20,10 +21,13 @@
 #define BACKOFF_CAP_MS 30000
 
 const ps_pg_stmt_t payments_statements[] = {
-    {"apply_stripe_batch", "SELECT ord, event_id, outcome FROM ps_apply_stripe_batch($1::jsonb)", 1},
+    {"apply_stripe_events", "SELECT ord, event_id, outcome FROM ps_apply_stripe_events($1::jsonb)", 1},
     {"apply_commands", "SELECT ord, command_id, outcome FROM ps_apply_commands($1::jsonb)", 1},
+    {"apply_usage", "SELECT ord, record_id, outcome FROM ps_apply_usage($1::jsonb)", 1},
     {"gateway_begin", "SELECT call::text, duplicate FROM ps_gateway_begin($1::jsonb)", 1},
     {"gateway_finish", "SELECT ps_gateway_finish($1::jsonb, $2::jsonb)", 2},
+    {"billing_begin", "SELECT call::text, duplicate FROM ps_billing_begin($1::jsonb)", 1},
+    {"billing_finish", "SELECT ps_billing_finish($1::jsonb, $2::jsonb)", 2},
     {"insert_dead_letter",
      "INSERT INTO dead_letters (topic, \"partition\", \"offset\", message_id, reason, payload) "
      "VALUES ($1, $2, $3, $4, $5, $6::bytea) ON CONFLICT DO NOTHING", 6},
@@ -184,7 +188,7 @@ static int apply_group(ps_pg_t *pg, rd_kafka_t *dlq, const group_t *g, apply_sta
 {
     size_t start = 0;
     for (size_t i = 0; i < g->n; i++) {
-        if (!g->ecs[i]->gateway)
+        if (g->ecs[i]->begin == NULL)
             continue;
         if (apply_run(pg, dlq, g->stmt, g->ecs + start, i - start, stats, run) < 0 ||
             gateway_command_apply(pg, dlq, g->ecs[i], stats, run) < 0)
@@ -222,18 +226,26 @@ int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t 
                 apply_stats_t *stats, volatile sig_atomic_t *run)
 {
     batch_event_t *ecs = ps_xcalloc(n, sizeof(*ecs));
-    group_t events = {"apply_stripe_batch", ps_xcalloc(n, sizeof(batch_event_t *)), 0};
-    group_t commands = {"apply_commands", ps_xcalloc(n, sizeof(batch_event_t *)), 0};
+    group_t groups[] = {
+        {"apply_stripe_events", ps_xcalloc(n, sizeof(batch_event_t *)), 0},
+        {"apply_commands", ps_xcalloc(n, sizeof(batch_event_t *)), 0},
+        {"apply_usage", ps_xcalloc(n, sizeof(batch_event_t *)), 0},
+    };
     int rc = 0;
     stats->batches++;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        int is_command = strcmp(rd_kafka_topic_name(msgs[i]->rkt), PS_TOPIC_COMMANDS_PAYMENTS) == 0;
+        const char *topic = rd_kafka_topic_name(msgs[i]->rkt);
+        group_t *g = &groups[0];
         ecs[i].msg = msgs[i];
-        if (is_command)
+        if (strcmp(topic, PS_TOPIC_COMMANDS_PAYMENTS) == 0) {
+            g = &groups[1];
             command_prepare(&ecs[i]);
-        else
+        } else if (strcmp(topic, PS_TOPIC_COMMANDS_USAGE) == 0) {
+            g = &groups[2];
+            usage_prepare(&ecs[i]);
+        } else {
             stripe_event_prepare(&ecs[i]);
-        group_t *g = is_command ? &commands : &events;
+        }
         if (!ecs[i].bad) {
             g->ecs[g->n++] = &ecs[i];
             continue;
@@ -243,14 +255,13 @@ int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t 
         if (rc == 0)
             stats->dead_lettered++;
     }
-    if (rc == 0)
-        rc = apply_group(pg, dlq, &events, stats, run);
-    if (rc == 0)
-        rc = apply_group(pg, dlq, &commands, stats, run);
+    for (size_t k = 0; k < sizeof(groups) / sizeof(groups[0]); k++) {
+        if (rc == 0)
+            rc = apply_group(pg, dlq, &groups[k], stats, run);
+        free(groups[k].ecs);
+    }
     for (size_t i = 0; i < n; i++)
         batch_event_release(&ecs[i]);
-    free(events.ecs);
-    free(commands.ecs);
     free(ecs);
     return rc;
 }

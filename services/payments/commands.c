@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "payments.h"
+#include "paystream/jwt.h"
 #include "paystream/util.h"
 
 static int hex_string(const char *s, size_t len)
@@ -19,8 +20,7 @@ static int hex_string(const char *s, size_t len)
     return 1;
 }
 
-/* The name of the first field of root that is missing or malformed, or NULL. */
-static const char *shape_error(json_t *root)
+const char *command_shape_error(json_t *root)
 {
     const char *id = json_string_value(json_object_get(root, "command_id"));
     const char *type = json_string_value(json_object_get(root, "type"));
@@ -31,7 +31,7 @@ static const char *shape_error(json_t *root)
         return "command_id";
     if (type == NULL || strlen(type) > 40)
         return "type";
-    if (rid == NULL || *rid == '\0' || strlen(rid) > 64)
+    if (rid == NULL || *rid == '\0' || strlen(rid) > PS_JWT_SUB_MAX)
         return "resource_id";
     if (!hex_string(json_string_value(json_object_get(root, "request_sha256")), 64))
         return "request_sha256";
@@ -51,20 +51,30 @@ void command_prepare(batch_event_t *ec)
     json_error_t jerr;
     json_t *root = json_loadb(ec->msg->payload ? ec->msg->payload : "", ec->msg->len,
                               JSON_REJECT_DUPLICATES, &jerr);
-    const char *bad = root ? shape_error(root) : NULL;
+    const char *bad = root ? command_shape_error(root) : NULL;
     if (root == NULL || bad) {
         batch_event_bad(ec, "not a command", root ? bad : jerr.text);
         json_decref(root);
         return;
     }
     const char *type = json_string_value(json_object_get(root, "type"));
-    ec->gateway = strcmp(type, "payment.process") == 0 || strcmp(type, "payment.refund") == 0;
+    json_t *params = json_object_get(root, "params");
+    int sandbox = ps_has_word(ec->env.actor_roles, "sandbox");
     ps_strlcpy(ec->command_id, json_string_value(json_object_get(root, "command_id")),
                sizeof(ec->command_id));
-    if (strcmp(type, "payment.create") == 0) {
-        json_object_set_new(json_object_get(root, "params"), "gateway",
-                            json_string(gateway_for(ps_has_word(ec->env.actor_roles, "sandbox"))));
+    if (strcmp(type, "payment.process") == 0 || strcmp(type, "payment.refund") == 0) {
+        ec->begin = "gateway_begin";
+        ec->finish = "gateway_finish";
+    } else if (strcmp(type, "customer.create") == 0 || strcmp(type, "checkout.create") == 0) {
+        ec->begin = "billing_begin";
+        ec->finish = "billing_finish";
     }
+    if (strcmp(type, "payment.create") == 0 || strcmp(type, "customer.create") == 0)
+        json_object_set_new(params, "gateway", json_string(gateway_for(sandbox)));
+    if (strcmp(type, "customer.create") == 0)
+        json_object_set_new(params, "currency", json_string(usage_billing()->currency));
+    if (strcmp(type, "checkout.create") == 0)
+        json_object_set_new(params, "sandbox", json_boolean(sandbox));
     json_object_set_new(root, "actor", json_string(ec->env.actor));
     json_object_set_new(root, "admin", json_boolean(ps_has_word(ec->env.actor_roles, "admin")));
     json_object_set_new(root, "message_id", json_string(ec->env.message_id));

@@ -1,17 +1,22 @@
-/* The payment gateways behind payment.process and payment.refund: stripe
+/* The gateways behind the commands that call one: stripe
  * (gateway_stripe.c) when STRIPE_SECRET_KEY is set, and the sandbox.
  *
  * sandbox: deterministic and offline, after Stripe's test payment methods.
  * pm_card_visa (and the other plain test cards) succeed,
  * pm_card_chargeDeclined and its kin are declined,
  * pm_card_authenticationRequired needs the customer's action, anything
- * else is an unknown payment method. Its ids derive from the command id, so
- * a repeated call gets the same answer, as Stripe's idempotency keys do. */
+ * else is an unknown payment method. Refunds succeed; customers and
+ * Checkout Sessions are made up (cus_sandbox_..., cs_sandbox_... with a
+ * URL under SANDBOX_CHECKOUT_URL, which pays nothing). Its ids derive from
+ * the command id, so a repeated call gets the same answer, as Stripe's
+ * idempotency keys do. */
 #include <stdio.h>
 #include <string.h>
 
 #include "payments.h"
 #include "paystream/config.h"
+
+#define SANDBOX_CHECKOUT_URL "https://checkout.sandbox.paystream.invalid/pay/"
 
 static int stripe_enabled;
 
@@ -30,13 +35,14 @@ static const struct {
     {"pm_card_authenticationRequired", "requires_action", NULL, NULL},
 };
 
-static json_t *sandbox_charge(const gateway_call_t *call, const char *digits)
+static json_t *sandbox_charge(json_t *call, const char *digits)
 {
+    const char *method = json_string_value(json_object_get(call, "payment_method"));
     char pi[64], ch[64];
     snprintf(pi, sizeof(pi), "pi_sandbox_%s", digits);
     snprintf(ch, sizeof(ch), "ch_sandbox_%s", digits);
     for (size_t i = 0; i < sizeof(test_methods) / sizeof(test_methods[0]); i++) {
-        if (call->payment_method == NULL || strcmp(call->payment_method, test_methods[i].method) != 0)
+        if (method == NULL || strcmp(method, test_methods[i].method) != 0)
             continue;
         const char *outcome = test_methods[i].outcome;
         const char *status = strcmp(outcome, "failed") == 0 ? "requires_payment_method" : outcome;
@@ -47,7 +53,7 @@ static json_t *sandbox_charge(const gateway_call_t *call, const char *digits)
     }
     char message[160];
     snprintf(message, sizeof(message), "No such PaymentMethod: '%.100s'",
-             call->payment_method ? call->payment_method : "");
+             method ? method : "");
     return json_pack("{s:s, s:i, s:s, s:s}", "outcome", "error", "http_status", 400,
                      "failure_code", "resource_missing", "failure_message", message);
 }
@@ -59,12 +65,34 @@ static json_t *sandbox_refund(const char *digits)
     return json_pack("{s:s, s:s}", "outcome", "succeeded", "transaction_id", re);
 }
 
+/* A customer or a Checkout Session of the sandbox. */
+static json_t *sandbox_billing(const char *kind, const char *digits)
+{
+    char id[64], url[128];
+    if (strcmp(kind, "customer") == 0) {
+        snprintf(id, sizeof(id), "cus_sandbox_%s", digits);
+        return json_pack("{s:s, s:s, s:s}", "outcome", "succeeded", "gateway", "sandbox",
+                         "gateway_customer_id", id);
+    }
+    snprintf(id, sizeof(id), "cs_sandbox_%s", digits);
+    snprintf(url, sizeof(url), "%s%s", SANDBOX_CHECKOUT_URL, id);
+    return json_pack("{s:s, s:s, s:s, s:s}", "outcome", "succeeded", "gateway", "sandbox",
+                     "session_id", id, "url", url);
+}
+
 void gateway_init(void)
 {
     const char *key = ps_config_str("STRIPE_SECRET_KEY");
     stripe_enabled = *key != '\0' &&
                      stripe_gateway_init(key, ps_config_str("STRIPE_API_BASE"),
-                                         (long)ps_config_int("STRIPE_TIMEOUT_MS")) == 0;
+                                         (long)ps_config_int("STRIPE_TIMEOUT_MS"),
+                                         ps_config_str("PAYSTREAM_CHECKOUT_SUCCESS_URL"),
+                                         ps_config_str("PAYSTREAM_CHECKOUT_CANCEL_URL")) == 0;
+}
+
+int gateway_stripe_enabled(void)
+{
+    return stripe_enabled;
 }
 
 void gateway_free(void)
@@ -78,21 +106,26 @@ const char *gateway_for(int sandbox_actor)
     return sandbox_actor || !stripe_enabled ? "sandbox" : "stripe";
 }
 
-int gateway_call(const gateway_call_t *call, json_t **outcome, char *err, size_t errlen)
+int gateway_call(json_t *call, const char *command_id, json_t **outcome, char *err,
+                 size_t errlen)
 {
-    const char *digits = strncmp(call->command_id, "cmd_", 4) == 0 ? call->command_id + 4
-                                                                   : call->command_id;
-    if (strcmp(call->gateway, "sandbox") == 0) {
-        *outcome = strcmp(call->kind, "charge") == 0 ? sandbox_charge(call, digits)
-                                                     : sandbox_refund(digits);
+    const char *digits = strncmp(command_id, "cmd_", 4) == 0 ? command_id + 4 : command_id;
+    const char *gateway = json_string_value(json_object_get(call, "gateway"));
+    const char *kind = json_string_value(json_object_get(call, "kind"));
+    if (gateway == NULL || kind == NULL)
+        gateway = kind = "?";
+    if (strcmp(gateway, "sandbox") == 0) {
+        *outcome = strcmp(kind, "charge") == 0   ? sandbox_charge(call, digits)
+                   : strcmp(kind, "refund") == 0 ? sandbox_refund(digits)
+                                                 : sandbox_billing(kind, digits);
         return 0;
     }
-    if (strcmp(call->gateway, "stripe") == 0 && stripe_enabled)
-        return stripe_gateway_call(call, outcome, err, errlen);
+    if (strcmp(gateway, "stripe") == 0 && stripe_enabled)
+        return stripe_gateway_call(call, command_id, outcome, err, errlen);
     /* Nothing was asked of any gateway: a definite refusal. */
     char message[128];
     snprintf(message, sizeof(message), "the %.32s gateway is not configured on this worker",
-             call->gateway);
+             gateway);
     *outcome = json_pack("{s:s, s:i, s:s, s:s}", "outcome", "error", "http_status", 409,
                          "failure_code", "gateway_unavailable", "failure_message", message);
     return 0;

@@ -1,7 +1,8 @@
-/* Commands that call the payment gateway, in three steps: ps_gateway_begin
- * checks the rules and records the call (one transaction), the gateway is
- * called, ps_gateway_finish records its answer (another). See
- * schemas/004_payment_commands.sql for why this is exactly once in effect. */
+/* Commands that call a gateway, in three steps: the begin statement
+ * (ps_gateway_begin, ps_billing_begin) checks the rules and returns the call
+ * (one transaction), the gateway is called, the finish statement records
+ * its answer (another). See schemas/004_payment_commands.sql and
+ * 005_billing.sql for why this is exactly once in effect. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,21 +40,9 @@ static const char *str(json_t *o, const char *key)
 static int ask_gateway(const batch_event_t *ec, json_t *callj, json_t **outcome,
                        volatile sig_atomic_t *run)
 {
-    gateway_call_t call = {
-        .kind = str(callj, "kind"),
-        .gateway = str(callj, "gateway"),
-        .amount_minor = json_integer_value(json_object_get(callj, "amount_minor")),
-        .currency = str(callj, "currency"),
-        .payment_method = str(callj, "payment_method"),
-        .reason = str(callj, "reason"),
-        .payment_id = str(callj, "payment_id"),
-        .order_id = str(callj, "order_id"),
-        .gateway_payment_id = str(callj, "gateway_payment_id"),
-        .command_id = ec->command_id,
-    };
     char err[256];
     for (int attempt = 0;; attempt++) {
-        if (gateway_call(&call, outcome, err, sizeof(err)) == 0)
+        if (gateway_call(callj, ec->command_id, outcome, err, sizeof(err)) == 0)
             return 0;
         if (gateway_wait(ec, err, attempt, run) < 0)
             return -1;
@@ -77,7 +66,7 @@ int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, batch_event_t *ec, apply
 {
     ps_pg_err_t err = {0};
     PGresult *res;
-    ps_pg_call_t begin = {.stmt = "gateway_begin", .nparams = 1, .values = {ec->json}};
+    ps_pg_call_t begin = {.stmt = ec->begin, .nparams = 1, .values = {ec->json}};
     int r = db_run(pg, &begin, &res, &err, run);
     if (r != 0)
         return r < 0 ? -1 : dead(pg, dlq, ec, "the command", &err, stats, run);
@@ -101,7 +90,8 @@ int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, batch_event_t *ec, apply
     ps_log_info("gateway answered", "message_id", ec->env.message_id, "command_id",
                 ec->command_id, "outcome", str(outcome, "outcome"), NULL);
     json_decref(outcome);
-    ps_pg_call_t finish = {.stmt = "gateway_finish", .nparams = 2, .values = {ec->json, outcome_text}};
+    ps_pg_call_t finish = {.stmt = ec->finish, .nparams = 2,
+                           .values = {ec->json, outcome_text}};
     r = db_run(pg, &finish, &res, &err, run);
     free(outcome_text);
     if (r == 0) {

@@ -1,15 +1,17 @@
 /* The stripe gateway: Stripe's API over libcurl, form-encoded.
  *
  * A charge is one PaymentIntent created and confirmed in one request
- * (POST /v1/payment_intents, confirm=true); a refund is POST /v1/refunds.
- * Every request carries the command id as its Idempotency-Key, so asking
- * again after an unknown outcome (a timeout, a 5xx) gets Stripe's first
- * answer instead of a second charge. The intent names our payment and order
- * in its metadata; the webhook path uses metadata.payment_id to find the
- * payment when Stripe's event comes before this answer is recorded.
+ * (POST /v1/payment_intents, confirm=true); a refund is POST /v1/refunds; a
+ * customer POST /v1/customers; a balance payment a Checkout Session (POST
+ * /v1/checkout/sessions, mode=payment). Every request carries the command id
+ * as its Idempotency-Key, so asking again after an unknown outcome (a
+ * timeout, a 5xx) gets Stripe's first answer instead of a second charge. The
+ * intent names our payment and order in its metadata; the webhook path uses
+ * metadata.payment_id to find the payment when Stripe's event comes before
+ * this answer is recorded.
  *
- * What Stripe answers becomes ps_gateway_finish's outcome: 200 with the
- * object's status; 402 (card_error) a failed payment with the decline code;
+ * What Stripe answers becomes the outcome the finish step records: 200 with
+ * the object; 402 (card_error) a failed payment with the decline code;
  * other 4xx the command's error (nothing happened); 409, 429 and 5xx unless
  * Stripe-Should-Retry says false, and network failures, an unknown outcome
  * to ask again. */
@@ -23,12 +25,12 @@
 #include "paystream/log.h"
 
 #define STRIPE_VERSION "2024-06-20"
-#define FORM_MAX 2048
+#define FORM_MAX 8192
 #define BODY_MAX (1024 * 1024)
 
 static struct {
     char auth[256];
-    const char *base;
+    const char *base, *success_url, *cancel_url;
     long timeout_ms;
 } stripe;
 
@@ -40,7 +42,16 @@ typedef struct {
     char request_id[64];
 } answer_t;
 
-int stripe_gateway_init(const char *secret_key, const char *api_base, long timeout_ms)
+/* A form being written. */
+typedef struct {
+    CURL *curl;
+    char text[FORM_MAX];
+    size_t used;
+    int full;
+} form_t;
+
+int stripe_gateway_init(const char *secret_key, const char *api_base, long timeout_ms,
+                        const char *success_url, const char *cancel_url)
 {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         ps_log_error("cannot set up libcurl; the stripe gateway is off", NULL);
@@ -49,6 +60,8 @@ int stripe_gateway_init(const char *secret_key, const char *api_base, long timeo
     snprintf(stripe.auth, sizeof(stripe.auth), "Authorization: Bearer %s", secret_key);
     stripe.base = api_base;
     stripe.timeout_ms = timeout_ms;
+    stripe.success_url = success_url;
+    stripe.cancel_url = cancel_url;
     return 0;
 }
 
@@ -84,38 +97,27 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
     return len;
 }
 
-/* Appends name=value (value escaped) to form; returns -1 when it is full. */
-static int form_add(CURL *c, char *form, const char *name, const char *value)
+/* Appends name=value (value escaped; nothing for NULL). */
+static void form_add(form_t *f, const char *name, const char *value)
 {
-    if (value == NULL)
-        return 0;
-    char *esc = curl_easy_escape(c, value, 0);
-    if (esc == NULL)
-        return -1;
-    size_t used = strlen(form);
-    int n = snprintf(form + used, FORM_MAX - used, "%s%s=%s", used ? "&" : "", name, esc);
+    if (value == NULL || f->full)
+        return;
+    char *esc = curl_easy_escape(f->curl, value, 0);
+    int n = esc ? snprintf(f->text + f->used, FORM_MAX - f->used, "%s%s=%s",
+                           f->used ? "&" : "", name, esc)
+                : -1;
     curl_free(esc);
-    return n < 0 || (size_t)n >= FORM_MAX - used ? -1 : 0;
+    if (n < 0 || (size_t)n >= FORM_MAX - f->used)
+        f->full = 1;
+    else
+        f->used += (size_t)n;
 }
 
-/* The form of a call. */
-static int build_form(CURL *c, const gateway_call_t *call, char *form)
+static void form_add_int(form_t *f, const char *name, long long value)
 {
-    char amount[24], currency[4] = "";
-    snprintf(amount, sizeof(amount), "%lld", (long long)call->amount_minor);
-    for (int i = 0; i < 3 && call->currency && call->currency[i]; i++)
-        currency[i] = (char)(call->currency[i] | 0x20); /* Stripe's codes are lowercase */
-    form[0] = '\0';
-    if (strcmp(call->kind, "charge") == 0)
-        return form_add(c, form, "amount", amount) | form_add(c, form, "currency", currency) |
-               form_add(c, form, "payment_method", call->payment_method) |
-               form_add(c, form, "confirm", "true") |
-               form_add(c, form, "payment_method_types[]", "card") |
-               form_add(c, form, "metadata[payment_id]", call->payment_id) |
-               form_add(c, form, "metadata[order_id]", call->order_id);
-    return form_add(c, form, "payment_intent", call->gateway_payment_id) |
-           form_add(c, form, "amount", amount) | form_add(c, form, "reason", call->reason) |
-           form_add(c, form, "metadata[payment_id]", call->payment_id);
+    char text[24];
+    snprintf(text, sizeof(text), "%lld", value);
+    form_add(f, name, text);
 }
 
 static const char *str(json_t *o, const char *key)
@@ -123,13 +125,127 @@ static const char *str(json_t *o, const char *key)
     return json_string_value(json_object_get(o, key));
 }
 
-/* 200: the PaymentIntent's or Refund's status as an outcome. */
-static json_t *success_outcome(const gateway_call_t *call, json_t *obj)
+/* Posts form to path with an Idempotency-Key. Returns 0 when Stripe
+ * answered for good (*http and *root, which may be NULL, set), -1 with the
+ * reason in err when the outcome is unknown and the same request must be
+ * made again. */
+static int stripe_post(const char *path, const char *idempotency_key, form_t *f, long *http,
+                       json_t **root, char *err, size_t errlen)
+{
+    char url[512], key[160];
+    snprintf(url, sizeof(url), "%s%s", stripe.base, path);
+    snprintf(key, sizeof(key), "Idempotency-Key: %s", idempotency_key);
+    struct curl_slist *h = curl_slist_append(NULL, stripe.auth);
+    h = curl_slist_append(h, key);
+    h = curl_slist_append(h, "Stripe-Version: " STRIPE_VERSION);
+    answer_t a = {.should_retry = -1};
+    CURL *c = f->curl;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, f->text);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, stripe.timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    *http = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, http);
+    curl_slist_free_all(h);
+    *root = a.body ? json_loads(a.body, 0, NULL) : NULL;
+    free(a.body);
+
+    char status[16];
+    snprintf(status, sizeof(status), "%ld", *http);
+    ps_log_info("stripe answered", "idempotency_key", idempotency_key, "path", path, "status", status, "request_id",
+                a.request_id[0] ? a.request_id : NULL, NULL);
+    if (rc != CURLE_OK) {
+        snprintf(err, errlen, "no answer from Stripe: %s", curl_easy_strerror(rc));
+    } else if ((*http >= 200 && *http < 300) ||
+               (*http >= 400 && *http < 500 && *http != 409 && *http != 429) ||
+               a.should_retry == 0) {
+        return 0; /* Stripe-Should-Retry: false says asking again will not help */
+    } else {
+        snprintf(err, errlen, "Stripe answered %ld (request %s)", *http,
+                 a.request_id[0] ? a.request_id : "-");
+    }
+    json_decref(*root);
+    *root = NULL;
+    return -1;
+}
+
+/* The request of a call: its path and form. Returns the path, or NULL with
+ * *outcome set when the call cannot be made at all. */
+static const char *build_request(json_t *call, form_t *f, json_t **outcome)
+{
+    const char *kind = str(call, "kind");
+    char currency[4] = "";
+    for (int i = 0; i < 3 && str(call, "currency") && str(call, "currency")[i]; i++)
+        currency[i] = (char)(str(call, "currency")[i] | 0x20); /* Stripe's codes are lowercase */
+    long long amount = json_integer_value(json_object_get(call, "amount_minor"));
+    if (strcmp(kind, "charge") == 0) {
+        form_add_int(f, "amount", amount);
+        form_add(f, "currency", currency);
+        form_add(f, "payment_method", str(call, "payment_method"));
+        form_add(f, "confirm", "true");
+        form_add(f, "payment_method_types[]", "card");
+        form_add(f, "metadata[payment_id]", str(call, "payment_id"));
+        form_add(f, "metadata[order_id]", str(call, "order_id"));
+        return "/v1/payment_intents";
+    }
+    if (strcmp(kind, "refund") == 0) {
+        form_add(f, "payment_intent", str(call, "gateway_payment_id"));
+        form_add_int(f, "amount", amount);
+        form_add(f, "reason", str(call, "reason"));
+        form_add(f, "metadata[payment_id]", str(call, "payment_id"));
+        return "/v1/refunds";
+    }
+    if (strcmp(kind, "customer") == 0) {
+        form_add(f, "email", str(call, "email"));
+        form_add(f, "name", str(call, "name"));
+        form_add(f, "metadata[customer_id]", str(call, "customer_id"));
+        return "/v1/customers";
+    }
+    if (*stripe.success_url == '\0' || *stripe.cancel_url == '\0') {
+        *outcome = json_pack("{s:s, s:i, s:s, s:s}", "outcome", "error", "http_status", 409,
+                             "failure_code", "checkout_not_configured", "failure_message",
+                             "PAYSTREAM_CHECKOUT_SUCCESS_URL and PAYSTREAM_CHECKOUT_CANCEL_URL "
+                             "must be set on the payments worker for Stripe Checkout");
+        return NULL;
+    }
+    form_add(f, "mode", "payment");
+    form_add(f, "customer", str(call, "stripe_customer_id"));
+    form_add(f, "client_reference_id", str(call, "customer_id"));
+    form_add(f, "line_items[0][quantity]", "1");
+    form_add(f, "line_items[0][price_data][currency]", currency);
+    form_add_int(f, "line_items[0][price_data][unit_amount]", amount);
+    form_add(f, "line_items[0][price_data][product_data][name]", "Account balance");
+    form_add(f, "success_url", stripe.success_url);
+    form_add(f, "cancel_url", stripe.cancel_url);
+    form_add(f, "metadata[customer_id]", str(call, "customer_id"));
+    form_add(f, "metadata[purpose]", "balance");
+    form_add(f, "payment_intent_data[metadata][customer_id]", str(call, "customer_id"));
+    return "/v1/checkout/sessions";
+}
+
+/* 200: the object as an outcome. */
+static json_t *success_outcome(const char *kind, json_t *obj)
 {
     const char *status = str(obj, "status");
+    if (str(obj, "id") == NULL)
+        return NULL;
+    if (strcmp(kind, "customer") == 0)
+        return json_pack("{s:s, s:s, s:s}", "outcome", "succeeded", "gateway", "stripe",
+                         "gateway_customer_id", str(obj, "id"));
+    if (strcmp(kind, "checkout") == 0)
+        return json_pack("{s:s, s:s, s:s, s:s?, s:O?}", "outcome", "succeeded", "gateway",
+                         "stripe", "session_id", str(obj, "id"), "url", str(obj, "url"),
+                         "expires_at", json_object_get(obj, "expires_at"));
     if (status == NULL)
         return NULL;
-    if (strcmp(call->kind, "refund") == 0) {
+    if (strcmp(kind, "refund") == 0) {
         const char *outcome = strcmp(status, "succeeded") == 0 || strcmp(status, "pending") == 0
                                   ? status : "failed";
         return json_pack("{s:s, s:s?, s:s?}", "outcome", outcome, "transaction_id", str(obj, "id"),
@@ -150,14 +266,14 @@ static json_t *success_outcome(const gateway_call_t *call, json_t *obj)
                      "failure_message", str(lpe, "message"));
 }
 
-/* 4xx: a declined card (402) fails the payment; anything else is the
- * command's error and changed nothing at Stripe. */
-static json_t *refusal_outcome(long http, json_t *root)
+/* A definite refusal: a declined card (402) fails a charge; anything else
+ * is the command's error and changed nothing at Stripe. */
+static json_t *refusal_outcome(const char *kind, long http, json_t *root)
 {
     json_t *e = json_object_get(root, "error");
     const char *type = str(e, "type"), *code = str(e, "code");
     const char *decline = str(e, "decline_code");
-    if (http == 402 || (type && strcmp(type, "card_error") == 0)) {
+    if (strcmp(kind, "charge") == 0 && (http == 402 || (type && strcmp(type, "card_error") == 0))) {
         json_t *pi = json_object_get(e, "payment_intent");
         return json_pack("{s:s, s:s?, s:s?, s:s?, s:s?}", "outcome", "failed",
                          "gateway_payment_id", str(pi, "id"), "gateway_status", str(pi, "status"),
@@ -167,69 +283,74 @@ static json_t *refusal_outcome(long http, json_t *root)
     char message[300];
     snprintf(message, sizeof(message), "Stripe refused the request: %s",
              str(e, "message") ? str(e, "message") : "no message");
-    return json_pack("{s:s, s:i, s:s, s:s}", "outcome", "error", "http_status",
-                     http == 401 || http == 403 ? 502 : 400, "failure_code",
-                     code ? code : "gateway_error", "failure_message", message);
+    int status = http == 401 || http == 403 || http >= 500 ? 502 : 400;
+    return json_pack("{s:s, s:i, s:s, s:s}", "outcome", "error", "http_status", status,
+                     "failure_code", code ? code : "gateway_error", "failure_message", message);
 }
 
-int stripe_gateway_call(const gateway_call_t *call, json_t **outcome, char *err, size_t errlen)
+int stripe_gateway_call(json_t *call, const char *command_id, json_t **outcome, char *err,
+                        size_t errlen)
 {
-    int charge = strcmp(call->kind, "charge") == 0;
-    char url[512], form[FORM_MAX], key[80];
-    snprintf(url, sizeof(url), "%s/v1/%s", stripe.base, charge ? "payment_intents" : "refunds");
-    snprintf(key, sizeof(key), "Idempotency-Key: %s", call->command_id);
-    CURL *c = curl_easy_init();
-    if (c == NULL || build_form(c, call, form) < 0) {
-        if (c)
-            curl_easy_cleanup(c);
-        snprintf(err, errlen, "cannot build the request to Stripe");
+    form_t *f = calloc(1, sizeof(*f));
+    if (f == NULL || (f->curl = curl_easy_init()) == NULL) {
+        free(f);
+        snprintf(err, errlen, "cannot set up the request to Stripe");
         return -1;
     }
-    struct curl_slist *h = curl_slist_append(NULL, stripe.auth);
-    h = curl_slist_append(h, key);
-    h = curl_slist_append(h, "Stripe-Version: " STRIPE_VERSION);
-    answer_t a = {.should_retry = -1};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, stripe.timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform(c);
-    long http = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-
+    const char *kind = str(call, "kind");
+    *outcome = NULL;
+    const char *path = build_request(call, f, outcome);
     int ret = -1;
-    json_t *root = a.body ? json_loads(a.body, 0, NULL) : NULL;
-    if (rc != CURLE_OK) {
-        snprintf(err, errlen, "no answer from Stripe: %s", curl_easy_strerror(rc));
-    } else if (http == 200 && (*outcome = success_outcome(call, root)) != NULL) {
+    if (path == NULL) {
         ret = 0;
-    } else if (http >= 400 && http < 500 && http != 409 && http != 429) {
-        *outcome = refusal_outcome(http, root);
-        ret = 0;
-    } else if (a.should_retry == 0) {
-        /* Stripe says asking again will not help: the request failed. */
-        *outcome = json_pack("{s:s, s:i, s:s, s:s}", "outcome", "error", "http_status", 502,
-                             "failure_code", "gateway_error", "failure_message",
-                             "Stripe could not process the request");
+    } else if (f->full) {
+        *outcome = json_pack("{s:s, s:i, s:s, s:s}", "outcome", "error", "http_status", 400,
+                             "failure_code", "request_too_large", "failure_message",
+                             "the request to Stripe would be too large");
         ret = 0;
     } else {
-        snprintf(err, errlen, "Stripe answered %ld (request %s)", http,
-                 a.request_id[0] ? a.request_id : "-");
+        long http;
+        json_t *root;
+        if (stripe_post(path, command_id, f, &http, &root, err, errlen) == 0) {
+            *outcome = http == 200 ? success_outcome(kind, root) : refusal_outcome(kind, http, root);
+            if (*outcome == NULL)
+                snprintf(err, errlen, "Stripe answered 200 without the object's id or status");
+            ret = *outcome ? 0 : -1;
+            json_decref(root);
+        }
     }
-    char status[16];
-    snprintf(status, sizeof(status), "%ld", http);
-    ps_log_info("stripe answered", "command_id", call->command_id, "path",
-                charge ? "/v1/payment_intents" : "/v1/refunds", "status", status, "request_id",
-                a.request_id[0] ? a.request_id : NULL, NULL);
-    json_decref(root);
-    free(a.body);
+    curl_easy_cleanup(f->curl);
+    free(f);
+    return ret;
+}
+
+int stripe_meter_event(const meter_event_t *ev, char *err, size_t errlen)
+{
+    form_t *f = calloc(1, sizeof(*f));
+    if (f == NULL || (f->curl = curl_easy_init()) == NULL) {
+        free(f);
+        snprintf(err, errlen, "cannot set up the request to Stripe");
+        return -1;
+    }
+    form_add(f, "event_name", ev->event_name);
+    form_add(f, "payload[stripe_customer_id]", ev->stripe_customer_id);
+    form_add_int(f, "payload[value]", (long long)ev->value);
+    form_add(f, "identifier", ev->identifier);
+    form_add_int(f, "timestamp", (long long)ev->timestamp);
+    long http;
+    json_t *root;
+    int ret = -1;
+    if (stripe_post("/v1/billing/meter_events", ev->identifier, f, &http, &root, err,
+                    errlen) == 0) {
+        ret = http == 200 ? 0 : 1;
+        if (ret) {
+            const char *msg = str(json_object_get(root, "error"), "message");
+            snprintf(err, errlen, "Stripe refused the meter event (%ld): %s", http,
+                     msg ? msg : "no message");
+        }
+        json_decref(root);
+    }
+    curl_easy_cleanup(f->curl);
+    free(f);
     return ret;
 }

@@ -1,5 +1,6 @@
-/* paystream-payments: applies Stripe events and API commands to orders,
- * payments, refunds and the ledger, exactly once in effect. The loop is librdkafka's consumer example:
+/* paystream-payments: applies Stripe events, API commands and usage records
+ * to orders, payments, refunds, the ledger, customers and their billing,
+ * exactly once in effect. The loop is librdkafka's consumer example:
  * poll a batch, apply it in one database transaction, then commit offsets. */
 #include <inttypes.h>
 #include <signal.h>
@@ -27,6 +28,13 @@ static const ps_cfg_var_t config[] = {
      "base URL of Stripe's API (a local stand-in in tests)"},
     {"STRIPE_TIMEOUT_MS", PS_CFG_INT, "30000", 1000, 600000,
      "longest wait for one answer of Stripe's API before asking again"},
+    PS_CFG_BILLING,
+    {"PAYSTREAM_INVOICE_THRESHOLD", PS_CFG_STRING, "3000.00", 0, 0,
+     "open balance (decimal, billing currency) at which a customer is invoiced; 0 turns it off"},
+    {"PAYSTREAM_CHECKOUT_SUCCESS_URL", PS_CFG_STRING, "", 0, 0,
+     "where Stripe Checkout sends a customer after paying (needed for Stripe Checkout)"},
+    {"PAYSTREAM_CHECKOUT_CANCEL_URL", PS_CFG_STRING, "", 0, 0,
+     "where Stripe Checkout sends a customer who goes back (needed for Stripe Checkout)"},
 };
 #define NCONFIG (sizeof(config) / sizeof(config[0]))
 
@@ -130,8 +138,8 @@ int main(int argc, char **argv)
     if (argc > 1 && !do_migrate) {
         int help = strcmp(argv[1], "--help") == 0;
         ps_config_usage(help ? stdout : stderr, "paystream-payments",
-                        "Applies Stripe events and API commands to orders, payments, refunds\n"
-                        "and the ledger.\n"
+                        "Applies Stripe events, API commands and usage records to orders,\n"
+                        "payments, refunds, the ledger, customers and their billing.\n"
                         "  --migrate  apply the schema migrations and exit\n"
                         "  --help     this text", config, NCONFIG);
         return help ? 0 : 2;
@@ -140,13 +148,17 @@ int main(int argc, char **argv)
         return 2;
     if (do_migrate)
         return migrate();
+    if (usage_init(err, sizeof(err)) < 0) {
+        fprintf(stderr, "paystream-payments: %s\n", err);
+        return 2;
+    }
     gateway_init(); /* first: libcurl's global set-up wants no other threads yet */
 
     signal(SIGINT, stop);
     signal(SIGTERM, stop);
     const char *brokers = ps_config_str("PAYSTREAM_KAFKA_BROKERS");
     static const char *const topics[] = {PS_TOPIC_STRIPE_EVENTS, PS_TOPIC_COMMANDS_PAYMENTS,
-                                         NULL};
+                                         PS_TOPIC_COMMANDS_USAGE, NULL};
     ps_pg_t *pg = ps_pg_connect(ps_config_str("PAYSTREAM_PG_DSN"), payments_statements,
                                 payments_nstatements, err, sizeof(err));
     if (pg == NULL) {
@@ -167,9 +179,13 @@ int main(int argc, char **argv)
         ps_pg_close(pg);
         return 1;
     }
+    if (gateway_stripe_enabled() &&
+        meter_reporter_start(ps_config_str("PAYSTREAM_PG_DSN"), err, sizeof(err)) < 0)
+        ps_log_error("usage will not be reported to Stripe", "detail", err, NULL);
     ps_log_info("payments worker started", "group", ps_config_str("PAYSTREAM_PAYMENTS_GROUP"),
-                "version", PS_VERSION, NULL);
+                "gateway", gateway_for(0), "version", PS_VERSION, NULL);
     int rc = consume(pg, consumer, dlq);
+    meter_reporter_stop();
     rd_kafka_consumer_close(consumer);
     rd_kafka_destroy(consumer);
     rd_kafka_flush(dlq, 10000);

@@ -7,6 +7,7 @@
 #include <librdkafka/rdkafka.h>
 #include <stdint.h>
 
+#include "paystream/billing.h"
 #include "paystream/envelope.h"
 #include "paystream/pg.h"
 
@@ -21,7 +22,8 @@ typedef struct {
     char *json;            /* one element of the array its batch function takes */
     char reason[256];      /* why it cannot be applied, when bad is set */
     int bad;
-    int gateway;           /* a command that calls the payment gateway */
+    const char *begin;     /* a command that calls a gateway: its two statements */
+    const char *finish;
     char command_id[48];   /* of a command */
 } batch_event_t;
 
@@ -39,14 +41,20 @@ void stripe_event_prepare(batch_event_t *ec);
 /* commands.c: the same for an API command (for ps_apply_commands). */
 void command_prepare(batch_event_t *ec);
 
+/* commands.c: the name of the first field of a command (command_id, type,
+ * resource_id, request_sha256, params) that is missing or malformed, or
+ * NULL when it has the shape of one. */
+const char *command_shape_error(json_t *root);
+
 /* Counters of what the worker did, logged periodically. */
 typedef struct {
     uint64_t applied, duplicate, stale, recorded, refused, dead_lettered, batches;
 } apply_stats_t;
 
 /* apply.c: applies msgs (one poll batch) exactly once in effect: one
- * transaction for the events and one for the commands, message by message when one of them fails, a
- * dead letter for a message that still fails after bounded retries. Returns
+ * transaction each for its events, commands and usage records, message by
+ * message when one of them fails, a dead letter for a message that still
+ * fails after bounded retries. Returns
  * 0 when every message was applied or dead-lettered (the offsets may then be
  * committed), -1 when shutdown interrupted it (they may not). */
 int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
@@ -58,43 +66,72 @@ int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t 
 int db_run(ps_pg_t *pg, const ps_pg_call_t *call, PGresult **res, ps_pg_err_t *err,
            volatile sig_atomic_t *run);
 
-/* gateway_commands.c: applies a command that calls the payment gateway
- * (payment.process, payment.refund) exactly once in effect: the call is
- * recorded before it is made and its answer after, and a command delivered
- * again repeats the call with the same idempotency key. Returns 0 when the
+/* gateway_commands.c: applies a command that calls a gateway
+ * (payment.process, payment.refund, customer.create, checkout.create)
+ * exactly once in effect: its begin statement checks the rules and returns
+ * the call, the finish statement records the answer, and a command
+ * delivered again repeats the call with the same idempotency key. Returns 0 when the
  * command was applied, refused or dead-lettered, -1 on shutdown. */
 int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, batch_event_t *ec, apply_stats_t *stats,
                           volatile sig_atomic_t *run);
 
-/* gateway.c: the payment gateways. A call of ps_gateway_begin's "call"
- * object; the idempotency key is the command id. */
-typedef struct {
-    const char *kind; /* charge or refund */
-    const char *gateway;
-    int64_t amount_minor;
-    const char *currency, *payment_method, *reason;
-    const char *payment_id, *order_id, *gateway_payment_id;
-    const char *command_id;
-} gateway_call_t;
+/* gateway.c: the gateways behind the commands that call one. A call is
+ * the object the begin step returns: kind (charge, refund, customer,
+ * checkout), gateway (stripe, sandbox) and what that kind needs (see
+ * gateway_stripe.c); the idempotency key is the command id. */
 
 /* Reads the gateways' configuration (STRIPE_SECRET_KEY, ...). */
 void gateway_init(void);
 void gateway_free(void);
 
-/* The gateway of a new payment: the sandbox for a sandbox actor or when no
- * Stripe key is configured, else stripe. */
+/* Whether the stripe gateway is configured. */
+int gateway_stripe_enabled(void);
+
+/* The gateway of a new payment or customer: the sandbox for a sandbox actor
+ * or when no Stripe key is configured, else stripe. */
 const char *gateway_for(int sandbox_actor);
 
 /* Makes the call. Returns 0 with the gateway's answer in *outcome (the
- * object ps_gateway_finish takes), or -1 with the reason in err when the
+ * object the finish step takes), or -1 with the reason in err when the
  * answer is unknown (network, 5xx, 429) and the same call must be made
  * again. */
-int gateway_call(const gateway_call_t *call, json_t **outcome, char *err, size_t errlen);
+int gateway_call(json_t *call, const char *command_id, json_t **outcome, char *err,
+                 size_t errlen);
 
 /* gateway_stripe.c: the stripe gateway (gateway_call's contract). */
-int stripe_gateway_init(const char *secret_key, const char *api_base, long timeout_ms);
+int stripe_gateway_init(const char *secret_key, const char *api_base, long timeout_ms,
+                        const char *success_url, const char *cancel_url);
 void stripe_gateway_free(void);
-int stripe_gateway_call(const gateway_call_t *call, json_t **outcome, char *err, size_t errlen);
+int stripe_gateway_call(json_t *call, const char *command_id, json_t **outcome, char *err,
+                        size_t errlen);
+
+/* A usage record as a Stripe billing meter event. */
+typedef struct {
+    const char *event_name, *stripe_customer_id, *identifier;
+    int64_t value, timestamp;
+} meter_event_t;
+
+/* Reports ev (its identifier is also the Idempotency-Key). Returns 0 when
+ * Stripe has it, 1 when Stripe refused it for good, -1 when the outcome is
+ * unknown; err says why for 1 and -1. */
+int stripe_meter_event(const meter_event_t *ev, char *err, size_t errlen);
+
+/* meter.c: a thread that reports pending usage records to Stripe in
+ * batches, with backoff, each exactly once in effect (Stripe dedupes on the
+ * identifier). Started only when the stripe gateway is configured. */
+int meter_reporter_start(const char *dsn, char *err, size_t errlen);
+void meter_reporter_stop(void);
+
+/* usage.c: the worker's billing settings (PAYSTREAM_METER_PRICES, ...);
+ * returns -1 with err for a bad value. */
+int usage_init(char *err, size_t errlen);
+
+/* usage.c: the billing settings. */
+const ps_billing_t *usage_billing(void);
+
+/* usage.c: fills ec->json from a message of paystream.commands.usage (an
+ * upstream record, or an API command), for ps_apply_usage. */
+void usage_prepare(batch_event_t *ec);
 
 /* dead_letters.c: publishes msg to its topic's .dlq twin with the reason and
  * records it in dead_letters. Retries until both succeed or *run drops.

@@ -1,6 +1,9 @@
 /* Stripe events: from a consumed message to its element of the batch that
- * ps_apply_stripe_batch applies. Each handled event type is one line
- * in the table below and one extractor; every other type is only recorded. */
+ * ps_apply_stripe_events applies. Each handled event type is one line
+ * in the table below and one extractor; every other type is only recorded.
+ * Payment intents, charges and refunds state facts about a payment;
+ * Checkout Sessions, subscriptions and invoices are billing objects of
+ * their own (the element's "billing" member). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,8 @@ typedef struct {
     const char *charge_id, *order_id, *payment_id, *customer, *failure_code, *failure_message;
     int64_t amount, captured, refunded;
     json_t *refunds; /* new reference, or NULL */
+    json_t *billing; /* {kind, ...} of a billing object; new reference, or NULL */
+    json_t *voucher; /* a delayed method's voucher (OXXO); new reference, or NULL */
 } facts_t;
 
 typedef int (*extract_fn)(json_t *object, const char *status, facts_t *f, char *err,
@@ -24,11 +29,14 @@ typedef int (*extract_fn)(json_t *object, const char *status, facts_t *f, char *
 static int on_payment_intent(json_t *, const char *, facts_t *, char *, size_t);
 static int on_charge(json_t *, const char *, facts_t *, char *, size_t);
 static int on_refund(json_t *, const char *, facts_t *, char *, size_t);
+static int on_checkout(json_t *, const char *, facts_t *, char *, size_t);
+static int on_subscription(json_t *, const char *, facts_t *, char *, size_t);
+static int on_invoice(json_t *, const char *, facts_t *, char *, size_t);
 
 static const struct {
     const char *type;
     extract_fn extract;
-    const char *intent_status; /* the lifecycle state the event announces */
+    const char *status; /* the lifecycle state the event announces */
 } handlers[] = {
     {"payment_intent.created", on_payment_intent, "pending"},
     {"payment_intent.requires_action", on_payment_intent, "pending"},
@@ -42,6 +50,20 @@ static const struct {
     {"refund.created", on_refund, NULL},
     {"refund.updated", on_refund, NULL},
     {"refund.failed", on_refund, NULL},
+    /* "completed": paid, or awaiting a delayed payment, as payment_status says */
+    {"checkout.session.completed", on_checkout, "completed"},
+    {"checkout.session.async_payment_succeeded", on_checkout, "paid"},
+    {"checkout.session.async_payment_failed", on_checkout, "payment_failed"},
+    {"checkout.session.expired", on_checkout, "expired"},
+    {"customer.subscription.created", on_subscription, NULL},
+    {"customer.subscription.updated", on_subscription, NULL},
+    {"customer.subscription.deleted", on_subscription, "canceled"},
+    {"invoice.created", on_invoice, NULL},
+    {"invoice.finalized", on_invoice, NULL},
+    {"invoice.paid", on_invoice, "paid"},
+    {"invoice.payment_failed", on_invoice, NULL},
+    {"invoice.voided", on_invoice, "void"},
+    {"invoice.marked_uncollectible", on_invoice, "uncollectible"},
 };
 #define NHANDLERS (sizeof(handlers) / sizeof(handlers[0]))
 
@@ -99,6 +121,14 @@ static int on_payment_intent(json_t *pi, const char *status, facts_t *f, char *e
         if (amount_field(pi, "amount_received", &f->captured, err, errlen) < 0)
             return -1;
         f->charge_id = str_field(pi, "latest_charge");
+    }
+    json_t *oxxo = json_object_get(json_object_get(pi, "next_action"), "oxxo_display_details");
+    if (json_is_object(oxxo)) {
+        json_t *expires = json_object_get(oxxo, "expires_after");
+        f->voucher = json_pack("{s:s, s:s?, s:O?, s:s?}", "type", "oxxo", "number",
+                               str_field(oxxo, "number"), "expires_at",
+                               json_is_integer(expires) ? expires : NULL, "hosted_voucher_url",
+                               str_field(oxxo, "hosted_voucher_url"));
     }
     return 0;
 }
@@ -173,6 +203,138 @@ static int on_refund(json_t *re, const char *status, facts_t *f, char *err, size
     return currency_field(re, f, err, errlen);
 }
 
+/* The id of a billing object, which must start with prefix. */
+static const char *object_id(json_t *obj, const char *prefix, char *err, size_t errlen)
+{
+    const char *id = str_field(obj, "id");
+    if (id == NULL || strncmp(id, prefix, strlen(prefix)) != 0 || strlen(id) > 255) {
+        snprintf(err, errlen, "data.object.id is not a %s id", prefix);
+        return NULL;
+    }
+    return id;
+}
+
+/* Adds the amount at name (when present) to the billing facts as key. */
+static int billing_amount(json_t *obj, const char *name, const char *key, facts_t *f, char *err,
+                          size_t errlen)
+{
+    int64_t v = -1;
+    if (amount_field(obj, name, &v, err, errlen) < 0)
+        return -1;
+    if (v >= 0)
+        json_object_set_new(f->billing, key, json_integer((json_int_t)v));
+    return 0;
+}
+
+/* Adds the object's currency, uppercased, to the billing facts. */
+static int billing_currency(json_t *obj, facts_t *f, char *err, size_t errlen)
+{
+    char cur[4];
+    if (currency_field(obj, f, err, errlen) < 0)
+        return -1;
+    if (f->currency && ps_currency_normalize(f->currency, cur) == 0)
+        json_object_set_new(f->billing, "currency", json_string(cur));
+    f->currency = NULL; /* not a payment's */
+    return 0;
+}
+
+static int on_checkout(json_t *cs, const char *status, facts_t *f, char *err, size_t errlen)
+{
+    const char *id = object_id(cs, "cs_", err, errlen);
+    if (id == NULL)
+        return -1;
+    const char *paid = str_field(cs, "payment_status");
+    const char *state = status;
+    if (strcmp(status, "completed") == 0)
+        state = paid && (strcmp(paid, "paid") == 0 || strcmp(paid, "no_payment_required") == 0)
+                    ? "paid" : "awaiting_payment";
+    json_t *metadata = json_object_get(cs, "metadata");
+    f->billing = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}", "kind",
+                           "checkout", "session_id", id, "state", state, "stripe_status",
+                           str_field(cs, "status"), "payment_status", paid, "stripe_customer",
+                           str_field(cs, "customer"), "customer_id",
+                           str_field(metadata, "customer_id"), "purpose",
+                           str_field(metadata, "purpose"), "order_id",
+                           str_field(metadata, "order_id"), "payment_intent",
+                           str_field(cs, "payment_intent"));
+    if (json_is_null(json_object_get(f->billing, "order_id")))
+        json_object_del(f->billing, "order_id"); /* its absence is what counts */
+    if (billing_amount(cs, "amount_total", "amount", f, err, errlen) < 0)
+        return -1;
+    if (billing_currency(cs, f, err, errlen) < 0)
+        return -1;
+    if (json_object_get(f->billing, "currency") == NULL) {
+        snprintf(err, errlen, "a Checkout Session needs its currency");
+        return -1;
+    }
+    return 0;
+}
+
+static int on_subscription(json_t *sub, const char *status, facts_t *f, char *err, size_t errlen)
+{
+    static const char *const statuses[] = {"incomplete", "incomplete_expired", "trialing", "active",
+                                           "past_due", "unpaid", "paused", "canceled", NULL};
+    const char *id = object_id(sub, "sub_", err, errlen);
+    if (id == NULL)
+        return -1;
+    const char *st = status ? status : str_field(sub, "status");
+    int known = 0;
+    for (int i = 0; st && statuses[i]; i++)
+        known |= strcmp(st, statuses[i]) == 0;
+    if (!known) {
+        snprintf(err, errlen, "subscription %s has an unknown status", id);
+        return -1;
+    }
+    json_t *item = json_array_get(json_object_get(json_object_get(sub, "items"), "data"), 0);
+    json_t *times[] = {json_object_get(sub, "current_period_start"),
+                       json_object_get(sub, "current_period_end"),
+                       json_object_get(sub, "canceled_at")};
+    /* Newer API versions keep the period on the item. */
+    if (times[0] == NULL)
+        times[0] = json_object_get(item, "current_period_start");
+    if (times[1] == NULL)
+        times[1] = json_object_get(item, "current_period_end");
+    f->billing = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:O?, s:b}", "kind", "subscription", "id",
+                           id, "status", st, "stripe_customer", str_field(sub, "customer"),
+                           "price_id", str_field(json_object_get(item, "price"), "id"),
+                           "quantity", json_object_get(item, "quantity"),
+                           "cancel_at_period_end",
+                           json_is_true(json_object_get(sub, "cancel_at_period_end")));
+    static const char *const names[] = {"current_period_start", "current_period_end",
+                                        "canceled_at"};
+    for (int i = 0; i < 3; i++) {
+        if (json_is_integer(times[i]))
+            json_object_set(f->billing, names[i], times[i]);
+    }
+    return 0;
+}
+
+static int on_invoice(json_t *in, const char *status, facts_t *f, char *err, size_t errlen)
+{
+    static const char *const statuses[] = {"draft", "open", "paid", "uncollectible", "void", NULL};
+    const char *id = object_id(in, "in_", err, errlen);
+    if (id == NULL)
+        return -1;
+    const char *st = status ? status : str_field(in, "status");
+    int known = 0;
+    for (int i = 0; st && statuses[i]; i++)
+        known |= strcmp(st, statuses[i]) == 0;
+    if (!known) {
+        snprintf(err, errlen, "invoice %s has an unknown status", id);
+        return -1;
+    }
+    f->billing = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:O?}", "kind", "invoice",
+                           "id", id, "status", st, "stripe_customer", str_field(in, "customer"),
+                           "subscription", str_field(in, "subscription"), "number",
+                           str_field(in, "number"), "hosted_invoice_url",
+                           str_field(in, "hosted_invoice_url"), "attempt_count",
+                           json_object_get(in, "attempt_count"));
+    if (billing_amount(in, "amount_due", "amount_due", f, err, errlen) < 0 ||
+        billing_amount(in, "amount_paid", "amount_paid", f, err, errlen) < 0)
+        return -1;
+    return billing_currency(in, f, err, errlen);
+}
+
 /* Sets key to v when the event states it (v non-NULL, or n >= 0). */
 static void set_str(json_t *o, const char *key, const char *v)
 {
@@ -217,6 +379,14 @@ static void fill_json(batch_event_t *ec, json_t *root, facts_t *f)
         json_object_set_new(o, "refunds", f->refunds);
         f->refunds = NULL;
     }
+    if (f->billing) {
+        json_object_set_new(o, "billing", f->billing);
+        f->billing = NULL;
+    }
+    if (f->voucher) {
+        json_object_set_new(o, "voucher", f->voucher);
+        f->voucher = NULL;
+    }
     char *facts = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (facts == NULL)
@@ -250,14 +420,15 @@ void stripe_event_prepare(batch_event_t *ec)
     char err[256] = "";
     for (size_t i = 0; i < NHANDLERS; i++) {
         if (strcmp(handlers[i].type, type) == 0 &&
-            handlers[i].extract(object, handlers[i].intent_status, &f, err, sizeof(err)) < 0) {
+            handlers[i].extract(object, handlers[i].status, &f, err, sizeof(err)) < 0) {
             batch_event_bad(ec, "cannot apply", err);
-            json_decref(f.refunds);
-            json_decref(root);
-            return;
+            break;
         }
     }
-    fill_json(ec, root, &f);
+    if (!ec->bad)
+        fill_json(ec, root, &f);
     json_decref(f.refunds);
+    json_decref(f.billing);
+    json_decref(f.voucher);
     json_decref(root);
 }

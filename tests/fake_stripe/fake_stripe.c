@@ -6,7 +6,10 @@
  * POST /v1/payment_intents (confirm=true) and POST /v1/refunds, form-encoded,
  * answered as Stripe answers its test payment methods: pm_card_visa (and
  * _mastercard, _amex) succeed, pm_card_chargeDeclined is a 402 card_error,
- * pm_card_authenticationRequired requires_action, anything else a 400. It
+ * pm_card_authenticationRequired requires_action, anything else a 400.
+ * POST /v1/customers, POST /v1/checkout/sessions (mode=payment, one
+ * price_data line) and POST /v1/billing/meter_events (an identifier seen
+ * before is refused, as Stripe enforces their uniqueness). It
  * checks what paystream must send: a Bearer sk_test_ key, an
  * Idempotency-Key, the fields, lowercase currencies; and it keeps Stripe's
  * idempotency rules: the same key and form get the first answer, the same
@@ -24,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BODY_MAX 65536
@@ -37,6 +41,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static json_t *requests;     /* [{path, idempotency_key, form, status}] */
 static json_t *idempotent;   /* key -> {path, form, status, answer} */
 static json_t *intents;      /* pi id -> {amount, refunded} */
+static json_t *identifiers;  /* meter event identifier -> times accepted */
 static int fail_count, fail_status, next_id = 1;
 
 static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, json_t *body,
@@ -180,6 +185,83 @@ static json_t *refund(json_t *form, unsigned *status)
                      field(form, "reason"));
 }
 
+static json_t *missing(json_t *form, const char *const *required, unsigned *status)
+{
+    for (int i = 0; required[i]; i++) {
+        if (field(form, required[i]) == NULL) {
+            *status = 400;
+            return error("invalid_request_error", "parameter_missing", "Missing required param",
+                         required[i]);
+        }
+    }
+    return NULL;
+}
+
+static json_t *customer(json_t *form, unsigned *status)
+{
+    static const char *const required[] = {"email", "metadata[customer_id]", NULL};
+    json_t *e = missing(form, required, status);
+    if (e)
+        return e;
+    char id[32];
+    snprintf(id, sizeof(id), "cus_fake_%d", next_id++);
+    *status = 200;
+    return json_pack("{s:s, s:s, s:s, s:s?}", "id", id, "object", "customer", "email",
+                     field(form, "email"), "name", field(form, "name"));
+}
+
+static json_t *checkout_session(json_t *form, unsigned *status)
+{
+    static const char *const required[] = {
+        "mode", "customer", "success_url", "cancel_url", "line_items[0][quantity]",
+        "line_items[0][price_data][currency]", "line_items[0][price_data][unit_amount]",
+        "line_items[0][price_data][product_data][name]", "metadata[customer_id]", NULL};
+    json_t *e = missing(form, required, status);
+    if (e)
+        return e;
+    const char *cur = field(form, "line_items[0][price_data][currency]");
+    long amount = atol(field(form, "line_items[0][price_data][unit_amount]"));
+    if (strcmp(field(form, "mode"), "payment") != 0 || amount <= 0 || strlen(cur) != 3 ||
+        strspn(cur, "abcdefghijklmnopqrstuvwxyz") != 3) {
+        *status = 400;
+        return error("invalid_request_error", "parameter_invalid",
+                     "Invalid mode, amount or currency", NULL);
+    }
+    char id[32], url[96];
+    snprintf(id, sizeof(id), "cs_fake_%d", next_id++);
+    snprintf(url, sizeof(url), "https://checkout.stripe.com/c/pay/%s", id);
+    *status = 200;
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:{s:s, s:s?}}", "id", id,
+                     "object", "checkout.session", "url", url, "status", "open", "payment_status",
+                     "unpaid", "mode", "payment", "amount_total", (json_int_t)amount, "currency",
+                     cur, "expires_at", (json_int_t)(time(NULL) + 86400), "metadata",
+                     "customer_id", field(form, "metadata[customer_id]"), "purpose",
+                     field(form, "metadata[purpose]"));
+}
+
+static json_t *meter_event(json_t *form, unsigned *status)
+{
+    static const char *const required[] = {"event_name", "payload[stripe_customer_id]",
+                                           "payload[value]", "identifier", "timestamp", NULL};
+    json_t *e = missing(form, required, status);
+    if (e)
+        return e;
+    const char *identifier = field(form, "identifier");
+    json_t *seen = json_object_get(identifiers, identifier);
+    if (seen) {
+        *status = 400;
+        return error("invalid_request_error", "duplicate_meter_event",
+                     "An event with this identifier already exists", "identifier");
+    }
+    json_object_set_new(identifiers, identifier, json_integer(1));
+    *status = 200;
+    return json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:I}", "object", "billing.meter_event",
+                     "event_name", field(form, "event_name"), "identifier", identifier, "payload",
+                     "stripe_customer_id", field(form, "payload[stripe_customer_id]"), "value",
+                     field(form, "payload[value]"), "timestamp",
+                     (json_int_t)atol(field(form, "timestamp")));
+}
+
 /* An API request, under the lock. */
 static json_t *api(const char *path, const char *auth, const char *key, const char *body,
                    unsigned *status, int *retry)
@@ -211,7 +293,11 @@ static json_t *api(const char *path, const char *auth, const char *key, const ch
             answer = json_incref(json_object_get(seen, "answer"));
         } else {
             answer = strcmp(path, "/v1/payment_intents") == 0 ? payment_intent(form, status)
-                                                             : refund(form, status);
+                     : strcmp(path, "/v1/refunds") == 0       ? refund(form, status)
+                     : strcmp(path, "/v1/customers") == 0     ? customer(form, status)
+                     : strcmp(path, "/v1/checkout/sessions") == 0
+                         ? checkout_session(form, status)
+                         : meter_event(form, status);
             json_object_set_new(idempotent, key,
                                 json_pack("{s:s, s:s, s:i, s:O}", "path", path, "body", body,
                                           "status", (int)*status, "answer", answer));
@@ -260,7 +346,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         status = 200;
         answer = json_pack("{s:i}", "failing", fail_count);
     } else if (strcmp(method, "POST") == 0 &&
-               (strcmp(url, "/v1/payment_intents") == 0 || strcmp(url, "/v1/refunds") == 0)) {
+               (strcmp(url, "/v1/payment_intents") == 0 || strcmp(url, "/v1/refunds") == 0 ||
+                strcmp(url, "/v1/customers") == 0 || strcmp(url, "/v1/checkout/sessions") == 0 ||
+                strcmp(url, "/v1/billing/meter_events") == 0)) {
         answer = api(url, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
                      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key"), body,
                      &status, &retry);
@@ -304,6 +392,7 @@ int main(int argc, char **argv)
     requests = json_array();
     idempotent = json_object();
     intents = json_object();
+    identifiers = json_object();
     int port = atoi(argv[2]);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
@@ -325,5 +414,6 @@ int main(int argc, char **argv)
     json_decref(requests);
     json_decref(idempotent);
     json_decref(intents);
+    json_decref(identifiers);
     return 0;
 }
