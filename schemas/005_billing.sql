@@ -211,14 +211,15 @@ BEGIN
     ON CONFLICT (customer_id) WHERE source = 'threshold' AND status = 'open' DO NOTHING;
 END $$;
 
--- A threshold invoice is settled once paid sessions bring the balance back
--- under the threshold; the next crossing opens a new one.
-CREATE FUNCTION ps_threshold_settle(p_id text) RETURNS void LANGUAGE sql AS $$
-    UPDATE invoices i SET status = 'paid', amount_paid_minor = i.amount_due_minor,
-                          version = i.version + 1, updated_at = now()
-    FROM customers c
-    WHERE i.customer_id = p_id AND i.source = 'threshold' AND i.status = 'open'
-      AND c.id = p_id AND c.balance_minor < i.amount_due_minor;
+-- A paid balance session of p_paid pays toward the customer's open
+-- threshold invoice; once paid in full it is settled, and the next crossing
+-- opens a new one.
+CREATE FUNCTION ps_threshold_settle(p_id text, p_paid bigint) RETURNS void LANGUAGE sql AS $$
+    UPDATE invoices SET amount_paid_minor = least(amount_due_minor, amount_paid_minor + p_paid),
+                        status = CASE WHEN amount_paid_minor + p_paid >= amount_due_minor
+                                      THEN 'paid' ELSE status END,
+                        version = version + 1, updated_at = now()
+    WHERE customer_id = p_id AND source = 'threshold' AND status = 'open';
 $$;
 
 -- Applies a batch of usage records in log order, each once. p_records is a
@@ -436,7 +437,7 @@ BEGIN
             UPDATE customers SET balance_minor = balance_minor - s.amount_minor,
                                  version = version + 1, updated_at = now()
             WHERE id = s.customer_id AND currency = s.currency;
-            PERFORM ps_threshold_settle(s.customer_id);
+            PERFORM ps_threshold_settle(s.customer_id, s.amount_minor);
         END IF;
         IF s.order_id IS NOT NULL THEN
             UPDATE orders SET status = 'paid', version = version + 1, updated_at = now()

@@ -14,7 +14,9 @@
 #include <jansson.h>
 #include <strings.h>
 
+#include "paystream/envelope.h"
 #include "paystream/jwt.h"
+#include "paystream/kafka.h"
 #include "paystream/stripe_sig.h"
 #include "paystream/util.h"
 
@@ -266,4 +268,19 @@ char *ts_sh(int *status, const char *fmt, ...)
         *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     free(cmd);
     return out;
+}
+
+void ts_produce(const char *topic, const char *key, const char *type, const char *value)
+{
+    char err[256];
+    rd_kafka_t *rk = ps_kafka_producer_new(ts_env("PAYSTREAM_KAFKA_BROKERS"), "paystream-tests",
+                                           ps_kafka_dr_sync, 30000, 0, err, sizeof(err));
+    cr_assert_not_null(rk, "producer: %s", err);
+    ps_envelope_t env;
+    ps_envelope_init(&env, "upstream", type);
+    int rc = ps_kafka_produce_sync(rk, topic, key, strlen(key), value, strlen(value),
+                                   ps_envelope_to_headers(&env), 30000, err, sizeof(err));
+    rd_kafka_flush(rk, 5000);
+    rd_kafka_destroy(rk);
+    cr_assert_eq(rc, 0, "publishing to %s: %s", topic, err);
 }

@@ -65,6 +65,11 @@ void ts_sql_exec(const char *sql);
  * 0 on timeout (the last value is in *last when last is not NULL). */
 int ts_wait_sql(const char *expect, const char *sql, ...) __attribute__((sentinel));
 
+/* Publishes value to topic with key, as an upstream producer would: with an
+ * envelope (fresh message id, source "upstream", type) and no actor.
+ * Asserts Kafka acknowledged it. */
+void ts_produce(const char *topic, const char *key, const char *type, const char *value);
+
 /* Runs `scripts/dev svc ACTION NAME`; returns its exit status. */
 int ts_svc(const char *action, const char *name);
 
