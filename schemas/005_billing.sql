@@ -527,26 +527,34 @@ CREATE FUNCTION ps_apply_stripe_events(p_events jsonb)
 RETURNS TABLE (ord bigint, event_id text, outcome text) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    r  record;
-    e  jsonb;
-    at timestamptz;
+    r record;
 BEGIN
-    FOR r IN SELECT * FROM ps_apply_stripe_batch(p_events) b ORDER BY b.ord LOOP
-        ord := r.ord;
-        event_id := r.event_id;
-        outcome := r.outcome;
-        IF r.outcome <> 'duplicate' THEN
-            e := p_events->(r.ord::integer - 1);
-            at := to_timestamp((e->>'created')::bigint);
-            IF e ? 'voucher' THEN
-                UPDATE payments SET voucher = e->'voucher', updated_at = now()
-                WHERE gateway_payment_id = e->>'payment_intent';
+    -- Most batches carry payment facts only: no loop for them.
+    IF NOT jsonb_path_exists(p_events, '$[*] ? (exists(@.billing) || exists(@.voucher))') THEN
+        RETURN QUERY SELECT * FROM ps_apply_stripe_batch(p_events);
+        RETURN;
+    END IF;
+    FOR r IN
+        WITH res AS MATERIALIZED (SELECT * FROM ps_apply_stripe_batch(p_events)),
+             extra AS (SELECT x.n, x.e FROM jsonb_array_elements(p_events) WITH ORDINALITY AS x(e, n)
+                       WHERE x.e ? 'billing' OR x.e ? 'voucher')
+        SELECT res.ord AS n, res.event_id AS id, res.outcome AS result, extra.e
+        FROM res LEFT JOIN extra ON extra.n = res.ord
+        ORDER BY res.ord
+    LOOP
+        ord := r.n;
+        event_id := r.id;
+        outcome := r.result;
+        IF r.result <> 'duplicate' AND r.e IS NOT NULL THEN
+            IF r.e ? 'voucher' THEN
+                UPDATE payments SET voucher = r.e->'voucher', updated_at = now()
+                WHERE gateway_payment_id = r.e->>'payment_intent';
             END IF;
-            IF e ? 'billing' THEN
-                outcome := CASE e->'billing'->>'kind'
-                    WHEN 'checkout' THEN ps_apply_checkout(e->'billing', at)
-                    WHEN 'subscription' THEN ps_apply_subscription(e->'billing', at)
-                    WHEN 'invoice' THEN ps_apply_invoice(e->'billing', at)
+            IF r.e ? 'billing' THEN
+                outcome := CASE r.e->'billing'->>'kind'
+                    WHEN 'checkout' THEN ps_apply_checkout(r.e->'billing', to_timestamp((r.e->>'created')::bigint))
+                    WHEN 'subscription' THEN ps_apply_subscription(r.e->'billing', to_timestamp((r.e->>'created')::bigint))
+                    WHEN 'invoice' THEN ps_apply_invoice(r.e->'billing', to_timestamp((r.e->>'created')::bigint))
                 END;
             END IF;
         END IF;
