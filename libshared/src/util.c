@@ -127,6 +127,18 @@ int ps_has_word(const char *list, const char *word)
     return 0;
 }
 
+int ps_is_token(const char *s, size_t maxlen)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > maxlen)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < 0x21 || s[i] > 0x7e)
+            return 0;
+    }
+    return 1;
+}
+
 void ps_sleep_ms(int64_t ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};

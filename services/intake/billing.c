@@ -93,15 +93,6 @@ void customers_me(api_call_t *call)
     PQclear(res);
 }
 
-static int identifier_valid(const char *s)
-{
-    for (; *s; s++) {
-        if (*s < 0x21 || *s > 0x7e)
-            return 0;
-    }
-    return 1;
-}
-
 /* Checks the meter, quantity and timestamp of a usage record; fills
  * *timestamp (now when absent). Returns 0, or -1 after answering 400. */
 static int usage_fields(api_call_t *call, json_t *body, int64_t *quantity, int64_t *timestamp)
@@ -147,7 +138,7 @@ void usage_create(api_call_t *call)
         field_string(call, body, "", "customer", 0, PS_JWT_SUB_MAX, &customer) < 0 ||
         field_string(call, body, "", "identifier", 1, IDENTIFIER_MAX, &identifier) < 0)
         goto done;
-    if (!identifier_valid(identifier)) {
+    if (!ps_is_token(identifier, IDENTIFIER_MAX)) {
         api_error(call, 400, "parameter_invalid",
                   "identifier must be printable ASCII without spaces", "identifier");
         goto done;

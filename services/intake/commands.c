@@ -107,18 +107,6 @@ static int command_find(api_call_t *call, const char *command_id, command_row_t 
     return found;
 }
 
-static int idempotency_key_valid(const char *key)
-{
-    size_t n = strlen(key);
-    if (n == 0 || n > IDEMPOTENCY_KEY_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (key[i] < 0x21 || key[i] > 0x7e)
-            return 0;
-    }
-    return 1;
-}
-
 /* The command's 32 hex digits: see the top of the file. */
 static int command_digits(const api_call_t *call, char hex[PS_ORDERED_HEX_LEN + 1])
 {
@@ -178,7 +166,7 @@ int commands_replay(api_call_t *call)
 {
     if (call->idempotency_key == NULL)
         return 0;
-    if (!idempotency_key_valid(call->idempotency_key)) {
+    if (!ps_is_token(call->idempotency_key, IDEMPOTENCY_KEY_MAX)) {
         api_error(call, 400, "invalid_idempotency_key",
                   "Idempotency-Key must be 1 to 255 printable ASCII characters",
                   "Idempotency-Key");

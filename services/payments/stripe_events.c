@@ -73,6 +73,16 @@ static const char *str_field(json_t *obj, const char *name)
     return s && *s ? s : NULL;
 }
 
+/* Whether s (may be NULL) is one of the NULL-terminated words. */
+static int one_of(const char *s, const char *const *words)
+{
+    for (int i = 0; s && words[i]; i++) {
+        if (strcmp(s, words[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Reads a non-negative integer amount; absent leaves *out as it is. */
 static int amount_field(json_t *obj, const char *name, int64_t *out, char *err, size_t errlen)
 {
@@ -147,10 +157,7 @@ static json_t *refund_row(json_t *re, char *err, size_t errlen)
             snprintf(err, errlen, "refund needs an id, a positive amount and a currency");
         return NULL;
     }
-    int known = 0;
-    for (int i = 0; status && statuses[i]; i++)
-        known |= strcmp(status, statuses[i]) == 0;
-    if (!known) {
+    if (!one_of(status, statuses)) {
         snprintf(err, errlen, "refund %s has an unknown status", id);
         return NULL;
     }
@@ -278,10 +285,7 @@ static int on_subscription(json_t *sub, const char *status, facts_t *f, char *er
     if (id == NULL)
         return -1;
     const char *st = status ? status : str_field(sub, "status");
-    int known = 0;
-    for (int i = 0; st && statuses[i]; i++)
-        known |= strcmp(st, statuses[i]) == 0;
-    if (!known) {
+    if (!one_of(st, statuses)) {
         snprintf(err, errlen, "subscription %s has an unknown status", id);
         return -1;
     }
@@ -316,10 +320,7 @@ static int on_invoice(json_t *in, const char *status, facts_t *f, char *err, siz
     if (id == NULL)
         return -1;
     const char *st = status ? status : str_field(in, "status");
-    int known = 0;
-    for (int i = 0; st && statuses[i]; i++)
-        known |= strcmp(st, statuses[i]) == 0;
-    if (!known) {
+    if (!one_of(st, statuses)) {
         snprintf(err, errlen, "invoice %s has an unknown status", id);
         return -1;
     }

@@ -39,15 +39,6 @@ const ps_billing_t *usage_billing(void)
     return &billing;
 }
 
-static int printable(const char *s)
-{
-    for (; *s; s++) {
-        if (*s < 0x21 || *s > 0x7e)
-            return 0;
-    }
-    return 1;
-}
-
 /* Checks record and adds its price; returns NULL, or what is wrong. */
 static const char *price_record(json_t *record, const ps_envelope_t *env, char *why, size_t len)
 {
@@ -58,8 +49,7 @@ static const char *price_record(json_t *record, const ps_envelope_t *env, char *
     json_t *timestamp = json_object_get(record, "timestamp");
     if (customer == NULL || *customer == '\0' || strlen(customer) > PS_JWT_SUB_MAX)
         return "customer must be a customer id";
-    if (identifier == NULL || *identifier == '\0' || strlen(identifier) > IDENTIFIER_MAX ||
-        !printable(identifier))
+    if (identifier == NULL || !ps_is_token(identifier, IDENTIFIER_MAX))
         return "identifier must be 1 to 100 printable characters";
     if (!json_is_integer(quantity) || json_integer_value(quantity) < 1 ||
         json_integer_value(quantity) > QUANTITY_MAX)

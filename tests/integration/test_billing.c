@@ -301,11 +301,7 @@ Test(billing, a_sandbox_key_gets_a_sandbox_session_without_stripe)
 {
     char user[64];
     ts_unique(user, sizeof(user), "tester_");
-    int rc;
-    char *key = ts_sh(&rc, "%s/services/admin/paystream-admin apikey create --user %s --sandbox",
-                      ts_env("PAYSTREAM_BUILD_DIR"), user);
-    cr_assert_eq(rc, 0);
-    key[strcspn(key, "\n")] = '\0';
+    char *key = ts_api_key(user, "--sandbox");
     char auth[200];
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
     const char *headers[] = {auth, "Prefer: wait=30", NULL};

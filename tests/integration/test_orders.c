@@ -49,16 +49,6 @@ static char *order_count(const char *user)
     return ts_sql("SELECT count(*) FROM orders WHERE actor = $1", user, NULL);
 }
 
-static char *issue_key(const char *user, const char *flags)
-{
-    int status;
-    char *key = ts_sh(&status, "%s/services/admin/paystream-admin apikey create --user %s %s",
-                      ts_env("PAYSTREAM_BUILD_DIR"), user, flags);
-    cr_assert_eq(status, 0, "apikey create failed");
-    key[strcspn(key, "\n")] = '\0';
-    return key;
-}
-
 Test(orders, created_with_wait_computes_totals_and_a_number)
 {
     char user[64];
@@ -465,7 +455,7 @@ Test(orders, api_keys_act_for_their_user_until_revoked)
 {
     char user[64];
     ts_unique(user, sizeof(user), "keyuser_");
-    char *key = issue_key(user, "--sandbox");
+    char *key = ts_api_key(user, "--sandbox");
     cr_assert(strncmp(key, "psk_dev_", 8) == 0, "a sandbox key: %s", key);
     char *stored = ts_sql("SELECT count(*) FROM api_keys WHERE secret_sha256 = encode(sha256($1::bytea), 'hex')",
                           key, NULL);
@@ -491,7 +481,7 @@ Test(orders, api_keys_act_for_their_user_until_revoked)
     assert_error(&r, 401, "invalid_api_key", "Authorization");
     ts_http_free(&r);
 
-    char *revoked = issue_key(user, "");
+    char *revoked = ts_api_key(user, "");
     int status;
     char id_part[64];
     snprintf(id_part, sizeof(id_part), "%.*s", (int)(strlen(revoked) - 41), revoked);

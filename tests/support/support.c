@@ -284,3 +284,13 @@ void ts_produce(const char *topic, const char *key, const char *type, const char
     rd_kafka_destroy(rk);
     cr_assert_eq(rc, 0, "publishing to %s: %s", topic, err);
 }
+
+char *ts_api_key(const char *user, const char *flags)
+{
+    int status;
+    char *key = ts_sh(&status, "%s/services/admin/paystream-admin apikey create --user %s %s",
+                      ts_env("PAYSTREAM_BUILD_DIR"), user, flags);
+    cr_assert_eq(status, 0, "apikey create failed");
+    key[strcspn(key, "\n")] = '\0';
+    return key;
+}

@@ -40,6 +40,10 @@ void ts_bearer(char *out, size_t len, const char *user, int admin);
 ts_http_t ts_api(const char *method, const char *path, const char *user,
                  const char *const *extra, const char *body);
 
+/* Issues an API key for user with paystream-admin apikey create and flags
+ * ("--sandbox", "--admin", "" ...); returns the key, malloc'd. */
+char *ts_api_key(const char *user, const char *flags);
+
 /* The string at key of the JSON object in text, malloc'd, or NULL. Nested
  * keys are separated by dots ("error.code"). Integers come back as text. */
 char *ts_json(const char *text, const char *key);

@@ -47,3 +47,14 @@ Test(util, words_are_whole_space_separated_words)
     cr_assert_not(ps_has_word("limit ", ""), "the empty word is no word");
     cr_assert_not(ps_has_word("", "admin"));
 }
+
+Test(util, tokens_are_printable_ascii_without_spaces)
+{
+    cr_assert(ps_is_token("job-1:a/b", 100));
+    cr_assert_not(ps_is_token("", 100));
+    cr_assert_not(ps_is_token("has space", 100));
+    cr_assert_not(ps_is_token("tab\there", 100));
+    cr_assert_not(ps_is_token("caf\xc3\xa9", 100));
+    cr_assert(ps_is_token("abc", 3));
+    cr_assert_not(ps_is_token("abcd", 3));
+}

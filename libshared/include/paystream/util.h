@@ -43,6 +43,10 @@ size_t ps_strlcpy(char *dst, const char *src, size_t dstlen);
 /* Whether word (not empty) is one of the space-separated words of list. */
 int ps_has_word(const char *list, const char *word);
 
+/* Whether s is 1 to maxlen bytes of printable ASCII without spaces (an
+ * idempotency key, a usage record's identifier). */
+int ps_is_token(const char *s, size_t maxlen);
+
 /* Sleeps for ms milliseconds, returning early only on shutdown signals. */
 void ps_sleep_ms(int64_t ms);
 
