@@ -154,7 +154,7 @@ static void append_raw(char *buf, size_t *pos, size_t cap, const char *s)
     }
 }
 
-void ps_log(ps_log_level_t level, const char *msg, ...)
+void ps_log_kv(ps_log_level_t level, const char *msg, const char *const *kv)
 {
     if (level < log_min)
         return;
@@ -177,10 +177,8 @@ void ps_log(ps_log_level_t level, const char *msg, ...)
     ps_log_redact("msg", msg, clean, sizeof(clean));
     append_json_string(line, &pos, cap, clean);
 
-    va_list ap;
-    va_start(ap, msg);
-    for (const char *key = va_arg(ap, const char *); key; key = va_arg(ap, const char *)) {
-        const char *value = va_arg(ap, const char *);
+    for (size_t i = 0; kv[i]; i += 2) {
+        const char *key = kv[i], *value = kv[i + 1];
         append_raw(line, &pos, cap, ",");
         append_json_string(line, &pos, cap, key);
         append_raw(line, &pos, cap, ":");
@@ -191,9 +189,28 @@ void ps_log(ps_log_level_t level, const char *msg, ...)
         ps_log_redact(key, value, clean, sizeof(clean));
         append_json_string(line, &pos, cap, clean);
     }
-    va_end(ap);
     line[pos++] = '}';
     line[pos++] = '\n';
     ssize_t ignored = write(STDERR_FILENO, line, pos);
     (void)ignored;
+}
+
+void ps_log(ps_log_level_t level, const char *msg, ...)
+{
+    if (level < log_min)
+        return;
+    const char *kv[2 * PS_LOG_MAX_FIELDS + 1];
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, msg);
+    for (const char *key = va_arg(ap, const char *); key; key = va_arg(ap, const char *)) {
+        const char *value = va_arg(ap, const char *);
+        if (n < 2 * PS_LOG_MAX_FIELDS) {
+            kv[n++] = key;
+            kv[n++] = value;
+        }
+    }
+    va_end(ap);
+    kv[n] = NULL;
+    ps_log_kv(level, msg, kv);
 }

@@ -40,12 +40,12 @@ const char *command_shape_error(json_t *root)
     return NULL;
 }
 
-void command_prepare(batch_event_t *ec)
+void command_prepare(ps_batch_msg_t *ec)
 {
-    if (batch_event_envelope(ec) < 0)
+    if (ps_batch_msg_envelope(ec) < 0)
         return;
     if (ec->env.actor[0] == '\0') {
-        batch_event_bad(ec, "bad envelope", "a command without an actor header");
+        ps_batch_msg_bad(ec, "bad envelope", "a command without an actor header");
         return;
     }
     json_error_t jerr;
@@ -53,7 +53,7 @@ void command_prepare(batch_event_t *ec)
                               JSON_REJECT_DUPLICATES, &jerr);
     const char *bad = root ? command_shape_error(root) : NULL;
     if (root == NULL || bad) {
-        batch_event_bad(ec, "not a command", root ? bad : jerr.text);
+        ps_batch_msg_bad(ec, "not a command", root ? bad : jerr.text);
         json_decref(root);
         return;
     }

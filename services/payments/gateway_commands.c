@@ -16,7 +16,7 @@
 #define GATEWAY_BACKOFF_CAP_MS 30000
 
 /* Waits before asking the gateway again; -1 when shutdown interrupts. */
-static int gateway_wait(const batch_event_t *ec, const char *why, int attempt,
+static int gateway_wait(const ps_batch_msg_t *ec, const char *why, int attempt,
                         volatile sig_atomic_t *run)
 {
     int64_t delay = ps_backoff_ms(attempt, GATEWAY_BACKOFF_BASE_MS, GATEWAY_BACKOFF_CAP_MS);
@@ -37,7 +37,7 @@ static const char *str(json_t *o, const char *key)
 /* Asks the gateway until it answers. The answer may not be skipped: a
  * call whose outcome is unknown may have charged, so it is repeated with the
  * same key (the partition waits) rather than given up. */
-static int ask_gateway(const batch_event_t *ec, json_t *callj, json_t **outcome,
+static int ask_gateway(const ps_batch_msg_t *ec, json_t *callj, json_t **outcome,
                        volatile sig_atomic_t *run)
 {
     char err[256];
@@ -49,25 +49,25 @@ static int ask_gateway(const batch_event_t *ec, json_t *callj, json_t **outcome,
     }
 }
 
-static int dead(ps_pg_t *pg, rd_kafka_t *dlq, batch_event_t *ec, const char *step,
-                const ps_pg_err_t *err, apply_stats_t *stats, volatile sig_atomic_t *run)
+static int dead(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *ec, const char *step,
+                const ps_pg_err_t *err, ps_apply_stats_t *stats, volatile sig_atomic_t *run)
 {
     char reason[700];
     snprintf(reason, sizeof(reason), "database refused %s (SQLSTATE %s): %s", step,
              err->sqlstate, err->message);
-    if (dead_letter(pg, dlq, ec->msg, ec->env.message_id, reason, run) < 0)
+    if (ps_dead_letter(pg, dlq, ec->msg, ec->env.message_id, reason, run) < 0)
         return -1;
     stats->dead_lettered++;
     return 0;
 }
 
-int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, batch_event_t *ec, apply_stats_t *stats,
+int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *ec, ps_apply_stats_t *stats,
                           volatile sig_atomic_t *run)
 {
     ps_pg_err_t err = {0};
     PGresult *res;
     ps_pg_call_t begin = {.stmt = ec->begin, .nparams = 1, .values = {ec->json}};
-    int r = db_run(pg, &begin, &res, &err, run);
+    int r = ps_db_run(pg, &begin, &res, &err, run);
     if (r != 0)
         return r < 0 ? -1 : dead(pg, dlq, ec, "the command", &err, stats, run);
     int duplicate = PQgetvalue(res, 0, 1)[0] == 't';
@@ -92,7 +92,7 @@ int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, batch_event_t *ec, apply
     json_decref(outcome);
     ps_pg_call_t finish = {.stmt = ec->finish, .nparams = 2,
                            .values = {ec->json, outcome_text}};
-    r = db_run(pg, &finish, &res, &err, run);
+    r = ps_db_run(pg, &finish, &res, &err, run);
     free(outcome_text);
     if (r == 0) {
         PQclear(res);

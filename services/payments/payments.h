@@ -10,61 +10,29 @@
 #include "paystream/billing.h"
 #include "paystream/envelope.h"
 #include "paystream/pg.h"
+#include "paystream/worker.h"
 
 /* Prepared statements of the worker. */
 extern const ps_pg_stmt_t payments_statements[];
 extern const size_t payments_nstatements;
 
-/* One consumed message turned into its element of a batch. */
-typedef struct {
-    rd_kafka_message_t *msg;
-    ps_envelope_t env;
-    char *json;            /* one element of the array its batch function takes */
-    char reason[256];      /* why it cannot be applied, when bad is set */
-    int bad;
-    const char *begin;     /* a command that calls a gateway: its two statements */
-    const char *finish;
-    char command_id[48];   /* of a command */
-} batch_event_t;
-
-/* apply.c: marks ec as not applicable for reason "what: detail". */
-void batch_event_bad(batch_event_t *ec, const char *what, const char *detail);
-
-/* apply.c: reads ec->env from the message's headers; returns 0, or -1 with
- * ec marked bad. */
-int batch_event_envelope(batch_event_t *ec);
-
 /* stripe_events.c: fills ec->json from ec->msg (which must be set), or sets
  * ec->bad with the reason when the message is not an applicable event. */
-void stripe_event_prepare(batch_event_t *ec);
+void stripe_event_prepare(ps_batch_msg_t *ec);
 
 /* commands.c: the same for an API command (for ps_apply_commands). */
-void command_prepare(batch_event_t *ec);
+void command_prepare(ps_batch_msg_t *ec);
 
 /* commands.c: the name of the first field of a command (command_id, type,
  * resource_id, request_sha256, params) that is missing or malformed, or
  * NULL when it has the shape of one. */
 const char *command_shape_error(json_t *root);
 
-/* Counters of what the worker did, logged periodically. */
-typedef struct {
-    uint64_t applied, duplicate, stale, recorded, refused, dead_lettered, batches;
-} apply_stats_t;
-
 /* apply.c: applies msgs (one poll batch) exactly once in effect: one
- * transaction each for its events, commands and usage records, message by
- * message when one of them fails, a dead letter for a message that still
- * fails after bounded retries. Returns
- * 0 when every message was applied or dead-lettered (the offsets may then be
- * committed), -1 when shutdown interrupted it (they may not). */
+ * transaction each for its events, commands and usage records (see
+ * ps_apply_group). A ps_apply_batch_fn. */
 int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
-                apply_stats_t *stats, volatile sig_atomic_t *run);
-
-/* apply.c: runs call in one transaction, waiting out failures of the
- * database. Returns 0 with the result in *res (PQclear it), 1 when the
- * call fails for a reason of its own (err filled), -1 on shutdown. */
-int db_run(ps_pg_t *pg, const ps_pg_call_t *call, PGresult **res, ps_pg_err_t *err,
-           volatile sig_atomic_t *run);
+                ps_apply_stats_t *stats, volatile sig_atomic_t *run);
 
 /* gateway_commands.c: applies a command that calls a gateway
  * (payment.process, payment.refund, customer.create, checkout.create)
@@ -72,7 +40,7 @@ int db_run(ps_pg_t *pg, const ps_pg_call_t *call, PGresult **res, ps_pg_err_t *e
  * the call, the finish statement records the answer, and a command
  * delivered again repeats the call with the same idempotency key. Returns 0 when the
  * command was applied, refused or dead-lettered, -1 on shutdown. */
-int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, batch_event_t *ec, apply_stats_t *stats,
+int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *ec, ps_apply_stats_t *stats,
                           volatile sig_atomic_t *run);
 
 /* gateway.c: the gateways behind the commands that call one. A call is
@@ -131,12 +99,6 @@ const ps_billing_t *usage_billing(void);
 
 /* usage.c: fills ec->json from a message of paystream.commands.usage (an
  * upstream record, or an API command), for ps_apply_usage. */
-void usage_prepare(batch_event_t *ec);
-
-/* dead_letters.c: publishes msg to its topic's .dlq twin with the reason and
- * records it in dead_letters. Retries until both succeed or *run drops.
- * Returns 0, or -1 when interrupted. */
-int dead_letter(ps_pg_t *pg, rd_kafka_t *dlq, const rd_kafka_message_t *msg,
-                const char *message_id, const char *reason, volatile sig_atomic_t *run);
+void usage_prepare(ps_batch_msg_t *ec);
 
 #endif

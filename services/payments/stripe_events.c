@@ -352,7 +352,7 @@ static void set_int(json_t *o, const char *key, int64_t n)
 /* Writes the event as one element of the batch ps_apply_stripe_batch takes
  * (see 002_*.sql). The payload goes in as received: it parsed as JSON here,
  * so splicing it costs nothing and keeps its bytes. */
-static void fill_json(batch_event_t *ec, json_t *root, facts_t *f)
+static void fill_json(ps_batch_msg_t *ec, json_t *root, facts_t *f)
 {
     json_t *o = json_object();
     char cur[4];
@@ -402,16 +402,16 @@ static void fill_json(batch_event_t *ec, json_t *root, facts_t *f)
     free(facts);
 }
 
-void stripe_event_prepare(batch_event_t *ec)
+void stripe_event_prepare(ps_batch_msg_t *ec)
 {
-    if (batch_event_envelope(ec) < 0)
+    if (ps_batch_msg_envelope(ec) < 0)
         return;
     json_error_t jerr;
     json_t *root = json_loadb(ec->msg->payload ? ec->msg->payload : "", ec->msg->len, 0, &jerr);
     json_t *object = json_object_get(json_object_get(root, "data"), "object");
     if (!json_is_object(object) || str_field(root, "id") == NULL || str_field(root, "type") == NULL ||
         !json_is_integer(json_object_get(root, "created"))) {
-        batch_event_bad(ec, "not a Stripe event",
+        ps_batch_msg_bad(ec, "not a Stripe event",
                         root ? "id, type, created or data.object missing" : jerr.text);
         json_decref(root);
         return;
@@ -422,7 +422,7 @@ void stripe_event_prepare(batch_event_t *ec)
     for (size_t i = 0; i < NHANDLERS; i++) {
         if (strcmp(handlers[i].type, type) == 0 &&
             handlers[i].extract(object, handlers[i].status, &f, err, sizeof(err)) < 0) {
-            batch_event_bad(ec, "cannot apply", err);
+            ps_batch_msg_bad(ec, "cannot apply", err);
             break;
         }
     }

@@ -76,15 +76,15 @@ static const char *price_record(json_t *record, const ps_envelope_t *env, char *
     return NULL;
 }
 
-void usage_prepare(batch_event_t *ec)
+void usage_prepare(ps_batch_msg_t *ec)
 {
-    if (batch_event_envelope(ec) < 0)
+    if (ps_batch_msg_envelope(ec) < 0)
         return;
     json_error_t jerr;
     json_t *root = json_loadb(ec->msg->payload ? ec->msg->payload : "", ec->msg->len,
                               JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(root)) {
-        batch_event_bad(ec, "not a usage record", root ? "the value is not an object" : jerr.text);
+        ps_batch_msg_bad(ec, "not a usage record", root ? "the value is not an object" : jerr.text);
         json_decref(root);
         return;
     }
@@ -92,7 +92,7 @@ void usage_prepare(batch_event_t *ec)
     if (json_object_get(root, "command_id")) {
         const char *bad = command_shape_error(root);
         if (bad || ec->env.actor[0] == '\0') {
-            batch_event_bad(ec, "not a usage command", bad ? bad : "no actor header");
+            ps_batch_msg_bad(ec, "not a usage command", bad ? bad : "no actor header");
             json_decref(root);
             return;
         }
@@ -109,7 +109,7 @@ void usage_prepare(batch_event_t *ec)
     char why[512];
     const char *bad = price_record(record, &ec->env, why, sizeof(why));
     if (bad)
-        batch_event_bad(ec, "cannot apply", bad);
+        ps_batch_msg_bad(ec, "cannot apply", bad);
     else if ((ec->json = json_dumps(record, JSON_COMPACT)) == NULL)
         abort(); /* only for want of memory */
     json_decref(record);

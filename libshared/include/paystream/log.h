@@ -19,6 +19,12 @@ int ps_log_level_parse(const char *text, ps_log_level_t *level);
  * with one write(2), so lines of concurrent threads never interleave. */
 void ps_log(ps_log_level_t level, const char *msg, ...) __attribute__((sentinel));
 
+/* The same with the pairs in kv, ended by a NULL key. */
+void ps_log_kv(ps_log_level_t level, const char *msg, const char *const *kv);
+
+/* Fields of one line beyond which ps_log drops the rest. */
+#define PS_LOG_MAX_FIELDS 24
+
 #define ps_log_debug(...) ps_log(PS_LOG_DEBUG, __VA_ARGS__)
 #define ps_log_info(...) ps_log(PS_LOG_INFO, __VA_ARGS__)
 #define ps_log_warn(...) ps_log(PS_LOG_WARN, __VA_ARGS__)

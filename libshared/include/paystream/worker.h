@@ -1,0 +1,111 @@
+/* What every consumer binary shares: a consumer-group member, a dead-letter
+ * producer and a PostgreSQL connection; the loop that polls a batch,
+ * applies it in PostgreSQL and only then commits its offsets; applying a
+ * batch in one transaction and, when one message spoils it, message by
+ * message with a dead letter for the one that still fails. */
+#ifndef PAYSTREAM_WORKER_H
+#define PAYSTREAM_WORKER_H
+
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdint.h>
+
+#include "paystream/envelope.h"
+#include "paystream/pg.h"
+
+/* The statement ps_dead_letter needs; include it in a worker's table. */
+#define PS_WORKER_STATEMENTS                                                                \
+    {"insert_dead_letter",                                                                  \
+     "INSERT INTO dead_letters (topic, \"partition\", \"offset\", message_id, reason, "     \
+     "payload) VALUES ($1, $2, $3, $4, $5, $6::bytea) ON CONFLICT DO NOTHING",              \
+     6}
+
+/* Counters of what a worker did, logged periodically. */
+typedef struct {
+    uint64_t applied, duplicate, stale, recorded, refused, dead_lettered, batches;
+} ps_apply_stats_t;
+
+/* One consumed message turned into its element of a batch. */
+typedef struct {
+    rd_kafka_message_t *msg;
+    ps_envelope_t env;
+    char *json;            /* one element of the array its batch statement takes */
+    char reason[256];      /* why it cannot be applied, when bad is set */
+    int bad;
+    const char *begin;     /* a message applied alone, around an outside call: */
+    const char *finish;    /* its two statements (see ps_apply_alone_fn) */
+    char command_id[48];   /* of a command */
+} ps_batch_msg_t;
+
+/* Marks m as not applicable for reason "what: detail". */
+void ps_batch_msg_bad(ps_batch_msg_t *m, const char *what, const char *detail);
+
+/* Reads m->env from the message's headers; returns 0, or -1 with m marked
+ * bad. */
+int ps_batch_msg_envelope(ps_batch_msg_t *m);
+
+/* Frees m->json and clears m. */
+void ps_batch_msg_release(ps_batch_msg_t *m);
+
+/* Applies a message that has begin set, alone and in its place in the log.
+ * Returns 0 when it was applied, refused or dead-lettered, -1 on shutdown. */
+typedef int (*ps_apply_alone_fn)(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *m,
+                                 ps_apply_stats_t *stats, volatile sig_atomic_t *run);
+
+/* Applies ms (n of them, none bad) with stmt, a statement that takes the
+ * JSON array of their elements and returns rows of (ord, id, outcome), ord
+ * counting from 1 and outcome one of applied, duplicate, stale, refused or
+ * anything else (counted as recorded), and optionally a fourth column, a
+ * log line to write for that message: a JSON object with level, msg and
+ * fields (the message id is added). The runs between messages that have
+ * begin set go in one transaction each, and those messages go to alone.
+ * A run that fails for a reason of its messages is applied message by
+ * message, with bounded retries and then a dead letter; failures of the
+ * database itself are waited out. Returns 0 when every message was applied
+ * or dead-lettered, -1 when shutdown interrupted it. */
+int ps_apply_group(ps_pg_t *pg, rd_kafka_t *dlq, const char *stmt, ps_batch_msg_t **ms, size_t n,
+                   ps_apply_alone_fn alone, ps_apply_stats_t *stats, volatile sig_atomic_t *run);
+
+/* Runs call in one transaction, waiting out failures of the database.
+ * Returns 0 with the result in *res (PQclear it), 1 when the call fails for
+ * a reason of its own (err filled), -1 on shutdown. */
+int ps_db_run(ps_pg_t *pg, const ps_pg_call_t *call, PGresult **res, ps_pg_err_t *err,
+              volatile sig_atomic_t *run);
+
+/* Publishes msg to its topic's .dlq twin with the reason and records it in
+ * dead_letters. Retries until both succeed or *run drops. Returns 0, or -1
+ * when interrupted. */
+int ps_dead_letter(ps_pg_t *pg, rd_kafka_t *dlq, const rd_kafka_message_t *msg,
+                   const char *message_id, const char *reason, volatile sig_atomic_t *run);
+
+/* A worker's connections. */
+typedef struct {
+    ps_pg_t *pg;
+    rd_kafka_t *consumer;  /* member of the worker's group */
+    rd_kafka_t *dlq;       /* producer of dead letters */
+} ps_worker_t;
+
+/* Connects to PostgreSQL (PAYSTREAM_PG_DSN, preparing stmts) and Kafka
+ * (PAYSTREAM_KAFKA_BROKERS, group, topics NULL-terminated) under name.
+ * Returns 0, or -1 after logging why. */
+int ps_worker_open(ps_worker_t *w, const char *name, const char *group,
+                   const char *const *topics, const ps_pg_stmt_t *stmts, size_t nstmts);
+
+/* Leaves the group, flushes the dead letters, closes everything. */
+void ps_worker_close(ps_worker_t *w);
+
+/* Applies one poll batch; returns 0 when the offsets may be committed. */
+typedef int (*ps_apply_batch_fn)(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs,
+                                 size_t n, ps_apply_stats_t *stats, volatile sig_atomic_t *run);
+
+/* The loop: polls up to batch_max messages, applies them, commits their
+ * offsets, logs progress every few seconds, until *run drops (returns 0) or
+ * the consumer must stop (returns 3). */
+int ps_worker_consume(ps_worker_t *w, size_t batch_max, ps_apply_batch_fn apply,
+                      volatile sig_atomic_t *run);
+
+/* --migrate: applies the migrations of PAYSTREAM_SCHEMA_DIR to
+ * PAYSTREAM_PG_DSN. Returns the exit code. */
+int ps_worker_migrate(void);
+
+#endif

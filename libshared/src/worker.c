@@ -1,0 +1,426 @@
+/* The shared worker: see paystream/worker.h. Failures of the database
+ * itself are waited out: the messages are not at fault, and dead-lettering
+ * them would lose order. A message whose own apply fails is retried a few
+ * times alone and then dead-lettered, so that the partition moves on. */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paystream/config.h"
+#include "paystream/kafka.h"
+#include "paystream/log.h"
+#include "paystream/util.h"
+#include "paystream/worker.h"
+
+#define MAX_ATTEMPTS 4      /* for a message whose own apply fails */
+#define BACKOFF_BASE_MS 100
+#define BACKOFF_CAP_MS 30000
+#define DLQ_TIMEOUT_MS 10000
+#define STATS_EVERY_MS 10000
+
+/* Writes a log line a batch statement asked for: note is a JSON object
+ * with level (debug, info, warn, error), msg and fields to show, which go
+ * after the message id (strings as they are, other values as JSON). */
+static void log_note(const ps_batch_msg_t *m, const char *note)
+{
+    json_t *o = json_loads(note, 0, NULL);
+    ps_log_level_t level = PS_LOG_INFO;
+    const char *msg = json_string_value(json_object_get(o, "msg"));
+    const char *kv[2 * PS_LOG_MAX_FIELDS + 1];
+    char *dumped[PS_LOG_MAX_FIELDS];
+    size_t n = 0, ndumped = 0;
+    if (msg == NULL) {
+        json_decref(o);
+        return;
+    }
+    const char *level_name = json_string_value(json_object_get(o, "level"));
+    if (level_name)
+        ps_log_level_parse(level_name, &level);
+    kv[n++] = "message_id";
+    kv[n++] = m->env.message_id;
+    const char *key;
+    json_t *value;
+    json_object_foreach(o, key, value) {
+        if (strcmp(key, "msg") == 0 || strcmp(key, "level") == 0 || n >= 2 * PS_LOG_MAX_FIELDS)
+            continue;
+        kv[n++] = key;
+        if (json_is_string(value)) {
+            kv[n++] = json_string_value(value);
+        } else {
+            dumped[ndumped] = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+            kv[n++] = dumped[ndumped++];
+        }
+    }
+    kv[n] = NULL;
+    ps_log_kv(level, msg, kv);
+    for (size_t i = 0; i < ndumped; i++)
+        free(dumped[i]);
+    json_decref(o);
+}
+
+/* Counts the outcome of each message of a batch: rows of (ord, id,
+ * outcome[, note]), ord counting ms from 1. */
+static void count_outcomes(ps_apply_stats_t *stats, ps_batch_msg_t **ms, size_t count,
+                           PGresult *res)
+{
+    for (int row = 0; row < PQntuples(res); row++) {
+        long ord = strtol(PQgetvalue(res, row, 0), NULL, 10);
+        const char *outcome = PQgetvalue(res, row, 2);
+        if (strcmp(outcome, "applied") == 0)
+            stats->applied++;
+        else if (strcmp(outcome, "duplicate") == 0)
+            stats->duplicate++;
+        else if (strcmp(outcome, "stale") == 0)
+            stats->stale++;
+        else if (strcmp(outcome, "refused") == 0)
+            stats->refused++;
+        else
+            stats->recorded++;
+        if (ord >= 1 && (size_t)ord <= count && PQnfields(res) > 3 && !PQgetisnull(res, row, 3))
+            log_note(ms[ord - 1], PQgetvalue(res, row, 3));
+        if (ord >= 1 && (size_t)ord <= count)
+            ps_log_debug("message applied", "message_id", ms[ord - 1]->env.message_id,
+                         ms[ord - 1]->command_id[0] ? "command_id" : "event_id",
+                         PQgetvalue(res, row, 1), "outcome", outcome, NULL);
+    }
+}
+
+/* The JSON array of a batch's events. */
+static char *batch_json(ps_batch_msg_t **ms, size_t count)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < count; i++)
+        len += strlen(ms[i]->json) + 1;
+    char *out = ps_xmalloc(len), *w = out;
+    *w++ = '[';
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0)
+            *w++ = ',';
+        size_t n = strlen(ms[i]->json);
+        memcpy(w, ms[i]->json, n);
+        w += n;
+    }
+    *w++ = ']';
+    *w = '\0';
+    return out;
+}
+
+/* Waits out a database failure that is not the messages' fault; returns -1
+ * when shutdown interrupts the wait. */
+static int wait_for_database(ps_pg_t *pg, const ps_pg_err_t *err, int *attempt,
+                             volatile sig_atomic_t *run)
+{
+    int64_t delay = ps_backoff_ms((*attempt)++, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
+    char wait[24];
+    snprintf(wait, sizeof(wait), "%" PRId64, delay);
+    ps_log_warn("database cannot apply the batch now; retrying", "sqlstate", err->sqlstate,
+                "detail", err->message, "retry_in_ms", wait, NULL);
+    for (int64_t waited = 0; waited < delay && *run; waited += 100)
+        ps_sleep_ms(100);
+    if (!*run)
+        return -1;
+    ps_pg_err_t e;
+    ps_pg_ensure(pg, &e);
+    return 0;
+}
+
+int ps_db_run(ps_pg_t *pg, const ps_pg_call_t *call, PGresult **res, ps_pg_err_t *err,
+           volatile sig_atomic_t *run)
+{
+    int attempt = 0;
+    while (*run) {
+        if (ps_pg_ensure(pg, err) == 0 && ps_pg_batch(pg, call, 1, res, err) == 0)
+            return 0;
+        if (!err->transient)
+            return 1;
+        if (wait_for_database(pg, err, &attempt, run) < 0)
+            break;
+    }
+    return -1;
+}
+
+/* Applies ms (count of them) with stmt in one transaction until it
+ * commits, fails for a reason of the messages (returns 1, err filled), or
+ * shutdown (-1). */
+static int run_batch(ps_pg_t *pg, const char *stmt, ps_batch_msg_t **ms, size_t count,
+                     ps_apply_stats_t *stats, ps_pg_err_t *err, volatile sig_atomic_t *run)
+{
+    char *json = batch_json(ms, count);
+    ps_pg_call_t call = {.stmt = stmt, .nparams = 1, .values = {json}};
+    PGresult *res;
+    int rc = ps_db_run(pg, &call, &res, err, run);
+    if (rc == 0) {
+        count_outcomes(stats, ms, count, res);
+        PQclear(res);
+    }
+    free(json);
+    return rc;
+}
+
+/* Applies one message alone, with bounded retries, then dead-letters it. */
+static int apply_one(ps_pg_t *pg, rd_kafka_t *dlq, const char *stmt, ps_batch_msg_t *m,
+                     ps_apply_stats_t *stats, volatile sig_atomic_t *run)
+{
+    ps_pg_err_t err = {0};
+    for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        int rc = run_batch(pg, stmt, &m, 1, stats, &err, run);
+        if (rc <= 0)
+            return rc;
+        if (attempt + 1 < MAX_ATTEMPTS)
+            ps_sleep_ms(ps_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS));
+    }
+    char reason[700];
+    snprintf(reason, sizeof(reason), "database refused the message (SQLSTATE %s): %s",
+             err.sqlstate, err.message);
+    if (ps_dead_letter(pg, dlq, m->msg, m->env.message_id, reason, run) < 0)
+        return -1;
+    stats->dead_lettered++;
+    return 0;
+}
+
+/* Applies ms in one transaction, or message by message when that fails
+ * for a reason of the messages. Returns 0, or -1 on shutdown. */
+static int apply_run(ps_pg_t *pg, rd_kafka_t *dlq, const char *stmt, ps_batch_msg_t **ms,
+                     size_t n, ps_apply_stats_t *stats, volatile sig_atomic_t *run)
+{
+    if (n == 0)
+        return 0;
+    ps_pg_err_t err = {0};
+    int r = run_batch(pg, stmt, ms, n, stats, &err, run);
+    if (r != 1)
+        return r;
+    ps_log_warn("batch refused; applying its messages one by one", "sqlstate", err.sqlstate,
+                "detail", err.message, NULL);
+    for (size_t i = 0; i < n; i++) {
+        if (apply_one(pg, dlq, stmt, ms[i], stats, run) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int ps_apply_group(ps_pg_t *pg, rd_kafka_t *dlq, const char *stmt, ps_batch_msg_t **ms, size_t n,
+                   ps_apply_alone_fn alone, ps_apply_stats_t *stats, volatile sig_atomic_t *run)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ms[i]->begin == NULL)
+            continue;
+        if (apply_run(pg, dlq, stmt, ms + start, i - start, stats, run) < 0 ||
+            alone(pg, dlq, ms[i], stats, run) < 0)
+            return -1;
+        start = i + 1;
+    }
+    return apply_run(pg, dlq, stmt, ms + start, n - start, stats, run);
+}
+
+void ps_batch_msg_bad(ps_batch_msg_t *m, const char *what, const char *detail)
+{
+    m->bad = 1;
+    snprintf(m->reason, sizeof(m->reason), "%s: %s", what, detail);
+}
+
+int ps_batch_msg_envelope(ps_batch_msg_t *m)
+{
+    char err[256] = "";
+    rd_kafka_headers_t *hdrs = NULL;
+    rd_kafka_message_headers(m->msg, &hdrs);
+    if (ps_envelope_from_headers(hdrs, &m->env, err, sizeof(err)) < 0) {
+        ps_batch_msg_bad(m, "bad envelope", err);
+        return -1;
+    }
+    return 0;
+}
+
+void ps_batch_msg_release(ps_batch_msg_t *m)
+{
+    free(m->json);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Copies msg's headers and adds where it came from and why it failed. */
+static rd_kafka_headers_t *dlq_headers(const rd_kafka_message_t *msg, const char *reason)
+{
+    rd_kafka_headers_t *src = NULL, *h;
+    char part[16], off[24];
+    rd_kafka_message_headers(msg, &src);
+    h = src ? rd_kafka_headers_copy(src) : rd_kafka_headers_new(4);
+    snprintf(part, sizeof(part), "%" PRId32, msg->partition);
+    snprintf(off, sizeof(off), "%" PRId64, msg->offset);
+    rd_kafka_header_add(h, "dlq_reason", -1, reason, -1);
+    rd_kafka_header_add(h, "dlq_topic", -1, rd_kafka_topic_name(msg->rkt), -1);
+    rd_kafka_header_add(h, "dlq_partition", -1, part, -1);
+    rd_kafka_header_add(h, "dlq_offset", -1, off, -1);
+    return h;
+}
+
+static int record_row(ps_pg_t *pg, const rd_kafka_message_t *msg, const char *message_id,
+                      const char *reason, ps_pg_err_t *err)
+{
+    char part[16], off[24];
+    snprintf(part, sizeof(part), "%" PRId32, msg->partition);
+    snprintf(off, sizeof(off), "%" PRId64, msg->offset);
+    /* bytea in hex input form, so that any bytes survive a text parameter. */
+    size_t len = msg->len;
+    char *hex = ps_xmalloc(2 * len + 3);
+    memcpy(hex, "\\x", 2);
+    ps_hex_encode(msg->payload ? msg->payload : (const void *)"", len, hex + 2);
+    const char *values[6] = {rd_kafka_topic_name(msg->rkt), part, off,
+                             message_id && *message_id ? message_id : NULL, reason, hex};
+    PGresult *res = ps_pg_ensure(pg, err) == 0
+                        ? ps_pg_exec_prepared(pg, "insert_dead_letter", 6, values, err)
+                        : NULL;
+    free(hex);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+int ps_dead_letter(ps_pg_t *pg, rd_kafka_t *dlq, const rd_kafka_message_t *msg,
+                const char *message_id, const char *reason, volatile sig_atomic_t *run)
+{
+    char topic[256], err[512], part[16], off[24];
+    snprintf(topic, sizeof(topic), "%s%s", rd_kafka_topic_name(msg->rkt), PS_DLQ_SUFFIX);
+    snprintf(part, sizeof(part), "%" PRId32, msg->partition);
+    snprintf(off, sizeof(off), "%" PRId64, msg->offset);
+    ps_log_error("message dead-lettered", "message_id", message_id, "topic",
+                 rd_kafka_topic_name(msg->rkt), "partition", part, "offset", off, "reason",
+                 reason, NULL);
+    int published = 0;
+    for (int attempt = 0; *run; attempt++) {
+        ps_pg_err_t pgerr = {0};
+        if (!published)
+            published = ps_kafka_produce_sync(dlq, topic, msg->key, msg->key_len, msg->payload,
+                                              msg->len, dlq_headers(msg, reason), DLQ_TIMEOUT_MS,
+                                              err, sizeof(err)) == 0;
+        if (published && record_row(pg, msg, message_id, reason, &pgerr) == 0)
+            return 0;
+        ps_log_warn("dead letter not stored yet; retrying", "message_id", message_id, "detail",
+                    published ? pgerr.message : err, NULL);
+        ps_sleep_ms(ps_backoff_ms(attempt, 200, 30000));
+    }
+    return -1;
+}
+
+static void log_stats(const ps_apply_stats_t *s)
+{
+    char applied[24], dup[24], stale[24], rec[24], refused[24], dead[24], batches[24];
+    snprintf(applied, sizeof(applied), "%" PRIu64, s->applied);
+    snprintf(dup, sizeof(dup), "%" PRIu64, s->duplicate);
+    snprintf(stale, sizeof(stale), "%" PRIu64, s->stale);
+    snprintf(rec, sizeof(rec), "%" PRIu64, s->recorded);
+    snprintf(refused, sizeof(refused), "%" PRIu64, s->refused);
+    snprintf(dead, sizeof(dead), "%" PRIu64, s->dead_lettered);
+    snprintf(batches, sizeof(batches), "%" PRIu64, s->batches);
+    ps_log_info("progress", "applied", applied, "duplicates", dup, "stale", stale, "recorded",
+                rec, "refused", refused, "dead_lettered", dead, "batches", batches, NULL);
+}
+
+/* At debug level, where a batch's time went: waiting for messages,
+ * applying them in PostgreSQL, committing the offsets. */
+static void log_batch(size_t n, int64_t poll_us, int64_t apply_us, int64_t commit_us)
+{
+    char count[24], poll[24], apply[24], commit[24];
+    snprintf(count, sizeof(count), "%zu", n);
+    snprintf(poll, sizeof(poll), "%" PRId64, poll_us / 1000);
+    snprintf(apply, sizeof(apply), "%" PRId64, apply_us / 1000);
+    snprintf(commit, sizeof(commit), "%" PRId64, commit_us / 1000);
+    ps_log_debug("batch applied", "messages", count, "poll_ms", poll, "apply_ms", apply,
+                 "commit_ms", commit, NULL);
+}
+
+int ps_worker_consume(ps_worker_t *w, size_t batch_max, ps_apply_batch_fn apply,
+                      volatile sig_atomic_t *run)
+{
+    rd_kafka_message_t **msgs = ps_xcalloc(batch_max, sizeof(*msgs));
+    ps_apply_stats_t stats = {0}, logged = {0};
+    int64_t next_stats = ps_mono_ms() + STATS_EVERY_MS;
+    int rc = 0;
+    while (*run) {
+        int fatal = 0;
+        int64_t t0 = ps_mono_us();
+        size_t n = ps_kafka_poll_batch(w->consumer, msgs, batch_max, 100, &fatal);
+        int64_t t1 = ps_mono_us();
+        if (n > 0) {
+            stats.batches++;
+            if (apply(w->pg, w->dlq, msgs, n, &stats, run) == 0) {
+                int64_t t2 = ps_mono_us();
+                ps_kafka_commit_batch(w->consumer, msgs, n);
+                log_batch(n, t1 - t0, t2 - t1, ps_mono_us() - t2);
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(msgs[i]);
+        if (fatal) {
+            rc = 3;
+            break;
+        }
+        if (ps_mono_ms() >= next_stats) {
+            if (memcmp(&stats, &logged, sizeof(stats)) != 0)
+                log_stats(&stats);
+            logged = stats;
+            next_stats = ps_mono_ms() + STATS_EVERY_MS;
+        }
+    }
+    log_stats(&stats);
+    free(msgs);
+    return rc;
+}
+
+int ps_worker_open(ps_worker_t *w, const char *name, const char *group,
+                   const char *const *topics, const ps_pg_stmt_t *stmts, size_t nstmts)
+{
+    char err[512], client[128];
+    const char *brokers = ps_config_str("PAYSTREAM_KAFKA_BROKERS");
+    memset(w, 0, sizeof(*w));
+    w->pg = ps_pg_connect(ps_config_str("PAYSTREAM_PG_DSN"), stmts, nstmts, err, sizeof(err));
+    if (w->pg == NULL) {
+        ps_log_error("cannot connect to postgresql", "detail", err,
+                     "hint", "is the server up and the schema migrated (--migrate)?", NULL);
+        return -1;
+    }
+    snprintf(client, sizeof(client), "%s-dlq", name);
+    w->dlq = ps_kafka_producer_new(brokers, client, ps_kafka_dr_sync, DLQ_TIMEOUT_MS, 0, err,
+                                   sizeof(err));
+    if (w->dlq)
+        w->consumer = ps_kafka_consumer_new(brokers, group, topics, err, sizeof(err));
+    if (w->consumer == NULL) {
+        ps_log_error("cannot create the kafka clients", "detail", err, NULL);
+        if (w->dlq)
+            rd_kafka_destroy(w->dlq);
+        ps_pg_close(w->pg);
+        memset(w, 0, sizeof(*w));
+        return -1;
+    }
+    return 0;
+}
+
+void ps_worker_close(ps_worker_t *w)
+{
+    rd_kafka_consumer_close(w->consumer);
+    rd_kafka_destroy(w->consumer);
+    rd_kafka_flush(w->dlq, DLQ_TIMEOUT_MS);
+    rd_kafka_destroy(w->dlq);
+    ps_pg_close(w->pg);
+    memset(w, 0, sizeof(*w));
+}
+
+int ps_worker_migrate(void)
+{
+    char err[512];
+    ps_pg_t *pg = ps_pg_connect(ps_config_str("PAYSTREAM_PG_DSN"), NULL, 0, err, sizeof(err));
+    if (pg == NULL) {
+        ps_log_error("cannot connect to postgresql", "detail", err, NULL);
+        return 1;
+    }
+    int n = ps_pg_migrate(pg, ps_config_str("PAYSTREAM_SCHEMA_DIR"), err, sizeof(err));
+    ps_pg_close(pg);
+    if (n < 0) {
+        ps_log_error("migration failed", "detail", err, NULL);
+        return 1;
+    }
+    char count[16];
+    snprintf(count, sizeof(count), "%d", n);
+    ps_log_info("migrations done", "applied", count, NULL);
+    return 0;
+}
