@@ -205,7 +205,7 @@ int ps_apply_group(ps_pg_t *pg, rd_kafka_t *dlq, const char *stmt, ps_batch_msg_
 {
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
-        if (ms[i]->begin == NULL)
+        if (ms[i]->begin == NULL || alone == NULL)
             continue;
         if (apply_run(pg, dlq, stmt, ms + start, i - start, stats, run) < 0 ||
             alone(pg, dlq, ms[i], stats, run) < 0)

@@ -33,6 +33,8 @@ const ps_pg_stmt_t api_statements[] = {
      "SELECT ps_transactions_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
     {"customer", "SELECT ps_customer_json(id)::text, currency, ps_customer_payable_minor(id) "
                  "FROM customers WHERE id = $1", 1},
+    {"account", "SELECT ps_account_json(id)::text, is_active, charges_enabled, state "
+                "FROM connected_accounts WHERE id = $1", 1},
 };
 const size_t api_nstatements = sizeof(api_statements) / sizeof(api_statements[0]);
 
@@ -60,6 +62,7 @@ static const struct {
     {"GET", "/api/v1/customers/me", 0, "", customers_me},
     {"POST", "/api/v1/usage", 1, "", usage_create},
     {"POST", "/billing/create-payment", 1, "", billing_create_payment},
+    {"GET", "/api/v1/accounts/*", 0, "", accounts_get},
 };
 #define NENDPOINTS (sizeof(endpoints) / sizeof(endpoints[0]))
 

@@ -212,6 +212,11 @@ void customers_me(api_call_t *call);
 void usage_create(api_call_t *call);
 void billing_create_payment(api_call_t *call);
 
+/* accounts.c */
+void accounts_get(api_call_t *call);
+/* Whether id is an acct_ id; -1 after answering 400 for param. */
+int account_id_check(api_call_t *call, const char *id, const char *param);
+
 /* orders.c */
 void orders_create(api_call_t *call);
 void orders_get(api_call_t *call);

@@ -63,20 +63,51 @@ void transactions_get(api_call_t *call)
     json_decref(page);
 }
 
+/* Refuses a payment on behalf of a connected account that cannot take it
+ * (the worker checks again when it applies the command). Returns 0, or -1
+ * after answering. */
+static int account_can_charge(api_call_t *call, const char *account)
+{
+    ps_pg_err_t err;
+    const char *params[] = {account};
+    PGresult *res = ps_pg_exec_prepared(call->pg, "account", 1, params, &err);
+    int rc = -1;
+    if (res == NULL)
+        api_db_error(call, &err);
+    else if (PQntuples(res) == 0)
+        api_errorf(call, 404, "account_unknown", "account", "no such connected account: %s",
+                   account);
+    else if (PQgetvalue(res, 0, 1)[0] != 't')
+        api_errorf(call, 409, "account_inactive", "account",
+                   "connected account %s has deauthorized the platform; it takes no payments",
+                   account);
+    else if (PQgetvalue(res, 0, 2)[0] != 't')
+        api_errorf(call, 409, "account_charges_disabled", "account",
+                   "connected account %s cannot take charges yet (%s)", account,
+                   PQgetvalue(res, 0, 3));
+    else
+        rc = 0;
+    PQclear(res);
+    return rc;
+}
+
 void payments_create(api_call_t *call)
 {
-    static const char *const fields[] = {"order_id", "amount", "currency", NULL};
+    static const char *const fields[] = {"order_id", "amount", "currency", "account", NULL};
     json_t *body = body_object(call);
     if (body == NULL)
         return;
-    const char *order_id;
+    const char *order_id, *account;
     char currency[4];
     int64_t amount;
     PGresult *res = NULL;
     if (check_fields(call, body, "", fields) < 0 ||
         field_string(call, body, "", "order_id", 1, API_ID_MAX, &order_id) < 0 ||
         field_currency(call, body, "", "currency", currency) < 0 ||
-        field_amount(call, body, "", "amount", currency, 1, &amount) < 0)
+        field_amount(call, body, "", "amount", currency, 1, &amount) < 0 ||
+        field_string(call, body, "", "account", 0, API_ID_MAX, &account) < 0 ||
+        (account && (account_id_check(call, account, "account") < 0 ||
+                     (api_checks_state(call) && account_can_charge(call, account) < 0))))
         goto done;
     ps_pg_err_t err;
     const char *params[] = {order_id, call->actor.id, call->actor.admin ? "true" : "false"};
@@ -108,8 +139,8 @@ void payments_create(api_call_t *call)
         goto done;
     }
     commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "payment.create", order_id, "pay_", NULL,
-                    json_pack("{s:s, s:I, s:s}", "order_id", order_id, "amount_minor",
-                              (json_int_t)amount, "currency", currency));
+                    json_pack("{s:s, s:I, s:s, s:s?}", "order_id", order_id, "amount_minor",
+                              (json_int_t)amount, "currency", currency, "account", account));
 done:
     PQclear(res);
     json_decref(body);

@@ -42,13 +42,33 @@ typedef struct {
     char request_id[64];
 } answer_t;
 
-/* A form being written. */
+/* A request being written: its form, and the connected account it is
+ * made on behalf of (the Stripe-Account header), if any. */
 typedef struct {
     CURL *curl;
     char text[FORM_MAX];
     size_t used;
     int full;
+    const char *account;
 } form_t;
+
+/* A new empty request, or NULL with err. Free with form_free. */
+static form_t *form_new(char *err, size_t errlen)
+{
+    form_t *f = calloc(1, sizeof(*f));
+    if (f == NULL || (f->curl = curl_easy_init()) == NULL) {
+        free(f);
+        snprintf(err, errlen, "cannot set up the request to Stripe");
+        return NULL;
+    }
+    return f;
+}
+
+static void form_free(form_t *f)
+{
+    curl_easy_cleanup(f->curl);
+    free(f);
+}
 
 int stripe_gateway_init(const char *secret_key, const char *api_base, long timeout_ms,
                         const char *success_url, const char *cancel_url)
@@ -125,18 +145,23 @@ static const char *str(json_t *o, const char *key)
     return json_string_value(json_object_get(o, key));
 }
 
-/* Posts form to path with an Idempotency-Key. Returns 0 when Stripe
+/* Posts form to path with an Idempotency-Key (and Stripe-Account when the
+ * form names an account). Returns 0 when Stripe
  * answered for good (*http and *root, which may be NULL, set), -1 with the
  * reason in err when the outcome is unknown and the same request must be
  * made again. */
 static int stripe_post(const char *path, const char *idempotency_key, form_t *f, long *http,
                        json_t **root, char *err, size_t errlen)
 {
-    char url[512], key[160];
+    char url[512], key[160], account[128];
     snprintf(url, sizeof(url), "%s%s", stripe.base, path);
     snprintf(key, sizeof(key), "Idempotency-Key: %s", idempotency_key);
     struct curl_slist *h = curl_slist_append(NULL, stripe.auth);
     h = curl_slist_append(h, key);
+    if (f->account) {
+        snprintf(account, sizeof(account), "Stripe-Account: %s", f->account);
+        h = curl_slist_append(h, account);
+    }
     h = curl_slist_append(h, "Stripe-Version: " STRIPE_VERSION);
     answer_t a = {.should_retry = -1};
     CURL *c = f->curl;
@@ -291,14 +316,12 @@ static json_t *refusal_outcome(const char *kind, long http, json_t *root)
 int stripe_gateway_call(json_t *call, const char *command_id, json_t **outcome, char *err,
                         size_t errlen)
 {
-    form_t *f = calloc(1, sizeof(*f));
-    if (f == NULL || (f->curl = curl_easy_init()) == NULL) {
-        free(f);
-        snprintf(err, errlen, "cannot set up the request to Stripe");
+    form_t *f = form_new(err, errlen);
+    if (f == NULL)
         return -1;
-    }
     const char *kind = str(call, "kind");
     *outcome = NULL;
+    f->account = str(call, "account");
     const char *path = build_request(call, f, outcome);
     int ret = -1;
     if (path == NULL) {
@@ -319,19 +342,15 @@ int stripe_gateway_call(json_t *call, const char *command_id, json_t **outcome, 
             json_decref(root);
         }
     }
-    curl_easy_cleanup(f->curl);
-    free(f);
+    form_free(f);
     return ret;
 }
 
 int stripe_meter_event(const meter_event_t *ev, char *err, size_t errlen)
 {
-    form_t *f = calloc(1, sizeof(*f));
-    if (f == NULL || (f->curl = curl_easy_init()) == NULL) {
-        free(f);
-        snprintf(err, errlen, "cannot set up the request to Stripe");
+    form_t *f = form_new(err, errlen);
+    if (f == NULL)
         return -1;
-    }
     form_add(f, "event_name", ev->event_name);
     form_add(f, "payload[stripe_customer_id]", ev->stripe_customer_id);
     form_add_int(f, "payload[value]", (long long)ev->value);
@@ -350,7 +369,6 @@ int stripe_meter_event(const meter_event_t *ev, char *err, size_t errlen)
         }
         json_decref(root);
     }
-    curl_easy_cleanup(f->curl);
-    free(f);
+    form_free(f);
     return ret;
 }

@@ -70,8 +70,10 @@ int main(int argc, char **argv)
 
     signal(SIGINT, stop);
     signal(SIGTERM, stop);
-    static const char *const topics[] = {PS_TOPIC_STRIPE_EVENTS, PS_TOPIC_COMMANDS_PAYMENTS,
-                                         PS_TOPIC_COMMANDS_USAGE, NULL};
+    /* Connect events too: a payment made on behalf of a connected account
+     * (Stripe-Account) is reported to the Connect endpoint. */
+    static const char *const topics[] = {PS_TOPIC_STRIPE_EVENTS, PS_TOPIC_STRIPE_CONNECT_EVENTS,
+                                         PS_TOPIC_COMMANDS_PAYMENTS, PS_TOPIC_COMMANDS_USAGE, NULL};
     ps_worker_t w;
     if (ps_worker_open(&w, "paystream-payments", ps_config_str("PAYSTREAM_PAYMENTS_GROUP"), topics,
                        payments_statements, payments_nstatements) < 0)

@@ -18,7 +18,8 @@
  * For the tests: POST /_fail?count=N&status=S answers the next N API
  * requests with S (and Stripe-Should-Retry: true) before doing anything;
  * GET /_requests lists every API request received: path, idempotency key,
- * form, status. */
+ * Stripe-Account, form, status. An intent made with a Stripe-Account is
+ * refunded only with the same one, as on Stripe. */
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -106,7 +107,7 @@ static const char *field(json_t *form, const char *name)
     return json_string_value(json_object_get(form, name));
 }
 
-static json_t *payment_intent(json_t *form, unsigned *status)
+static json_t *payment_intent(json_t *form, const char *account, unsigned *status)
 {
     static const char *const required[] = {"amount", "currency", "payment_method", "confirm",
                                            "metadata[payment_id]", NULL};
@@ -151,8 +152,8 @@ static json_t *payment_intent(json_t *form, unsigned *status)
         return error("invalid_request_error", "resource_missing", msg, "payment_method");
     }
     if (strcmp(state, "succeeded") == 0)
-        json_object_set_new(intents, id, json_pack("{s:I, s:I}", "amount", (json_int_t)amount,
-                                                   "refunded", (json_int_t)0));
+        json_object_set_new(intents, id, json_pack("{s:I, s:I, s:s?}", "amount", (json_int_t)amount,
+                                                   "refunded", (json_int_t)0, "account", account));
     *status = 200;
     return json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:s?, s:o}", "id", id, "object",
                      "payment_intent", "amount", (json_int_t)amount, "amount_received",
@@ -161,10 +162,15 @@ static json_t *payment_intent(json_t *form, unsigned *status)
                      strcmp(state, "succeeded") == 0 ? charge : NULL, "metadata", metadata);
 }
 
-static json_t *refund(json_t *form, unsigned *status)
+/* An intent made on behalf of a connected account lives in that account:
+ * a refund of it without the same Stripe-Account finds nothing. */
+static json_t *refund(json_t *form, const char *account, unsigned *status)
 {
     const char *pi = field(form, "payment_intent");
     json_t *intent = pi ? json_object_get(intents, pi) : NULL;
+    const char *owner = intent ? json_string_value(json_object_get(intent, "account")) : NULL;
+    if ((owner == NULL) != (account == NULL) || (owner && strcmp(owner, account) != 0))
+        intent = NULL;
     long amount = field(form, "amount") ? atol(field(form, "amount")) : 0;
     *status = 400;
     if (intent == NULL)
@@ -263,8 +269,8 @@ static json_t *meter_event(json_t *form, unsigned *status)
 }
 
 /* An API request, under the lock. */
-static json_t *api(const char *path, const char *auth, const char *key, const char *body,
-                   unsigned *status, int *retry)
+static json_t *api(const char *path, const char *auth, const char *key, const char *account,
+                   const char *body, unsigned *status, int *retry)
 {
     json_t *form = parse_form(body), *answer;
     *retry = 0;
@@ -292,8 +298,8 @@ static json_t *api(const char *path, const char *auth, const char *key, const ch
             *status = (unsigned)json_integer_value(json_object_get(seen, "status"));
             answer = json_incref(json_object_get(seen, "answer"));
         } else {
-            answer = strcmp(path, "/v1/payment_intents") == 0 ? payment_intent(form, status)
-                     : strcmp(path, "/v1/refunds") == 0       ? refund(form, status)
+            answer = strcmp(path, "/v1/payment_intents") == 0 ? payment_intent(form, account, status)
+                     : strcmp(path, "/v1/refunds") == 0       ? refund(form, account, status)
                      : strcmp(path, "/v1/customers") == 0     ? customer(form, status)
                      : strcmp(path, "/v1/checkout/sessions") == 0
                          ? checkout_session(form, status)
@@ -303,9 +309,9 @@ static json_t *api(const char *path, const char *auth, const char *key, const ch
                                           "status", (int)*status, "answer", answer));
         }
     }
-    json_array_append_new(requests, json_pack("{s:s, s:s?, s:o, s:i}", "path", path,
-                                              "idempotency_key", key, "form", form, "status",
-                                              (int)*status));
+    json_array_append_new(requests, json_pack("{s:s, s:s?, s:s?, s:o, s:i}", "path", path,
+                                              "idempotency_key", key, "stripe_account", account,
+                                              "form", form, "status", (int)*status));
     return answer;
 }
 
@@ -350,7 +356,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 strcmp(url, "/v1/customers") == 0 || strcmp(url, "/v1/checkout/sessions") == 0 ||
                 strcmp(url, "/v1/billing/meter_events") == 0)) {
         answer = api(url, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
-                     MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key"), body,
+                     MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key"),
+                     MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Stripe-Account"), body,
                      &status, &retry);
     } else {
         answer = error("invalid_request_error", NULL, "Unrecognized request URL", NULL);

@@ -58,7 +58,8 @@ typedef int (*ps_apply_alone_fn)(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *m
  * anything else (counted as recorded), and optionally a fourth column, a
  * log line to write for that message: a JSON object with level, msg and
  * fields (the message id is added). The runs between messages that have
- * begin set go in one transaction each, and those messages go to alone.
+ * begin set go in one transaction each, and those messages go to alone
+ * (NULL for a worker whose messages never have begin set).
  * A run that fails for a reason of its messages is applied message by
  * message, with bounded retries and then a dead letter; failures of the
  * database itself are waited out. Returns 0 when every message was applied

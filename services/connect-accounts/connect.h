@@ -1,0 +1,17 @@
+/* Internal interfaces of paystream-connect-accounts. */
+#ifndef PAYSTREAM_CONNECT_H
+#define PAYSTREAM_CONNECT_H
+
+#include "paystream/worker.h"
+
+/* Prepared statements of the worker. */
+extern const ps_pg_stmt_t connect_statements[];
+extern const size_t connect_nstatements;
+
+/* events.c: applies a poll batch of Connect events exactly once in effect
+ * (ps_apply_connect_events, in schemas/006_connect.sql). A
+ * ps_apply_batch_fn. */
+int connect_apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
+                        ps_apply_stats_t *stats, volatile sig_atomic_t *run);
+
+#endif

@@ -1,0 +1,96 @@
+/* Connect events: each message becomes an element of the array that
+ * ps_apply_connect_events takes, with what the database needs and nothing
+ * of the event's envelope beyond it. A message that is not a Stripe event
+ * is dead-lettered. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connect.h"
+#include "paystream/util.h"
+
+const ps_pg_stmt_t connect_statements[] = {
+    {"apply_connect_events",
+     "SELECT ord, event_id, outcome, note::text FROM ps_apply_connect_events($1::jsonb)", 1},
+    PS_WORKER_STATEMENTS,
+};
+const size_t connect_nstatements = sizeof(connect_statements) / sizeof(connect_statements[0]);
+
+static const char *str_field(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s && *s ? s : NULL;
+}
+
+/* The account an event is about: the event's own account field, which
+ * Stripe sets on every Connect event, else an account object's id. */
+static const char *event_account(json_t *root, json_t *object)
+{
+    const char *account = str_field(root, "account");
+    if (account == NULL && strcmp(str_field(object, "object") ? str_field(object, "object") : "",
+                                  "account") == 0)
+        account = str_field(object, "id");
+    return account;
+}
+
+static void prepare(ps_batch_msg_t *m)
+{
+    if (ps_batch_msg_envelope(m) < 0)
+        return;
+    json_error_t jerr;
+    json_t *root = json_loadb(m->msg->payload ? m->msg->payload : "", m->msg->len, 0, &jerr);
+    json_t *object = json_object_get(json_object_get(root, "data"), "object");
+    const char *id = str_field(root, "id"), *type = str_field(root, "type");
+    json_int_t created = json_integer_value(json_object_get(root, "created"));
+    if (!json_is_object(object) || id == NULL || strncmp(id, "evt_", 4) != 0 || type == NULL ||
+        created <= 0) {
+        ps_batch_msg_bad(m, "not a Stripe event",
+                         root ? "id, type, created or data.object missing" : jerr.text);
+        json_decref(root);
+        return;
+    }
+    const char *account = event_account(root, object);
+    if (account && strncmp(account, "acct_", 5) != 0) {
+        ps_batch_msg_bad(m, "not a Connect event", "account is not an acct_ id");
+        json_decref(root);
+        return;
+    }
+    json_t *e = json_pack("{s:s, s:s, s:s?, s:I, s:s, s:O}", "event_id", id, "type", type,
+                          "account", account, "created", created, "message_id",
+                          m->env.message_id, "object", object);
+    json_t *prev = json_object_get(json_object_get(root, "data"), "previous_attributes");
+    if (json_is_object(prev))
+        json_object_set(e, "previous_attributes", prev);
+    m->json = json_dumps(e, JSON_COMPACT);
+    json_decref(e);
+    json_decref(root);
+    if (m->json == NULL)
+        abort(); /* only for want of memory */
+}
+
+int connect_apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
+                        ps_apply_stats_t *stats, volatile sig_atomic_t *run)
+{
+    ps_batch_msg_t *ms = ps_xcalloc(n, sizeof(*ms));
+    ps_batch_msg_t **good = ps_xcalloc(n, sizeof(*good));
+    size_t ngood = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        ms[i].msg = msgs[i];
+        prepare(&ms[i]);
+        if (!ms[i].bad) {
+            good[ngood++] = &ms[i];
+            continue;
+        }
+        rc = ps_dead_letter(pg, dlq, msgs[i], ms[i].env.message_id, ms[i].reason, run);
+        if (rc == 0)
+            stats->dead_lettered++;
+    }
+    if (rc == 0)
+        rc = ps_apply_group(pg, dlq, "apply_connect_events", good, ngood, NULL, stats, run);
+    for (size_t i = 0; i < n; i++)
+        ps_batch_msg_release(&ms[i]);
+    free(good);
+    free(ms);
+    return rc;
+}

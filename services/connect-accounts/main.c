@@ -1,0 +1,73 @@
+/* paystream-connect-accounts: applies Stripe Connect events to the
+ * platform's connected accounts, their payout destinations and persons,
+ * exactly once in effect, and relays the domain events they cause. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "connect.h"
+#include "paystream/config.h"
+#include "paystream/kafka.h"
+#include "paystream/log.h"
+#include "paystream/outbox.h"
+#include "paystream/util.h"
+
+static const ps_cfg_var_t config[] = {
+    PS_CFG_COMMON,
+    {"PAYSTREAM_CONNECT_GROUP", PS_CFG_STRING, "paystream-connect-accounts", 0, 0,
+     "Kafka consumer group of the connect-accounts workers"},
+    {"PAYSTREAM_CONNECT_BATCH_MAX", PS_CFG_INT, "500", 1, 10000,
+     "most Connect events applied in one database transaction"},
+};
+#define NCONFIG (sizeof(config) / sizeof(config[0]))
+
+static volatile sig_atomic_t run = 1;
+
+static void stop(int sig)
+{
+    (void)sig;
+    run = 0;
+}
+
+int main(int argc, char **argv)
+{
+    char err[512];
+    ps_malloc_tune();
+    int do_migrate = argc == 2 && strcmp(argv[1], "--migrate") == 0;
+    if (argc > 1 && !do_migrate) {
+        int help = strcmp(argv[1], "--help") == 0;
+        ps_config_usage(help ? stdout : stderr, "paystream-connect-accounts",
+                        "Applies Stripe Connect events to connected accounts, their bank\n"
+                        "accounts, cards and persons, and publishes the domain events they cause.\n"
+                        "  --migrate  apply the schema migrations and exit\n"
+                        "  --help     this text", config, NCONFIG);
+        return help ? 0 : 2;
+    }
+    if (ps_config_start("connect-accounts", config, NCONFIG) < 0)
+        return 2;
+    if (do_migrate)
+        return ps_worker_migrate();
+
+    signal(SIGINT, stop);
+    signal(SIGTERM, stop);
+    static const char *const topics[] = {PS_TOPIC_STRIPE_CONNECT_EVENTS, NULL};
+    ps_worker_t w;
+    if (ps_worker_open(&w, "paystream-connect-accounts", ps_config_str("PAYSTREAM_CONNECT_GROUP"),
+                       topics, connect_statements, connect_nstatements) < 0)
+        return 1;
+    if (ps_outbox_relay_start(ps_config_str("PAYSTREAM_PG_DSN"),
+                              ps_config_str("PAYSTREAM_KAFKA_BROKERS"),
+                              "paystream-connect-accounts-outbox", err, sizeof(err)) < 0) {
+        ps_log_error("cannot start the outbox relay", "detail", err, NULL);
+        ps_worker_close(&w);
+        return 1;
+    }
+    ps_log_info("connect-accounts worker started", "group",
+                ps_config_str("PAYSTREAM_CONNECT_GROUP"), "version", PS_VERSION, NULL);
+    int rc = ps_worker_consume(&w, (size_t)ps_config_int("PAYSTREAM_CONNECT_BATCH_MAX"),
+                               connect_apply_batch, &run);
+    ps_outbox_relay_stop();
+    ps_worker_close(&w);
+    ps_log_info("connect-accounts worker stopped", NULL);
+    return rc;
+}
