@@ -29,6 +29,20 @@ typedef struct {
     size_t n;
 } group_t;
 
+/* Whether a message of the Connect topic is a payment's event (of a
+ * payment made on behalf of a connected account). The rest, and what is not
+ * an event at all, are the connect-accounts worker's to apply or
+ * dead-letter. */
+static int for_payments(ps_batch_msg_t *m)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    ps_envelope_t env;
+    char err[64];
+    rd_kafka_message_headers(m->msg, &hdrs);
+    return ps_envelope_from_headers(hdrs, &env, err, sizeof(err)) == 0 &&
+           stripe_event_handled(env.type);
+}
+
 int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                 ps_apply_stats_t *stats, volatile sig_atomic_t *run)
 {
@@ -49,6 +63,8 @@ int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t 
         } else if (strcmp(topic, PS_TOPIC_COMMANDS_USAGE) == 0) {
             g = &groups[2];
             usage_prepare(&ecs[i]);
+        } else if (strcmp(topic, PS_TOPIC_STRIPE_CONNECT_EVENTS) == 0 && !for_payments(&ecs[i])) {
+            continue;
         } else {
             stripe_event_prepare(&ecs[i]);
         }

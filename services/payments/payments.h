@@ -20,6 +20,9 @@ extern const size_t payments_nstatements;
  * ec->bad with the reason when the message is not an applicable event. */
 void stripe_event_prepare(ps_batch_msg_t *ec);
 
+/* stripe_events.c: whether events of type change payments or billing. */
+int stripe_event_handled(const char *type);
+
 /* commands.c: the same for an API command (for ps_apply_commands). */
 void command_prepare(ps_batch_msg_t *ec);
 

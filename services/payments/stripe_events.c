@@ -402,6 +402,15 @@ static void fill_json(ps_batch_msg_t *ec, json_t *root, facts_t *f)
     free(facts);
 }
 
+int stripe_event_handled(const char *type)
+{
+    for (size_t i = 0; i < NHANDLERS; i++) {
+        if (strcmp(handlers[i].type, type) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 void stripe_event_prepare(ps_batch_msg_t *ec)
 {
     if (ps_batch_msg_envelope(ec) < 0)

@@ -285,6 +285,84 @@ void ts_produce(const char *topic, const char *key, const char *type, const char
     cr_assert_eq(rc, 0, "publishing to %s: %s", topic, err);
 }
 
+/* The header name of msg as a string, malloc'd, or NULL. */
+static char *header_of(const rd_kafka_message_t *msg, const char *name)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *v;
+    size_t len;
+    if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(hdrs, name, &v, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return NULL;
+    return strndup(v, len);
+}
+
+static int topic_partitions(rd_kafka_t *rk, const char *topic)
+{
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int n = 0;
+    if (rd_kafka_metadata(rk, 0, t, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        md->topic_cnt == 1)
+        n = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    return n;
+}
+
+int ts_kafka_count(const char *topic, const char *key, const char *type, char **last_value)
+{
+    char err[256], group[64];
+    ts_unique(group, sizeof(group), "paystream-tests-");
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *settings[][2] = {{"bootstrap.servers", ts_env("PAYSTREAM_KAFKA_BROKERS")},
+                                 {"group.id", group}, {"enable.auto.commit", "false"},
+                                 {"enable.partition.eof", "true"},
+                                 {"auto.offset.reset", "earliest"}};
+    for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+        cr_assert_eq(rd_kafka_conf_set(conf, settings[i][0], settings[i][1], err, sizeof(err)),
+                     RD_KAFKA_CONF_OK, "%s", err);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    cr_assert_not_null(rk, "consumer: %s", err);
+    rd_kafka_poll_set_consumer(rk);
+    int partitions = topic_partitions(rk, topic);
+    cr_assert_gt(partitions, 0, "topic %s has partitions", topic);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    char *at_end = calloc((size_t)partitions, 1);
+    int ended = 0, count = 0;
+    int64_t deadline = ps_mono_ms() + TS_WAIT_MS;
+    while (ended < partitions && ps_mono_ms() < deadline) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 500);
+        if (msg == NULL)
+            continue;
+        if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (msg->partition < partitions && !at_end[msg->partition]++)
+                ended++;
+        } else if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR && msg->key_len == strlen(key) &&
+                   memcmp(msg->key, key, msg->key_len) == 0) {
+            char *t = header_of(msg, "type");
+            if (t && strcmp(t, type) == 0) {
+                count++;
+                if (last_value) {
+                    free(*last_value);
+                    *last_value = strndup(msg->payload, msg->len);
+                }
+            }
+            free(t);
+        }
+        rd_kafka_message_destroy(msg);
+    }
+    cr_assert_eq(ended, partitions, "read %s to its end", topic);
+    free(at_end);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return count;
+}
+
 char *ts_api_key(const char *user, const char *flags)
 {
     int status;

@@ -74,6 +74,11 @@ int ts_wait_sql(const char *expect, const char *sql, ...) __attribute__((sentine
  * Asserts Kafka acknowledged it. */
 void ts_produce(const char *topic, const char *key, const char *type, const char *value);
 
+/* Reads topic from its beginning to its end and counts the messages with
+ * key and header type; the last one's value goes to *last_value (malloc'd;
+ * free what was there) when last_value is not NULL. */
+int ts_kafka_count(const char *topic, const char *key, const char *type, char **last_value);
+
 /* Runs `scripts/dev svc ACTION NAME`; returns its exit status. */
 int ts_svc(const char *action, const char *name);
 
