@@ -405,7 +405,7 @@ void ps_worker_close(ps_worker_t *w)
     memset(w, 0, sizeof(*w));
 }
 
-int ps_worker_migrate(void)
+static int migrate(void)
 {
     char err[512];
     ps_pg_t *pg = ps_pg_connect(ps_config_str("PAYSTREAM_PG_DSN"), NULL, 0, err, sizeof(err));
@@ -423,4 +423,36 @@ int ps_worker_migrate(void)
     snprintf(count, sizeof(count), "%d", n);
     ps_log_info("migrations done", "applied", count, NULL);
     return 0;
+}
+
+static volatile sig_atomic_t *stop_flag;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    *stop_flag = 0;
+}
+
+int ps_worker_start(int argc, char **argv, const char *service, const char *summary,
+                    const ps_cfg_var_t *config, size_t nconfig, volatile sig_atomic_t *run)
+{
+    char prog[64];
+    snprintf(prog, sizeof(prog), "paystream-%s", service);
+    int do_migrate = argc == 2 && strcmp(argv[1], "--migrate") == 0;
+    if (argc > 1 && !do_migrate) {
+        int help = strcmp(argv[1], "--help") == 0;
+        char text[1024];
+        snprintf(text, sizeof(text), "%s\n  --migrate  apply the schema migrations and exit\n"
+                 "  --help     this text", summary);
+        ps_config_usage(help ? stdout : stderr, prog, text, config, nconfig);
+        return help ? 0 : 2;
+    }
+    if (ps_config_start(service, config, nconfig) < 0)
+        return 2;
+    if (do_migrate)
+        return migrate();
+    stop_flag = run;
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
+    return -1;
 }

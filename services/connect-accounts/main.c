@@ -1,9 +1,7 @@
 /* paystream-connect-accounts: applies Stripe Connect events to the
  * platform's connected accounts, their payout destinations and persons,
  * exactly once in effect, and relays the domain events they cause. */
-#include <signal.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "connect.h"
 #include "paystream/config.h"
@@ -23,33 +21,16 @@ static const ps_cfg_var_t config[] = {
 
 static volatile sig_atomic_t run = 1;
 
-static void stop(int sig)
-{
-    (void)sig;
-    run = 0;
-}
-
 int main(int argc, char **argv)
 {
     char err[512];
     ps_malloc_tune();
-    int do_migrate = argc == 2 && strcmp(argv[1], "--migrate") == 0;
-    if (argc > 1 && !do_migrate) {
-        int help = strcmp(argv[1], "--help") == 0;
-        ps_config_usage(help ? stdout : stderr, "paystream-connect-accounts",
-                        "Applies Stripe Connect events to connected accounts, their bank\n"
-                        "accounts, cards and persons, and publishes the domain events they cause.\n"
-                        "  --migrate  apply the schema migrations and exit\n"
-                        "  --help     this text", config, NCONFIG);
-        return help ? 0 : 2;
-    }
-    if (ps_config_start("connect-accounts", config, NCONFIG) < 0)
-        return 2;
-    if (do_migrate)
-        return ps_worker_migrate();
-
-    signal(SIGINT, stop);
-    signal(SIGTERM, stop);
+    int rc = ps_worker_start(argc, argv, "connect-accounts",
+                             "Applies Stripe Connect events to connected accounts, their bank\n"
+                             "accounts, cards and persons, and publishes the domain events they cause.",
+                             config, NCONFIG, &run);
+    if (rc >= 0)
+        return rc;
     static const char *const topics[] = {PS_TOPIC_STRIPE_CONNECT_EVENTS, NULL};
     ps_worker_t w;
     if (ps_worker_open(&w, "paystream-connect-accounts", ps_config_str("PAYSTREAM_CONNECT_GROUP"),
@@ -64,7 +45,7 @@ int main(int argc, char **argv)
     }
     ps_log_info("connect-accounts worker started", "group",
                 ps_config_str("PAYSTREAM_CONNECT_GROUP"), "version", PS_VERSION, NULL);
-    int rc = ps_worker_consume(&w, (size_t)ps_config_int("PAYSTREAM_CONNECT_BATCH_MAX"),
+    rc = ps_worker_consume(&w, (size_t)ps_config_int("PAYSTREAM_CONNECT_BATCH_MAX"),
                                connect_apply_batch, &run);
     ps_outbox_relay_stop();
     ps_worker_close(&w);

@@ -2,7 +2,6 @@
  * to orders, payments, refunds, the ledger, customers and their billing,
  * exactly once in effect. The loop is librdkafka's consumer example:
  * poll a batch, apply it in one database transaction, then commit offsets. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,38 +37,21 @@ static const ps_cfg_var_t config[] = {
 
 static volatile sig_atomic_t run = 1;
 
-static void stop(int sig)
-{
-    (void)sig;
-    run = 0;
-}
-
 int main(int argc, char **argv)
 {
     char err[512];
     ps_malloc_tune();
-    int do_migrate = argc == 2 && strcmp(argv[1], "--migrate") == 0;
-    if (argc > 1 && !do_migrate) {
-        int help = strcmp(argv[1], "--help") == 0;
-        ps_config_usage(help ? stdout : stderr, "paystream-payments",
-                        "Applies Stripe events, API commands and usage records to orders,\n"
-                        "payments, refunds, the ledger, customers and their billing.\n"
-                        "  --migrate  apply the schema migrations and exit\n"
-                        "  --help     this text", config, NCONFIG);
-        return help ? 0 : 2;
-    }
-    if (ps_config_start("payments", config, NCONFIG) < 0)
-        return 2;
-    if (do_migrate)
-        return ps_worker_migrate();
+    int rc = ps_worker_start(argc, argv, "payments",
+                             "Applies Stripe events, API commands and usage records to orders,\n"
+                             "payments, refunds, the ledger, customers and their billing.",
+                             config, NCONFIG, &run);
+    if (rc >= 0)
+        return rc;
     if (usage_init(err, sizeof(err)) < 0) {
         fprintf(stderr, "paystream-payments: %s\n", err);
         return 2;
     }
     gateway_init(); /* first: libcurl's global set-up wants no other threads yet */
-
-    signal(SIGINT, stop);
-    signal(SIGTERM, stop);
     /* Connect events too: a payment made on behalf of a connected account
      * (Stripe-Account) is reported to the Connect endpoint. */
     static const char *const topics[] = {PS_TOPIC_STRIPE_EVENTS, PS_TOPIC_STRIPE_CONNECT_EVENTS,
@@ -83,7 +65,7 @@ int main(int argc, char **argv)
         ps_log_error("usage will not be reported to Stripe", "detail", err, NULL);
     ps_log_info("payments worker started", "group", ps_config_str("PAYSTREAM_PAYMENTS_GROUP"),
                 "gateway", gateway_for(0), "version", PS_VERSION, NULL);
-    int rc = ps_worker_consume(&w, (size_t)ps_config_int("PAYSTREAM_BATCH_MAX"), apply_batch,
+    rc = ps_worker_consume(&w, (size_t)ps_config_int("PAYSTREAM_BATCH_MAX"), apply_batch,
                                &run);
     meter_reporter_stop();
     ps_worker_close(&w);

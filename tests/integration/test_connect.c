@@ -79,6 +79,31 @@ static char *capability_object(const char *account, const char *name, const char
     return out;
 }
 
+/* A pending order of user for one item at price; returns its id. */
+static char *new_order(const char *user, const char *price)
+{
+    char body[200];
+    snprintf(body, sizeof(body),
+             "{\"currency\":\"usd\",\"items\":[{\"product_id\":\"sku_class\","
+             "\"quantity\":1,\"unit_price\":\"%s\"}]}", price);
+    ts_http_t r = ts_api("POST", "/api/v1/orders", user, WAIT, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    char *order = ts_json(r.body, "id");
+    ts_http_free(&r);
+    return order;
+}
+
+/* Asks for a payment of order (price) on behalf of account. */
+static ts_http_t pay_on_behalf(const char *user, const char *order, const char *price,
+                               const char *account)
+{
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"order_id\":\"%s\",\"amount\":\"%s\",\"currency\":\"usd\",\"account\":\"%s\"}",
+             order, price, account);
+    return ts_api("POST", "/api/v1/payments", user, WAIT, body);
+}
+
 /* A new account, known and able to take charges and payouts. */
 static void ready_account(char *account, size_t len, int64_t at)
 {
@@ -258,6 +283,13 @@ Test(connect, deauthorization_holds_against_late_account_updates_and_refuses_pay
     char account[64], deauth[64], late[64], newer[64], user[64];
     int64_t t = time(NULL) - 300;
     ready_account(account, sizeof(account), t);
+    /* A payment made while the account could take it... */
+    ts_unique(user, sizeof(user), "buyer_");
+    char *before = new_order(user, "15.00");
+    ts_http_t r = pay_on_behalf(user, before, "15.00", account);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    char *payment = ts_json(r.body, "id");
+    ts_http_free(&r);
     ts_unique(deauth, sizeof(deauth), "evt_deauth_");
     connect_post(deauth, "account.application.deauthorized", account, t + 100,
                  "{\"id\":\"ca_platform\",\"object\":\"application\",\"name\":\"Shop\"}", NULL);
@@ -291,24 +323,32 @@ Test(connect, deauthorization_holds_against_late_account_updates_and_refuses_pay
     char *data_account = ts_json(value, "data.account");
     cr_assert_str_eq(data_account, account);
 
-    /* A payment on its behalf is refused with a clear error. */
-    ts_unique(user, sizeof(user), "buyer_");
-    ts_http_t r = ts_api("POST", "/api/v1/orders", user, WAIT,
-                         "{\"currency\":\"usd\",\"items\":[{\"product_id\":\"sku_mat\","
-                         "\"quantity\":1,\"unit_price\":\"20.00\"}]}");
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    char *order = ts_json(r.body, "id");
-    ts_http_free(&r);
-    char body[256];
-    snprintf(body, sizeof(body),
-             "{\"order_id\":\"%s\",\"amount\":\"20.00\",\"currency\":\"usd\",\"account\":\"%s\"}",
-             order, account);
-    r = ts_api("POST", "/api/v1/payments", user, WAIT, body);
+    /* A payment on its behalf is refused with a clear error... */
+    char *order = new_order(user, "20.00");
+    r = pay_on_behalf(user, order, "20.00", account);
     cr_assert_eq(r.status, 409, "%s", r.body);
     char *code = ts_json(r.body, "error.code");
     cr_assert_str_eq(code, "account_inactive");
     ts_http_free(&r);
     free(code);
+    /* ...and so is charging the one made before, by the worker, before
+     * Stripe is asked. */
+    char path[160];
+    snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
+    r = ts_api("POST", path, user, WAIT, "{\"payment_method\":\"pm_card_visa\"}");
+    cr_assert_eq(r.status, 409, "%s", r.body);
+    code = ts_json(r.body, "error.code");
+    cr_assert_str_eq(code, "account_inactive");
+    ts_http_free(&r);
+    char *status = ts_sql("SELECT status FROM payments WHERE id = $1", payment, NULL);
+    cr_assert_str_eq(status, "pending");
+    char *asked = ts_sql("SELECT count(*) FROM gateway_calls WHERE payment_id = $1", payment, NULL);
+    cr_assert_str_eq(asked, "0", "Stripe was not asked");
+    free(asked);
+    free(status);
+    free(code);
+    free(payment);
+    free(before);
     free(order);
     free(data_account);
     free(value);
@@ -453,17 +493,8 @@ Test(connect, payments_on_behalf_of_an_account_carry_stripe_account)
     char account[64], user[64], path[160];
     ready_account(account, sizeof(account), time(NULL) - 100);
     ts_unique(user, sizeof(user), "buyer_");
-    ts_http_t r = ts_api("POST", "/api/v1/orders", user, WAIT,
-                         "{\"currency\":\"usd\",\"items\":[{\"product_id\":\"sku_class\","
-                         "\"quantity\":1,\"unit_price\":\"30.00\"}]}");
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    char *order = ts_json(r.body, "id");
-    ts_http_free(&r);
-    char body[256];
-    snprintf(body, sizeof(body),
-             "{\"order_id\":\"%s\",\"amount\":\"30.00\",\"currency\":\"usd\",\"account\":\"%s\"}",
-             order, account);
-    r = ts_api("POST", "/api/v1/payments", user, WAIT, body);
+    char *order = new_order(user, "30.00");
+    ts_http_t r = pay_on_behalf(user, order, "30.00", account);
     cr_assert_eq(r.status, 201, "%s", r.body);
     char *payment = ts_json(r.body, "id"), *shown = ts_json(r.body, "account");
     cr_assert_str_eq(shown, account);
@@ -511,23 +542,13 @@ Test(connect, payments_on_behalf_of_an_account_carry_stripe_account)
     char *o = account_object(waiting, 0, 0, 0, "inactive", "inactive", "[\"individual.dob.day\"]");
     connect_post(evt, "account.updated", waiting, time(NULL) - 10, o, NULL);
     free(applied(evt));
-    r = ts_api("POST", "/api/v1/orders", user, WAIT,
-               "{\"currency\":\"usd\",\"items\":[{\"product_id\":\"sku_class\","
-               "\"quantity\":1,\"unit_price\":\"30.00\"}]}");
-    char *order2 = ts_json(r.body, "id");
-    ts_http_free(&r);
-    snprintf(body, sizeof(body),
-             "{\"order_id\":\"%s\",\"amount\":\"30.00\",\"currency\":\"usd\",\"account\":\"%s\"}",
-             order2, waiting);
-    r = ts_api("POST", "/api/v1/payments", user, WAIT, body);
+    char *order2 = new_order(user, "30.00");
+    r = pay_on_behalf(user, order2, "30.00", waiting);
     cr_assert_eq(r.status, 409, "%s", r.body);
     char *code = ts_json(r.body, "error.code");
     cr_assert_str_eq(code, "account_charges_disabled");
     ts_http_free(&r);
-    snprintf(body, sizeof(body),
-             "{\"order_id\":\"%s\",\"amount\":\"30.00\",\"currency\":\"usd\","
-             "\"account\":\"acct_never_connected\"}", order2);
-    r = ts_api("POST", "/api/v1/payments", user, WAIT, body);
+    r = pay_on_behalf(user, order2, "30.00", "acct_never_connected");
     cr_assert_eq(r.status, 404, "%s", r.body);
     ts_http_free(&r);
     free(code);

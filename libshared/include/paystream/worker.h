@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "paystream/config.h"
 #include "paystream/envelope.h"
 #include "paystream/pg.h"
 
@@ -105,8 +106,11 @@ typedef int (*ps_apply_batch_fn)(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_
 int ps_worker_consume(ps_worker_t *w, size_t batch_max, ps_apply_batch_fn apply,
                       volatile sig_atomic_t *run);
 
-/* --migrate: applies the migrations of PAYSTREAM_SCHEMA_DIR to
- * PAYSTREAM_PG_DSN. Returns the exit code. */
-int ps_worker_migrate(void);
+/* What a worker's main does first: answers --help (usage from summary and
+ * config), loads the configuration and starts logging under service,
+ * applies the migrations for --migrate, and makes SIGINT and SIGTERM clear
+ * *run. Returns -1 when the worker is to go on, else its exit code. */
+int ps_worker_start(int argc, char **argv, const char *service, const char *summary,
+                    const ps_cfg_var_t *config, size_t nconfig, volatile sig_atomic_t *run);
 
 #endif
