@@ -139,8 +139,10 @@ static int mark_published(PGconn *conn, PGresult *res, int k)
         len += (size_t)snprintf(ids + len, cap - len, "%s%s", i ? "," : "", PQgetvalue(res, i, 0));
     snprintf(ids + len, cap - len, "}");
     const char *params[] = {ids};
-    PGresult *upd = PQexecParams(conn, "UPDATE outbox SET published_at = now() "
-                                       "WHERE id = ANY($1::bigint[])", 1, NULL, params, NULL, NULL, 0);
+    PGresult *upd = PQexecParams(conn,
+                                 "UPDATE outbox SET published_at = now() "
+                                 "WHERE id = ANY($1::bigint[])",
+                                 1, NULL, params, NULL, NULL, 0);
     int ok = PQresultStatus(upd) == PGRES_COMMAND_OK;
     if (!ok)
         ps_log_warn("outbox rows published but not marked; they will be published again",

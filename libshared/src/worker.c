@@ -127,7 +127,7 @@ static int wait_for_database(ps_pg_t *pg, const ps_pg_err_t *err, int *attempt,
 }
 
 int ps_db_run(ps_pg_t *pg, const ps_pg_call_t *call, PGresult **res, ps_pg_err_t *err,
-           volatile sig_atomic_t *run)
+              volatile sig_atomic_t *run)
 {
     int attempt = 0;
     while (*run) {

@@ -27,7 +27,8 @@ int main(int argc, char **argv)
     ps_malloc_tune();
     int rc = ps_worker_start(argc, argv, "connect-accounts",
                              "Applies Stripe Connect events to connected accounts, their bank\n"
-                             "accounts, cards and persons, and publishes the domain events they cause.",
+                             "accounts, cards and persons, and publishes the domain events\n"
+                             "they cause.",
                              config, NCONFIG, &run);
     if (rc >= 0)
         return rc;

@@ -61,8 +61,8 @@ static int dead(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *ec, const char *st
     return 0;
 }
 
-int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *ec, ps_apply_stats_t *stats,
-                          volatile sig_atomic_t *run)
+int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *ec,
+                          ps_apply_stats_t *stats, volatile sig_atomic_t *run)
 {
     ps_pg_err_t err = {0};
     PGresult *res;

@@ -43,8 +43,8 @@ int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t 
  * the call, the finish statement records the answer, and a command
  * delivered again repeats the call with the same idempotency key. Returns 0 when the
  * command was applied, refused or dead-lettered, -1 on shutdown. */
-int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *ec, ps_apply_stats_t *stats,
-                          volatile sig_atomic_t *run);
+int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *ec,
+                          ps_apply_stats_t *stats, volatile sig_atomic_t *run);
 
 /* gateway.c: the gateways behind the commands that call one. A call is
  * the object the begin step returns: kind (charge, refund, customer,
