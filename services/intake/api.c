@@ -33,8 +33,8 @@ const ps_pg_stmt_t api_statements[] = {
      "SELECT ps_transactions_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
     {"customer", "SELECT ps_customer_json(id)::text, currency, ps_customer_payable_minor(id) "
                  "FROM customers WHERE id = $1", 1},
-    {"account", "SELECT ps_account_json(id)::text, is_active, charges_enabled, state "
-                "FROM connected_accounts WHERE id = $1", 1},
+    {"account", "SELECT ps_account_json(id)::text FROM connected_accounts WHERE id = $1", 1},
+    {"account_refusal", "SELECT r::text, r->'error'->>'code' FROM ps_account_refusal($1, true) r", 1},
 };
 const size_t api_nstatements = sizeof(api_statements) / sizeof(api_statements[0]);
 

@@ -63,30 +63,23 @@ void transactions_get(api_call_t *call)
     json_decref(page);
 }
 
-/* Refuses a payment on behalf of a connected account that cannot take it
- * (the worker checks again when it applies the command). Returns 0, or -1
- * after answering. */
+/* Refuses a payment on behalf of a connected account that cannot take it,
+ * with the worker's own rule (ps_account_refusal), which it applies again
+ * to the command. Returns 0, or -1 after answering. */
 static int account_can_charge(api_call_t *call, const char *account)
 {
     ps_pg_err_t err;
     const char *params[] = {account};
-    PGresult *res = ps_pg_exec_prepared(call->pg, "account", 1, params, &err);
+    PGresult *res = ps_pg_exec_prepared(call->pg, "account_refusal", 1, params, &err);
     int rc = -1;
-    if (res == NULL)
+    if (res == NULL) {
         api_db_error(call, &err);
-    else if (PQntuples(res) == 0)
-        api_errorf(call, 404, "account_unknown", "account", "no such connected account: %s",
-                   account);
-    else if (PQgetvalue(res, 0, 1)[0] != 't')
-        api_errorf(call, 409, "account_inactive", "account",
-                   "connected account %s has deauthorized the platform; it takes no payments",
-                   account);
-    else if (PQgetvalue(res, 0, 2)[0] != 't')
-        api_errorf(call, 409, "account_charges_disabled", "account",
-                   "connected account %s cannot take charges yet (%s)", account,
-                   PQgetvalue(res, 0, 3));
-    else
+    } else if (PQgetisnull(res, 0, 0)) {
         rc = 0;
+    } else {
+        unsigned status = strcmp(PQgetvalue(res, 0, 1), "account_unknown") == 0 ? 404 : 409;
+        http_finish(call->req, status, strdup(PQgetvalue(res, 0, 0)));
+    }
     PQclear(res);
     return rc;
 }
