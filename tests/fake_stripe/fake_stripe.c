@@ -44,6 +44,9 @@ static json_t *idempotent;   /* key -> {path, form, status, answer} */
 static json_t *intents;      /* pi id -> {amount, refunded} */
 static json_t *identifiers;  /* meter event identifier -> times accepted */
 static int fail_count, fail_status, next_id = 1;
+/* Part of every id: ids stay unique across restarts of the fake against a
+ * database that keeps the ids of earlier runs. */
+static unsigned run_tag;
 
 static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, json_t *body,
                                  int retry)
@@ -127,8 +130,8 @@ static json_t *payment_intent(json_t *form, const char *account, unsigned *statu
                      NULL);
     }
     char id[32], charge[32];
-    snprintf(id, sizeof(id), "pi_fake_%d", next_id);
-    snprintf(charge, sizeof(charge), "ch_fake_%d", next_id++);
+    snprintf(id, sizeof(id), "pi_fake_%x_%d", run_tag, next_id);
+    snprintf(charge, sizeof(charge), "ch_fake_%x_%d", run_tag, next_id++);
     json_t *metadata = json_pack("{s:s, s:s?}", "payment_id", field(form, "metadata[payment_id]"),
                                  "order_id", field(form, "metadata[order_id]"));
     if (strcmp(pm, "pm_card_chargeDeclined") == 0) {
@@ -184,7 +187,7 @@ static json_t *refund(json_t *form, const char *account, unsigned *status)
     json_object_set_new(intent, "refunded",
                         json_integer(json_integer_value(json_object_get(intent, "refunded")) + amount));
     char id[32];
-    snprintf(id, sizeof(id), "re_fake_%d", next_id++);
+    snprintf(id, sizeof(id), "re_fake_%x_%d", run_tag, next_id++);
     *status = 200;
     return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s?}", "id", id, "object", "refund", "amount",
                      (json_int_t)amount, "status", "succeeded", "payment_intent", pi, "reason",
@@ -210,7 +213,7 @@ static json_t *customer(json_t *form, unsigned *status)
     if (e)
         return e;
     char id[32];
-    snprintf(id, sizeof(id), "cus_fake_%d", next_id++);
+    snprintf(id, sizeof(id), "cus_fake_%x_%d", run_tag, next_id++);
     *status = 200;
     return json_pack("{s:s, s:s, s:s, s:s?}", "id", id, "object", "customer", "email",
                      field(form, "email"), "name", field(form, "name"));
@@ -234,7 +237,7 @@ static json_t *checkout_session(json_t *form, unsigned *status)
                      "Invalid mode, amount or currency", NULL);
     }
     char id[32], url[96];
-    snprintf(id, sizeof(id), "cs_fake_%d", next_id++);
+    snprintf(id, sizeof(id), "cs_fake_%x_%d", run_tag, next_id++);
     snprintf(url, sizeof(url), "https://checkout.stripe.com/c/pay/%s", id);
     *status = 200;
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:{s:s, s:s?}}", "id", id,
@@ -396,6 +399,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: paystream-fake-stripe --port PORT\n");
         return 2;
     }
+    run_tag = (unsigned)time(NULL) ^ ((unsigned)getpid() << 16);
     requests = json_array();
     idempotent = json_object();
     intents = json_object();
