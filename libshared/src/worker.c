@@ -215,6 +215,34 @@ int ps_apply_group(ps_pg_t *pg, rd_kafka_t *dlq, const char *stmt, ps_batch_msg_
     return apply_run(pg, dlq, stmt, ms + start, n - start, stats, run);
 }
 
+int ps_apply_prepared(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
+                      ps_prepare_fn prepare, const char *stmt, ps_apply_stats_t *stats,
+                      volatile sig_atomic_t *run)
+{
+    ps_batch_msg_t *ms = ps_xcalloc(n, sizeof(*ms));
+    ps_batch_msg_t **good = ps_xcalloc(n, sizeof(*good));
+    size_t ngood = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        ms[i].msg = msgs[i];
+        prepare(&ms[i]);
+        if (!ms[i].bad) {
+            good[ngood++] = &ms[i];
+            continue;
+        }
+        rc = ps_dead_letter(pg, dlq, msgs[i], ms[i].env.message_id, ms[i].reason, run);
+        if (rc == 0)
+            stats->dead_lettered++;
+    }
+    if (rc == 0)
+        rc = ps_apply_group(pg, dlq, stmt, good, ngood, NULL, stats, run);
+    for (size_t i = 0; i < n; i++)
+        ps_batch_msg_release(&ms[i]);
+    free(good);
+    free(ms);
+    return rc;
+}
+
 void ps_batch_msg_bad(ps_batch_msg_t *m, const char *what, const char *detail)
 {
     m->bad = 1;
@@ -334,9 +362,13 @@ int ps_worker_consume(ps_worker_t *w, size_t batch_max, ps_apply_batch_fn apply,
 {
     rd_kafka_message_t **msgs = ps_xcalloc(batch_max, sizeof(*msgs));
     ps_apply_stats_t stats = {0}, logged = {0};
-    int64_t next_stats = ps_mono_ms() + STATS_EVERY_MS;
+    int64_t next_stats = ps_mono_ms() + STATS_EVERY_MS, next_tick = 0;
     int rc = 0;
     while (*run) {
+        if (w->tick && ps_mono_ms() >= next_tick) {
+            w->tick(w->pg);
+            next_tick = ps_mono_ms() + w->tick_ms;
+        }
         int fatal = 0;
         int64_t t0 = ps_mono_us();
         size_t n = ps_kafka_poll_batch(w->consumer, msgs, batch_max, 100, &fatal);

@@ -2,6 +2,11 @@
 #ifndef PAYSTREAM_ADMIN_H
 #define PAYSTREAM_ADMIN_H
 
+/* sql.c: runs sql with params on PAYSTREAM_PG_DSN; prints each row
+ * tab-separated when print is set. Returns the number of rows, or -1
+ * (reported on stderr). */
+int admin_sql(const char *sql, int nparams, const char *const *params, int print);
+
 /* kafka_admin.c: each takes the arguments after its subcommand and returns
  * the process exit code. */
 int cmd_topics_create(int argc, char **argv);
@@ -13,5 +18,12 @@ int cmd_kafka_watermarks(int argc, char **argv);
 int cmd_apikey_create(int argc, char **argv);
 int cmd_apikey_revoke(int argc, char **argv);
 int cmd_apikey_list(int argc, char **argv);
+
+/* shop.c */
+int cmd_products_put(int argc, char **argv);
+int cmd_products_list(int argc, char **argv);
+int cmd_subscribers_add(int argc, char **argv);
+int cmd_subscribers_list(int argc, char **argv);
+int cmd_subscribers_remove(int argc, char **argv);
 
 #endif

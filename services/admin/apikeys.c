@@ -8,37 +8,7 @@
 #include "admin.h"
 #include "paystream/config.h"
 #include "paystream/hmac.h"
-#include "paystream/pg.h"
 #include "paystream/util.h"
-
-/* Runs sql with params; prints each row tab-separated when print is set.
- * Returns the number of rows, or -1 (reported). */
-static int run(const char *sql, int nparams, const char *const *params, int print)
-{
-    char err[512];
-    ps_pg_stmt_t stmt = {"admin", sql, nparams};
-    ps_pg_t *pg = ps_pg_connect(ps_config_str("PAYSTREAM_PG_DSN"), &stmt, 1, err, sizeof(err));
-    if (pg == NULL) {
-        fprintf(stderr, "paystream-admin: cannot connect to PostgreSQL: %s\n", err);
-        return -1;
-    }
-    ps_pg_err_t perr;
-    PGresult *res = ps_pg_exec_prepared(pg, "admin", nparams, params, &perr);
-    int rows = -1;
-    if (res == NULL) {
-        fprintf(stderr, "paystream-admin: %s\n", perr.message);
-    } else {
-        rows = PQntuples(res);
-        for (int r = 0; print && r < rows; r++) {
-            for (int c = 0; c < PQnfields(res); c++)
-                printf("%s%s", c ? "\t" : "", PQgetisnull(res, r, c) ? "-" : PQgetvalue(res, r, c));
-            printf("\n");
-        }
-        PQclear(res);
-    }
-    ps_pg_close(pg);
-    return rows;
-}
 
 int cmd_apikey_create(int argc, char **argv)
 {
@@ -74,7 +44,7 @@ int cmd_apikey_create(int argc, char **argv)
         return 1;
     }
     const char *params[] = {id, sha256, user, sandbox ? "true" : "false", admin ? "true" : "false"};
-    if (run("INSERT INTO api_keys (id, secret_sha256, actor, sandbox, admin) "
+    if (admin_sql("INSERT INTO api_keys (id, secret_sha256, actor, sandbox, admin) "
             "VALUES ($1, $2, $3, $4::boolean, $5::boolean)", 5, params, 0) < 0)
         return 1;
     /* The only time the key is shown. */
@@ -89,7 +59,7 @@ int cmd_apikey_revoke(int argc, char **argv)
         return 2;
     }
     const char *params[] = {argv[0]};
-    int n = run("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL "
+    int n = admin_sql("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL "
                 "RETURNING id", 1, params, 0);
     if (n < 0)
         return 1;
@@ -107,6 +77,6 @@ int cmd_apikey_list(int argc, char **argv)
         fprintf(stderr, "paystream-admin: apikey list\n");
         return 2;
     }
-    return run("SELECT id, actor, CASE WHEN admin THEN 'admin' ELSE '-' END, created_at, revoked_at "
+    return admin_sql("SELECT id, actor, CASE WHEN admin THEN 'admin' ELSE '-' END, created_at, revoked_at "
                "FROM api_keys ORDER BY created_at", 0, NULL, 1) < 0 ? 1 : 0;
 }

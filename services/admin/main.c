@@ -29,6 +29,15 @@ static const struct {
      "      --sandbox: its payments go to the sandbox gateway; --admin: sees all data"},
     {"apikey", "revoke", cmd_apikey_revoke, "KEY_ID\n      revoke a key (the psk_..._<id> part)"},
     {"apikey", "list", cmd_apikey_list, "\n      print every key: ID USER ADMIN CREATED REVOKED"},
+    {"products", "put", cmd_products_put,
+     "SKU --stock N [--name NAME]\n"
+     "      add a product or set its units on hand (never below what is reserved)"},
+    {"products", "list", cmd_products_list, "\n      print every product: SKU NAME STOCK RESERVED AVAILABLE"},
+    {"subscribers", "add", cmd_subscribers_add,
+     "ID --url URL [--events TYPE,...]\n"
+     "      post domain events (all, or these types) to URL, signed; prints the signing secret"},
+    {"subscribers", "list", cmd_subscribers_list, "\n      print every subscriber: ID URL EVENTS STATE CREATED"},
+    {"subscribers", "remove", cmd_subscribers_remove, "ID\n      stop posting to a subscriber"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -71,26 +71,5 @@ static void prepare(ps_batch_msg_t *m)
 int connect_apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                         ps_apply_stats_t *stats, volatile sig_atomic_t *run)
 {
-    ps_batch_msg_t *ms = ps_xcalloc(n, sizeof(*ms));
-    ps_batch_msg_t **good = ps_xcalloc(n, sizeof(*good));
-    size_t ngood = 0;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        ms[i].msg = msgs[i];
-        prepare(&ms[i]);
-        if (!ms[i].bad) {
-            good[ngood++] = &ms[i];
-            continue;
-        }
-        rc = ps_dead_letter(pg, dlq, msgs[i], ms[i].env.message_id, ms[i].reason, run);
-        if (rc == 0)
-            stats->dead_lettered++;
-    }
-    if (rc == 0)
-        rc = ps_apply_group(pg, dlq, "apply_connect_events", good, ngood, NULL, stats, run);
-    for (size_t i = 0; i < n; i++)
-        ps_batch_msg_release(&ms[i]);
-    free(good);
-    free(ms);
-    return rc;
+    return ps_apply_prepared(pg, dlq, msgs, n, prepare, "apply_connect_events", stats, run);
 }

@@ -173,6 +173,7 @@ publish_t *waiter_publish(waiter_t *w);
  * offending field as param ("items[2].quantity") and returns -1; where is
  * the path of obj in the body ("" at the top). */
 #define API_AMOUNT_MAX 1000000000000LL /* largest amount, in minor units */
+#define API_EMAIL_MAX 254               /* longest email address (RFC 5321 path) */
 
 /* The body as a JSON object (duplicate keys refused), or NULL after 400. */
 json_t *body_object(api_call_t *call);
@@ -181,6 +182,10 @@ int check_fields(api_call_t *call, json_t *obj, const char *where, const char *c
 /* A string of 1 to maxlen bytes; *out is NULL when absent and not required. */
 int field_string(api_call_t *call, json_t *obj, const char *where, const char *name,
                  int required, size_t maxlen, const char **out);
+/* An email address of at most API_EMAIL_MAX bytes, one that is safe in a
+ * mail header; *out is NULL when absent and not required. */
+int field_email(api_call_t *call, json_t *obj, const char *where, const char *name,
+                int required, const char **out);
 /* An integer within [min, max]. */
 int field_int(api_call_t *call, json_t *obj, const char *where, const char *name, int64_t min,
               int64_t max, int64_t *out);

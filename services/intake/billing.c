@@ -13,7 +13,6 @@
 #include "api.h"
 #include "paystream/kafka.h"
 
-#define EMAIL_MAX 254
 #define NAME_MAX_LEN 200
 #define IDENTIFIER_MAX 100
 #define QUANTITY_MAX 1000000000LL
@@ -45,13 +44,6 @@ static PGresult *customer_read(api_call_t *call, const char *id, int missing_ans
 }
 
 /* A plausible address: one @ with something on both sides, no spaces. */
-static int email_valid(const char *s)
-{
-    const char *at = strchr(s, '@');
-    return at && at != s && at[1] && strchr(at + 1, '@') == NULL && strchr(at + 1, '.') &&
-           strpbrk(s, " \t\r\n<>,;\"") == NULL;
-}
-
 void customers_create(api_call_t *call)
 {
     static const char *const fields[] = {"email", "name", NULL};
@@ -60,13 +52,9 @@ void customers_create(api_call_t *call)
         return;
     const char *email, *name;
     if (check_fields(call, body, "", fields) < 0 ||
-        field_string(call, body, "", "email", 1, EMAIL_MAX, &email) < 0 ||
+        field_email(call, body, "", "email", 1, &email) < 0 ||
         field_string(call, body, "", "name", 0, NAME_MAX_LEN, &name) < 0)
         goto done;
-    if (!email_valid(email)) {
-        api_error(call, 400, "parameter_invalid", "email must be an email address", "email");
-        goto done;
-    }
     int missing;
     PGresult *res = customer_read(call, call->actor.id, 0, &missing);
     if (res == NULL && !missing)

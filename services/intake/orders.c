@@ -13,9 +13,12 @@
 #define QUANTITY_MAX 100000
 #define ADDRESS_BYTES_MAX 4096
 #define METADATA_BYTES_MAX 8192
+#define NAME_BYTES_MAX 200
+#define EXPIRES_IN_MAX (30 * 24 * 3600) /* an unpaid order lapses within 30 days at most */
 
 static const char *const order_statuses[] = {"pending", "paid", "processing", "shipped",
-                                             "delivered", "cancelled", "refunded", NULL};
+                                             "delivered", "cancelled", "expired", "refunded",
+                                             NULL};
 
 /* Checks items and returns them as the worker takes them, with amounts in
  * minor units of currency; NULL after 400. */
@@ -84,10 +87,32 @@ static int details_params(api_call_t *call, json_t *body, json_t *params)
     return 0;
 }
 
+/* Copies the optional customer fields of a new order: whom its emails go
+ * to, and how many seconds it may stay unpaid before it expires. */
+static int customer_params(api_call_t *call, json_t *body, json_t *params)
+{
+    const char *email, *name;
+    int64_t expires_in;
+    if (field_email(call, body, "", "email", 0, &email) < 0 ||
+        field_string(call, body, "", "customer_name", 0, NAME_BYTES_MAX, &name) < 0)
+        return -1;
+    if (email)
+        json_object_set_new(params, "email", json_string(email));
+    if (name)
+        json_object_set_new(params, "customer_name", json_string(name));
+    if (json_object_get(body, "expires_in")) {
+        if (field_int(call, body, "", "expires_in", 1, EXPIRES_IN_MAX, &expires_in) < 0)
+            return -1;
+        json_object_set_new(params, "expires_in", json_integer(expires_in));
+    }
+    return 0;
+}
+
 void orders_create(api_call_t *call)
 {
     static const char *const fields[] = {"currency", "items", "shipping_address",
-                                         "billing_address", "metadata", NULL};
+                                         "billing_address", "metadata", "email",
+                                         "customer_name", "expires_in", NULL};
     json_t *body = body_object(call);
     if (body == NULL)
         return;
@@ -104,7 +129,7 @@ void orders_create(api_call_t *call)
     if (items == NULL)
         goto done;
     params = json_pack("{s:s, s:o}", "currency", currency, "items", items);
-    if (details_params(call, body, params) < 0)
+    if (details_params(call, body, params) < 0 || customer_params(call, body, params) < 0)
         goto done;
     commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "order.create", NULL, "ord_", NULL, params);
     params = NULL;

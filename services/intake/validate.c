@@ -83,6 +83,20 @@ int field_string(api_call_t *call, json_t *obj, const char *where, const char *n
     return 0;
 }
 
+int field_email(api_call_t *call, json_t *obj, const char *where, const char *name,
+                int required, const char **out)
+{
+    if (field_string(call, obj, where, name, required, API_EMAIL_MAX, out) < 0)
+        return -1;
+    const char *s = *out, *at = s ? strchr(s, '@') : NULL;
+    if (s == NULL)
+        return 0;
+    int ok = at && at != s && at[1] && strchr(at + 1, '@') == NULL && strchr(at + 1, '.');
+    for (const char *c = s; ok && *c; c++)
+        ok = (unsigned char)*c > ' ' && (unsigned char)*c < 0x7f && strchr("<>,;\"()[]\\", *c) == NULL;
+    return ok ? 0 : invalid(call, where, name, "must be an email address");
+}
+
 int field_int(api_call_t *call, json_t *obj, const char *where, const char *name, int64_t min,
               int64_t max, int64_t *out)
 {

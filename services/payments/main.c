@@ -10,6 +10,7 @@
 #include "paystream/config.h"
 #include "paystream/kafka.h"
 #include "paystream/log.h"
+#include "paystream/outbox.h"
 #include "paystream/util.h"
 #include "paystream/worker.h"
 
@@ -37,6 +38,15 @@ static const ps_cfg_var_t config[] = {
 
 static volatile sig_atomic_t run = 1;
 
+/* Between batches, once a second: pending orders whose time ran out
+ * expire (and release their stock, through order.expired). */
+static void expire_orders(ps_pg_t *pg)
+{
+    ps_pg_err_t err;
+    if (ps_pg_exec(pg, "SELECT ps_orders_expire(500)", &err) < 0)
+        ps_log_warn("cannot expire orders", "detail", err.message, NULL);
+}
+
 int main(int argc, char **argv)
 {
     char err[512];
@@ -60,6 +70,16 @@ int main(int argc, char **argv)
     if (ps_worker_open(&w, "paystream-payments", ps_config_str("PAYSTREAM_PAYMENTS_GROUP"), topics,
                        payments_statements, payments_nstatements) < 0)
         return 1;
+    w.tick = expire_orders;
+    w.tick_ms = 1000;
+    /* Orders and payments write domain events to the outbox. */
+    if (ps_outbox_relay_start(ps_config_str("PAYSTREAM_PG_DSN"),
+                              ps_config_str("PAYSTREAM_KAFKA_BROKERS"), "paystream-payments-outbox",
+                              err, sizeof(err)) < 0) {
+        ps_log_error("cannot start the outbox relay", "detail", err, NULL);
+        ps_worker_close(&w);
+        return 1;
+    }
     if (gateway_stripe_enabled() &&
         meter_reporter_start(ps_config_str("PAYSTREAM_PG_DSN"), err, sizeof(err)) < 0)
         ps_log_error("usage will not be reported to Stripe", "detail", err, NULL);
@@ -68,6 +88,7 @@ int main(int argc, char **argv)
     rc = ps_worker_consume(&w, (size_t)ps_config_int("PAYSTREAM_BATCH_MAX"), apply_batch,
                                &run);
     meter_reporter_stop();
+    ps_outbox_relay_stop();
     ps_worker_close(&w);
     gateway_free();
     ps_log_info("payments worker stopped", NULL);

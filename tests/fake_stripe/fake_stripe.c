@@ -19,7 +19,12 @@
  * requests with S (and Stripe-Should-Retry: true) before doing anything;
  * GET /_requests lists every API request received: path, idempotency key,
  * Stripe-Account, form, status. An intent made with a Stripe-Account is
- * refunded only with the same one, as on Stripe. */
+ * refunded only with the same one, as on Stripe.
+ *
+ * It is also the tests' receiver of paystream's outbound webhooks:
+ * POST /_hooks/NAME[?sleep_ms=N] records the call (signature, event id,
+ * body) and answers 200, or 500 while NAME has failures left, which
+ * POST /_hook_fail?name=NAME&count=N sets; GET /_hooks lists the calls. */
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -43,6 +48,8 @@ static json_t *requests;     /* [{path, idempotency_key, form, status}] */
 static json_t *idempotent;   /* key -> {path, form, status, answer} */
 static json_t *intents;      /* pi id -> {amount, refunded} */
 static json_t *identifiers;  /* meter event identifier -> times accepted */
+static json_t *hooks;        /* [{name, signature, event_id, body, status}] */
+static json_t *hook_fails;   /* name -> failures left */
 static int fail_count, fail_status, next_id = 1;
 /* Part of every id: ids stay unique across restarts of the fake against a
  * database that keeps the ids of earlier runs. */
@@ -343,10 +350,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     unsigned status = 404;
     int retry = 0;
     json_t *answer;
+    const char *sleep_ms = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "sleep_ms");
+    if (sleep_ms && strncmp(url, "/_hooks/", 8) == 0)
+        usleep((useconds_t)atoi(sleep_ms) * 1000);
     pthread_mutex_lock(&lock);
     if (strcmp(method, "GET") == 0 && strcmp(url, "/_requests") == 0) {
         status = 200;
-        answer = json_incref(requests);
+        answer = json_deep_copy(requests); /* dumped after the lock is let go */
     } else if (strcmp(method, "POST") == 0 && strcmp(url, "/_fail") == 0) {
         const char *count = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "count");
         const char *st = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "status");
@@ -354,6 +364,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         fail_status = st ? atoi(st) : 500;
         status = 200;
         answer = json_pack("{s:i}", "failing", fail_count);
+    } else if (strcmp(method, "GET") == 0 && strcmp(url, "/_hooks") == 0) {
+        status = 200;
+        answer = json_deep_copy(hooks);
+    } else if (strcmp(method, "POST") == 0 && strcmp(url, "/_hook_fail") == 0) {
+        const char *name = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "name");
+        const char *count = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "count");
+        json_object_set_new(hook_fails, name ? name : "", json_integer(count ? atoi(count) : 1));
+        status = 200;
+        answer = json_object();
+    } else if (strcmp(method, "POST") == 0 && strncmp(url, "/_hooks/", 8) == 0) {
+        json_int_t left = json_integer_value(json_object_get(hook_fails, url + 8));
+        status = left > 0 ? 500 : 200;
+        json_object_set_new(hook_fails, url + 8, json_integer(left > 0 ? left - 1 : 0));
+        json_array_append_new(
+            hooks, json_pack("{s:s, s:s?, s:s?, s:s, s:i}", "name", url + 8, "signature",
+                             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Paystream-Signature"),
+                             "event_id",
+                             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Paystream-Event-Id"),
+                             "body", body, "status", (int)status));
+        answer = json_object();
     } else if (strcmp(method, "POST") == 0 &&
                (strcmp(url, "/v1/payment_intents") == 0 || strcmp(url, "/v1/refunds") == 0 ||
                 strcmp(url, "/v1/customers") == 0 || strcmp(url, "/v1/checkout/sessions") == 0 ||
@@ -404,11 +434,15 @@ int main(int argc, char **argv)
     idempotent = json_object();
     intents = json_object();
     identifiers = json_object();
+    hooks = json_array();
+    hook_fails = json_object();
     int port = atoi(argv[2]);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
+        /* A thread per connection: a slow webhook receiver holds up only its own. */
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+        (uint16_t)port, NULL, NULL,
         on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (d == NULL) {
@@ -426,5 +460,7 @@ int main(int argc, char **argv)
     json_decref(idempotent);
     json_decref(intents);
     json_decref(identifiers);
+    json_decref(hooks);
+    json_decref(hook_fails);
     return 0;
 }

@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include "paystream/worker.h"
+
 /* Starts the relay thread of this process with its own PostgreSQL
  * connection (dsn) and producer (brokers). Returns 0, or -1 with err. */
 int ps_outbox_relay_start(const char *dsn, const char *brokers, const char *client_id,
@@ -20,5 +22,10 @@ int ps_outbox_relay_start(const char *dsn, const char *brokers, const char *clie
 
 /* Stops it after the round in progress. */
 void ps_outbox_relay_stop(void);
+
+/* For consumers of paystream.domain.events (a ps_prepare_fn): makes a
+ * message's element {message_id, type, aggregate, occurred_at, data}, or
+ * marks it bad when it is not a domain event. */
+void ps_domain_event_prepare(ps_batch_msg_t *m);
 
 #endif

@@ -68,6 +68,16 @@ typedef int (*ps_apply_alone_fn)(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *m
 int ps_apply_group(ps_pg_t *pg, rd_kafka_t *dlq, const char *stmt, ps_batch_msg_t **ms, size_t n,
                    ps_apply_alone_fn alone, ps_apply_stats_t *stats, volatile sig_atomic_t *run);
 
+/* Turns one message into its element (m->json), or marks it bad. */
+typedef void (*ps_prepare_fn)(ps_batch_msg_t *m);
+
+/* Applies one poll batch of a worker whose messages are all alike: each is
+ * prepared, the bad ones are dead-lettered and the others applied with
+ * stmt (see ps_apply_group). Returns 0, or -1 when shutdown interrupted it. */
+int ps_apply_prepared(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
+                      ps_prepare_fn prepare, const char *stmt, ps_apply_stats_t *stats,
+                      volatile sig_atomic_t *run);
+
 /* Runs call in one transaction, waiting out failures of the database.
  * Returns 0 with the result in *res (PQclear it), 1 when the call fails for
  * a reason of its own (err filled), -1 on shutdown. */
@@ -85,6 +95,10 @@ typedef struct {
     ps_pg_t *pg;
     rd_kafka_t *consumer;  /* member of the worker's group */
     rd_kafka_t *dlq;       /* producer of dead letters */
+    /* Optional housekeeping that ps_worker_consume runs on pg between
+     * batches, every tick_ms. */
+    void (*tick)(ps_pg_t *pg);
+    int64_t tick_ms;
 } ps_worker_t;
 
 /* Connects to PostgreSQL (PAYSTREAM_PG_DSN, preparing stmts) and Kafka
