@@ -4,12 +4,14 @@
  *
  *   paystream-loadgen --url http://127.0.0.1:8080 --secret whsec_... \
  *                     --events N --connections K [--rate R] [--prefix P]
- *   paystream-loadgen --url ... --orders --token BEARER --events N ...
+ *   paystream-loadgen --url ... --orders --token BEARER [--skus K] --events N ...
  *
  * Each event is payment_intent.succeeded of its own payment intent
- * pi_<P>_<n>, so the payments worker applies every one. With --orders each
- * request is POST /api/v1/orders with Prefer: wait, answered 201 once the
- * worker has applied it. Without --rate every
+ * pi_<P>_<n>, so the payments worker applies every one; with --pay FILE
+ * (lines "ORDER_ID TOTAL_MINOR") event n pays the order of line n in full,
+ * one event per line. With --orders each request is POST /api/v1/orders
+ * (a line of one of K products sku_<n mod K>, and one of sku_gift) with
+ * Prefer: wait, answered 201 once the worker has applied it. Without --rate every
  * connection posts its next event as soon as the last one is answered. With
  * --rate event n is due at start + n/R; it goes out on the first idle
  * connection, and its latency is measured from when it was due, so a stall is
@@ -37,8 +39,9 @@ enum { RESPONSE_MAX = 8192, REQUEST_MAX = 2048 };
 typedef struct {
     const char *host, *secret, *prefix, *token;
     int port, connections, orders;
-    long events;
+    long events, skus;
     double rate;
+    char **pay;     /* --pay FILE: "ORDER_ID TOTAL_MINOR" per event */
 } options_t;
 
 typedef struct {
@@ -102,7 +105,7 @@ static int send_order(const run_t *r, int fd, long n)
                         "{\"currency\":\"usd\",\"items\":[{\"product_id\":\"sku_%ld\",\"quantity\":%ld,"
                         "\"unit_price\":\"19.99\"},{\"product_id\":\"sku_gift\",\"quantity\":1,"
                         "\"unit_price\":\"2.50\"}],\"metadata\":{\"run\":\"%s\"}}",
-                        n % 500, 1 + n % 5, o->prefix);
+                        n % o->skus, 1 + n % 5, o->prefix);
     int hlen = snprintf(req, sizeof(req),
                         "POST /api/v1/orders HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                         "Authorization: Bearer %s\r\nPrefer: wait=10\r\nContent-Length: %d\r\n\r\n%s",
@@ -119,15 +122,20 @@ static int send_event(const run_t *r, int fd, long n)
     const options_t *o = &r->o;
     if (o->orders)
         return send_order(r, fd, n);
-    char body[512], sig[PS_SIG_HEADER_MAX], req[REQUEST_MAX];
+    char body[640], sig[PS_SIG_HEADER_MAX], req[REQUEST_MAX], metadata[128] = "";
+    long amount = 1000 + n % 9000;
+    /* With --pay, event n pays the order of line n in full. */
+    char order[64];
+    if (o->pay && sscanf(o->pay[n], "%63s %ld", order, &amount) == 2)
+        snprintf(metadata, sizeof(metadata), "\"metadata\":{\"order_id\":\"%s\"},", order);
     int64_t now = time(NULL);
     int blen = snprintf(body, sizeof(body),
                         "{\"id\":\"evt_%s_%ld\",\"object\":\"event\",\"type\":\"payment_intent.succeeded\","
                         "\"created\":%lld,\"livemode\":false,\"data\":{\"object\":{\"id\":\"pi_%s_%ld\","
-                        "\"object\":\"payment_intent\",\"amount\":%ld,\"amount_received\":%ld,"
+                        "\"object\":\"payment_intent\",\"amount\":%ld,\"amount_received\":%ld,%s"
                         "\"currency\":\"usd\",\"status\":\"succeeded\",\"latest_charge\":\"ch_%s_%ld\"}}}",
-                        o->prefix, n, (long long)now, o->prefix, n, 1000 + n % 9000,
-                        1000 + n % 9000, o->prefix, n);
+                        o->prefix, n, (long long)now, o->prefix, n, amount, amount, metadata,
+                        o->prefix, n);
     ps_sig_sign(o->secret, body, (size_t)blen, now, sig, sizeof(sig));
     int hlen = snprintf(req, sizeof(req),
                         "POST /webhooks/stripe HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
@@ -273,9 +281,31 @@ static void report(run_t *r)
            n ? r->latencies_us[n - 1] / 1000.0 : 0);
 }
 
+/* The lines of path (newlines cut), their count in *n. */
+static char **read_lines(const char *path, long *n)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    char **lines = NULL, *line = NULL;
+    size_t cap = 0;
+    *n = 0;
+    while (getline(&line, &cap, f) > 0) {
+        lines = realloc(lines, (size_t)(*n + 1) * sizeof(*lines));
+        if (lines == NULL)
+            abort(); /* only for want of memory */
+        line[strcspn(line, "\n")] = '\0';
+        lines[(*n)++] = strdup(line);
+    }
+    free(line);
+    fclose(f);
+    return lines;
+}
+
 int main(int argc, char **argv)
 {
-    run_t r = {.o = {.connections = 16, .events = 10000, .prefix = "bench"}};
+    run_t r = {.o = {.connections = 16, .events = 10000, .prefix = "bench", .skus = 500}};
+    const char *pay = NULL;
     const char *url = "http://127.0.0.1:8080";
     for (int i = 1; i < argc; i += 2) {
         if (strcmp(argv[i], "--orders") == 0) {
@@ -291,11 +321,18 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--connections") == 0) r.o.connections = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--rate") == 0) r.o.rate = atof(argv[i + 1]);
         else if (strcmp(argv[i], "--prefix") == 0) r.o.prefix = argv[i + 1];
+        else if (strcmp(argv[i], "--skus") == 0) r.o.skus = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--pay") == 0) pay = argv[i + 1];
+    }
+    if (pay && (r.o.pay = read_lines(pay, &r.o.events)) == NULL) {
+        fprintf(stderr, "paystream-loadgen: cannot read %s\n", pay);
+        return 1;
     }
     if ((r.o.orders ? r.o.token == NULL : r.o.secret == NULL) || parse_url(url, &r.o) < 0 ||
-        r.o.events < 1 || r.o.connections < 1) {
-        fprintf(stderr, "usage: paystream-loadgen --url http://HOST:PORT (--secret S | --orders "
-                        "--token T) [--events N] [--connections K] [--rate R] [--prefix P]\n");
+        r.o.events < 1 || r.o.connections < 1 || r.o.skus < 1) {
+        fprintf(stderr, "usage: paystream-loadgen --url http://HOST:PORT (--secret S [--pay FILE] | "
+                        "--orders --token T [--skus K]) [--events N] [--connections K] [--rate R] "
+                        "[--prefix P]\n");
         return 2;
     }
     r.epfd = epoll_create1(0);
