@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/select.h>
 
+#include "paystream/config.h"
 #include "paystream/envelope.h"
 #include "paystream/kafka.h"
 #include "paystream/log.h"
@@ -260,6 +261,17 @@ void ps_outbox_relay_stop(void)
     rd_kafka_destroy(relay.producer);
     free(relay.dsn);
     relay.started = 0;
+}
+
+int ps_outbox_relay_start_worker(const char *client_id)
+{
+    char err[512];
+    if (ps_outbox_relay_start(ps_config_str("PAYSTREAM_PG_DSN"),
+                              ps_config_str("PAYSTREAM_KAFKA_BROKERS"), client_id, err,
+                              sizeof(err)) == 0)
+        return 0;
+    ps_log_error("cannot start the outbox relay", "detail", err, NULL);
+    return -1;
 }
 
 void ps_domain_event_prepare(ps_batch_msg_t *m)

@@ -23,7 +23,6 @@ static volatile sig_atomic_t run = 1;
 
 int main(int argc, char **argv)
 {
-    char err[512];
     ps_malloc_tune();
     int rc = ps_worker_start(argc, argv, "connect-accounts",
                              "Applies Stripe Connect events to connected accounts, their bank\n"
@@ -37,10 +36,7 @@ int main(int argc, char **argv)
     if (ps_worker_open(&w, "paystream-connect-accounts", ps_config_str("PAYSTREAM_CONNECT_GROUP"),
                        topics, connect_statements, connect_nstatements) < 0)
         return 1;
-    if (ps_outbox_relay_start(ps_config_str("PAYSTREAM_PG_DSN"),
-                              ps_config_str("PAYSTREAM_KAFKA_BROKERS"),
-                              "paystream-connect-accounts-outbox", err, sizeof(err)) < 0) {
-        ps_log_error("cannot start the outbox relay", "detail", err, NULL);
+    if (ps_outbox_relay_start_worker("paystream-connect-accounts-outbox") < 0) {
         ps_worker_close(&w);
         return 1;
     }

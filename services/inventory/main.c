@@ -44,7 +44,6 @@ static int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, 
 
 int main(int argc, char **argv)
 {
-    char err[512];
     ps_malloc_tune();
     int rc = ps_worker_start(argc, argv, "inventory",
                              "Reserves, commits, releases and restocks products' units as\n"
@@ -59,10 +58,7 @@ int main(int argc, char **argv)
                        NSTATEMENTS) < 0)
         return 1;
     /* It writes order.rejected_out_of_stock to the outbox. */
-    if (ps_outbox_relay_start(ps_config_str("PAYSTREAM_PG_DSN"),
-                              ps_config_str("PAYSTREAM_KAFKA_BROKERS"), "paystream-inventory-outbox",
-                              err, sizeof(err)) < 0) {
-        ps_log_error("cannot start the outbox relay", "detail", err, NULL);
+    if (ps_outbox_relay_start_worker("paystream-inventory-outbox") < 0) {
         ps_worker_close(&w);
         return 1;
     }

@@ -73,10 +73,7 @@ int main(int argc, char **argv)
     w.tick = expire_orders;
     w.tick_ms = 1000;
     /* Orders and payments write domain events to the outbox. */
-    if (ps_outbox_relay_start(ps_config_str("PAYSTREAM_PG_DSN"),
-                              ps_config_str("PAYSTREAM_KAFKA_BROKERS"), "paystream-payments-outbox",
-                              err, sizeof(err)) < 0) {
-        ps_log_error("cannot start the outbox relay", "detail", err, NULL);
+    if (ps_outbox_relay_start_worker("paystream-payments-outbox") < 0) {
         ps_worker_close(&w);
         return 1;
     }

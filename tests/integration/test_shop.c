@@ -12,27 +12,13 @@
 
 static const char *const WAIT[] = {"Prefer: wait=30", NULL};
 
-/* Calls the API as user with Prefer: wait, asserts the status, and returns
- * the body's value at key (malloc'd). */
-static char *call(const char *user, const char *method, const char *path, const char *body,
-                  long status, const char *key)
-{
-    ts_http_t r = ts_api(method, path, user, WAIT, body);
-    cr_assert_eq(r.status, status, "%s %s: expected %ld, got %ld: %s", method, path, status,
-                 r.status, r.body);
-    char *v = key ? ts_json(r.body, key) : NULL;
-    cr_assert(key == NULL || v, "%s missing in %s", key, r.body);
-    ts_http_free(&r);
-    return v;
-}
-
 static char *order_of(const char *user, const char *price)
 {
     char body[256];
     snprintf(body, sizeof(body),
              "{\"currency\":\"eur\",\"items\":[{\"product_id\":\"sku_lamp\",\"quantity\":2,"
              "\"unit_price\":\"%s\"}]}", price);
-    return call(user, "POST", "/api/v1/orders", body, 201, "id");
+    return ts_call(user, "POST", "/api/v1/orders", body, 201, "id");
 }
 
 static char *payment_for(const char *user, const char *order, const char *amount)
@@ -40,7 +26,7 @@ static char *payment_for(const char *user, const char *order, const char *amount
     char body[256];
     snprintf(body, sizeof(body), "{\"order_id\":\"%s\",\"amount\":\"%s\",\"currency\":\"eur\"}",
              order, amount);
-    return call(user, "POST", "/api/v1/payments", body, 201, "id");
+    return ts_call(user, "POST", "/api/v1/payments", body, 201, "id");
 }
 
 static char *order_status(const char *order)
@@ -86,7 +72,7 @@ Test(shop, order_to_full_refund_with_the_ledger_back_to_zero)
     free(st);
 
     snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
-    char *status = call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, "status");
+    char *status = ts_call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, "status");
     cr_assert_str_eq(status, "completed");
     free(status);
     st = order_status(order);
@@ -116,7 +102,7 @@ Test(shop, order_to_full_refund_with_the_ledger_back_to_zero)
     free(net);
 
     snprintf(path, sizeof(path), "/api/v1/payments/%s/refund", payment);
-    status = call(user, "POST", path, "{\"amount\":\"10.00\",\"reason\":\"requested_by_customer\"}",
+    status = ts_call(user, "POST", path, "{\"amount\":\"10.00\",\"reason\":\"requested_by_customer\"}",
                   200, "status");
     cr_assert_str_eq(status, "partially_refunded");
     free(status);
@@ -131,7 +117,7 @@ Test(shop, order_to_full_refund_with_the_ledger_back_to_zero)
     ts_http_free(&over);
     free(code);
 
-    status = call(user, "POST", path, "{}", 200, "status");
+    status = ts_call(user, "POST", path, "{}", 200, "status");
     cr_assert_str_eq(status, "refunded", "no amount refunds the rest");
     free(status);
     st = order_status(order);
@@ -167,7 +153,7 @@ Test(shop, a_declined_card_fails_the_payment_and_another_card_pays)
     char *order = order_of(user, "3.00");
     char *payment = payment_for(user, order, "6.00");
     snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
-    char *status = call(user, "POST", path, "{\"payment_method\":\"pm_card_chargeDeclined\"}", 200,
+    char *status = ts_call(user, "POST", path, "{\"payment_method\":\"pm_card_chargeDeclined\"}", 200,
                         "status");
     cr_assert_str_eq(status, "failed");
     char *code = ts_sql("SELECT failure_code FROM payments WHERE id = $1", payment, NULL);
@@ -185,7 +171,7 @@ Test(shop, a_declined_card_fails_the_payment_and_another_card_pays)
     cr_assert_str_eq(code, "resource_missing");
     ts_http_free(&r);
 
-    status = call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, "status");
+    status = ts_call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, "status");
     cr_assert_str_eq(status, "completed");
     st = order_status(order);
     cr_assert_str_eq(st, "paid");
@@ -244,7 +230,7 @@ Test(shop, two_refunds_racing_for_the_last_amount_one_wins)
     char *order = order_of(user, "4.00");
     char *payment = payment_for(user, order, "8.00");
     snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
-    free(call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, NULL));
+    free(ts_call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, NULL));
 
     /* Both accepted before either is applied (no wait), each for everything. */
     snprintf(path, sizeof(path), "/api/v1/payments/%s/refund", payment);

@@ -16,20 +16,6 @@
 
 static const char *const WAIT[] = {"Prefer: wait=30", NULL};
 
-/* Calls the API as user with Prefer: wait, asserts the status, and returns
- * the body's value at key (malloc'd). */
-static char *call(const char *user, const char *method, const char *path, const char *body,
-                  long status, const char *key)
-{
-    ts_http_t r = ts_api(method, path, user, WAIT, body);
-    cr_assert_eq(r.status, status, "%s %s: expected %ld, got %ld: %s", method, path, status,
-                 r.status, r.body);
-    char *v = key ? ts_json(r.body, key) : NULL;
-    cr_assert(key == NULL || v, "%s missing in %s", key, r.body);
-    ts_http_free(&r);
-    return v;
-}
-
 /* A new product with stock units; its sku goes to sku. */
 static void product(char *sku, size_t len, int stock)
 {
@@ -62,7 +48,7 @@ static char *order_of(const char *user, const char *sku, int quantity, const cha
              "\"items\":[{\"product_id\":\"%s\",\"name\":\"Lamp\",\"quantity\":%d,"
              "\"unit_price\":\"12.50\"}%s%s]}",
              email, name, sku, quantity, extra_item ? "," : "", extra_item ? extra_item : "");
-    return call(user, "POST", "/api/v1/orders", body, 201, "id");
+    return ts_call(user, "POST", "/api/v1/orders", body, 201, "id");
 }
 
 /* Pays order (amount in EUR) by card; returns the payment's id. */
@@ -71,9 +57,9 @@ static char *pay(const char *user, const char *order, const char *amount)
     char body[256], path[160];
     snprintf(body, sizeof(body), "{\"order_id\":\"%s\",\"amount\":\"%s\",\"currency\":\"eur\"}",
              order, amount);
-    char *payment = call(user, "POST", "/api/v1/payments", body, 201, "id");
+    char *payment = ts_call(user, "POST", "/api/v1/payments", body, 201, "id");
     snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
-    char *status = call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, "status");
+    char *status = ts_call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, "status");
     cr_assert_str_eq(status, "completed");
     free(status);
     return payment;
@@ -90,25 +76,13 @@ static int mails_with(const char *text)
     return n;
 }
 
-/* The file of the one email that contains text, read whole (malloc'd). */
+/* The one email that contains text, whole (malloc'd). */
 static char *mail_with(const char *text)
 {
     int status;
-    char *path = ts_sh(&status, "grep -l -F -e '%s' '%s'/new/* | head -1", text,
+    char *mail = ts_sh(&status, "cat \"$(grep -l -F -e '%s' '%s'/new/* | head -1)\"", text,
                        ts_env("PAYSTREAM_MAIL_DIR"));
-    path[strcspn(path, "\n")] = '\0';
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "no email with %s", text);
-    char *mail = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&mail, &len);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        fwrite(buf, 1, n, mem);
-    fclose(f);
-    fclose(mem);
-    free(path);
+    cr_assert(status == 0 && *mail, "no email with %s", text);
     return mail;
 }
 
@@ -157,7 +131,7 @@ Test(stock, a_paid_order_commits_its_stock_and_mails_one_confirmation_even_when_
      * come after the replayed one on the order's partition, so once they
      * are applied the replay was too. */
     snprintf(path, sizeof(path), "/api/v1/payments/%s/refund", payment);
-    free(call(user, "POST", path, "{\"amount\":\"25.00\"}", 200, "status"));
+    free(ts_call(user, "POST", path, "{\"amount\":\"25.00\"}", 200, "status"));
     wait_counts(sku, "5/0");
     wait_email_sent("payment.refunded", order);
     cr_assert_eq(ts_kafka_count("paystream.domain.events", order, "order.paid", NULL), 2,
@@ -240,7 +214,7 @@ Test(stock, a_cancelled_order_releases_its_stock_and_an_unknown_sku_blocks_no_ot
     free(lines);
 
     snprintf(path, sizeof(path), "/api/v1/orders/%s", order);
-    free(call(user, "DELETE", path, NULL, 200, "status"));
+    free(ts_call(user, "DELETE", path, NULL, 200, "status"));
     wait_counts(sku, "5/0");
     char *moves = ts_sql("SELECT string_agg(kind || ':' || reserved_delta, ',' ORDER BY id) "
                          "FROM stock_movements WHERE order_id = $1", order, NULL);
@@ -258,7 +232,7 @@ Test(stock, an_order_that_expires_unpaid_releases_its_stock)
     snprintf(body, sizeof(body),
              "{\"currency\":\"eur\",\"expires_in\":2,\"items\":[{\"product_id\":\"%s\","
              "\"quantity\":4,\"unit_price\":\"1.00\"}]}", sku);
-    char *order = call(user, "POST", "/api/v1/orders", body, 201, "id");
+    char *order = ts_call(user, "POST", "/api/v1/orders", body, 201, "id");
     cr_assert(ts_wait_sql("expired", "SELECT status FROM orders WHERE id = $1", order, NULL));
     cr_assert(ts_wait_sql("reserve,release", "SELECT string_agg(kind, ',' ORDER BY id) "
                           "FROM stock_movements WHERE order_id = $1", order, NULL),

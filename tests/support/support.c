@@ -372,3 +372,16 @@ char *ts_api_key(const char *user, const char *flags)
     key[strcspn(key, "\n")] = '\0';
     return key;
 }
+
+char *ts_call(const char *user, const char *method, const char *path, const char *body,
+              long status, const char *key)
+{
+    static const char *const wait[] = {"Prefer: wait=30", NULL};
+    ts_http_t r = ts_api(method, path, user, wait, body);
+    cr_assert_eq(r.status, status, "%s %s: expected %ld, got %ld: %s", method, path, status,
+                 r.status, r.body);
+    char *v = key ? ts_json(r.body, key) : NULL;
+    cr_assert(key == NULL || v, "%s missing in %s", key, r.body);
+    ts_http_free(&r);
+    return v;
+}

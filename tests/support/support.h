@@ -40,6 +40,10 @@ void ts_bearer(char *out, size_t len, const char *user, int admin);
 ts_http_t ts_api(const char *method, const char *path, const char *user,
                  const char *const *extra, const char *body);
 
+/* Calls the API as user with Prefer: wait=30, asserts the answer's status,
+ * and returns the body's value at key (malloc'd; NULL for a NULL key). */
+char *ts_call(const char *user, const char *method, const char *path, const char *body,
+              long status, const char *key);
 /* Issues an API key for user with paystream-admin apikey create and flags
  * ("--sandbox", "--admin", "" ...); returns the key, malloc'd. */
 char *ts_api_key(const char *user, const char *flags);

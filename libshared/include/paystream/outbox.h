@@ -20,6 +20,11 @@
 int ps_outbox_relay_start(const char *dsn, const char *brokers, const char *client_id,
                           char *err, size_t errlen);
 
+/* What a worker that writes domain events does: starts the relay on
+ * PAYSTREAM_PG_DSN and PAYSTREAM_KAFKA_BROKERS as client_id. Returns 0, or
+ * -1 after logging why. */
+int ps_outbox_relay_start_worker(const char *client_id);
+
 /* Stops it after the round in progress. */
 void ps_outbox_relay_stop(void);
 
