@@ -7,6 +7,12 @@
 -- events; both are now applied with one statement per table, by the same
 -- rules and with the same results as before. Everything else keeps its
 -- place in the batch and goes one by one as it did.
+--
+-- The functions called for every order of a batch are PL/pgSQL, not SQL:
+-- PostgreSQL 15 parses and plans a LANGUAGE sql function's body each time
+-- a query calling it starts, and one called from inside another for every
+-- call, while PL/pgSQL keeps its plans for the session. The last section
+-- rewrites the earlier ones that the batch paths call per row.
 
 -- A domain event as the outbox keeps it (see ps_outbox_add).
 CREATE FUNCTION ps_outbox_payload(p_type text, p_aggregate text, p_data jsonb) RETURNS jsonb
@@ -43,20 +49,23 @@ $$;
 -- new commands (not seen before, once in the batch) of new orders that no
 -- other command of the batch names.
 CREATE FUNCTION ps_order_creates_alone(p_commands jsonb) RETURNS bigint[]
-LANGUAGE sql STABLE AS $$
-    WITH b AS MATERIALIZED (SELECT * FROM ps_command_rows(p_commands)),
-    named AS (
-        SELECT id, count(*) AS n
-        FROM (SELECT resource_id AS id FROM b
-              UNION ALL SELECT params->>'order_id' FROM b WHERE params ? 'order_id') x
-        GROUP BY id
-    ), ids AS (SELECT command_id, count(*) AS n FROM b GROUP BY command_id)
-    SELECT coalesce(array_agg(b.ord ORDER BY b.ord), '{}')
-    FROM b JOIN named ON named.id = b.resource_id JOIN ids USING (command_id)
-    WHERE b.type = 'order.create' AND named.n = 1 AND ids.n = 1
-      AND NOT EXISTS (SELECT 1 FROM commands k WHERE k.id = b.command_id)
-      AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = b.resource_id)
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (
+        WITH b AS MATERIALIZED (SELECT * FROM ps_command_rows(p_commands)),
+        named AS (
+            SELECT id, count(*) AS n
+            FROM (SELECT resource_id AS id FROM b
+                  UNION ALL SELECT params->>'order_id' FROM b WHERE params ? 'order_id') x
+            GROUP BY id
+        ), ids AS (SELECT command_id, count(*) AS n FROM b GROUP BY command_id)
+        SELECT coalesce(array_agg(b.ord ORDER BY b.ord), '{}')
+        FROM b JOIN named ON named.id = b.resource_id JOIN ids USING (command_id)
+        WHERE b.type = 'order.create' AND named.n = 1 AND ids.n = 1
+          -- Probes by key, never hashed: see ps_apply_inventory_events.
+          AND (SELECT k.id FROM commands k WHERE k.id = b.command_id) IS NULL
+          AND (SELECT o.id FROM orders o WHERE o.id = b.resource_id) IS NULL);
+END $$;
 
 -- Creates the orders of the commands p_ords of a batch as ps_order_command
 -- does, one statement per table: the order with its total, customer and
@@ -159,42 +168,60 @@ $$;
 -- of an unknown product is reported and the others go on without it. The
 -- caller has locked the products. p_inbox records the events in
 -- inventory_inbox. Returns each event's outcome and note.
+--
+-- What is known of each event is kept in arrays indexed by its place in
+-- the run, and products are looked up by key, line by line: the planner
+-- cannot tell how many rows a JSON array holds, and the joins and hashed
+-- lookups it picks for one row are repeated for every event.
 CREATE FUNCTION ps_stock_reserve_run(p_events jsonb, p_lo bigint, p_hi bigint, p_inbox boolean)
-RETURNS TABLE (ord bigint, outcome text, note jsonb) LANGUAGE plpgsql AS $$
+RETURNS TABLE (ord bigint, message_id text, outcome text, note jsonb) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    -- Each order's demand of each known product (ord, sku ordered), the
-    -- product's dense index, and what was free of it before the run.
+    -- Each order's demand of each known product, ordered by (ord, sku): the
+    -- event, the product's dense index and what was free of it before.
     a_ord      bigint[];
+    a_order    text[];
+    a_msg      text[];
     a_sku      text[];
     a_q        bigint[];
     a_idx      integer[];
     a_free     bigint[];
     v_free     bigint[] := '{}';      -- free units by product index, as the run goes
-    v_rejected bigint[] := '{}';
-    v_shorts   jsonb[] := '{}';       -- what each rejected order lacked
-    v_short    jsonb;
+    v_take     integer[] := '{}';     -- the a_ positions reserved
+    -- By place in the run (ord - p_lo + 1): what a rejected order lacked,
+    -- and the lines of unknown products.
+    v_short    jsonb[] := array_fill(NULL::jsonb, ARRAY[(p_hi - p_lo + 1)::integer]);
+    v_unknown  jsonb[];
+    v_lacked   jsonb;
     v_fits     boolean;
-    v_expect   bigint := 0;           -- reserve movements to write
     v_moves    bigint;
     n          integer;
     i          integer := 1;
     j          integer;
 BEGIN
-    SELECT array_agg(d.ord ORDER BY d.ord, d.sku), array_agg(d.sku ORDER BY d.ord, d.sku),
+    SELECT array_agg(d.ord ORDER BY d.ord, d.sku), array_agg(d.order_id ORDER BY d.ord, d.sku),
+           array_agg(d.message_id ORDER BY d.ord, d.sku), array_agg(d.sku ORDER BY d.ord, d.sku),
            array_agg(d.q ORDER BY d.ord, d.sku), array_agg(d.idx ORDER BY d.ord, d.sku),
            array_agg(d.free ORDER BY d.ord, d.sku)
-    INTO a_ord, a_sku, a_q, a_idx, a_free
-    FROM (SELECT e.ord, l.sku, sum(l.quantity) AS q, dense_rank() OVER (ORDER BY l.sku) AS idx,
-                 min(p.stock - p.reserved) AS free
-          FROM ps_inventory_rows(p_events) e, ps_event_lines(e.data) l, products p
-          WHERE e.ord BETWEEN p_lo AND p_hi AND p.sku = l.sku
-          GROUP BY e.ord, l.sku) d;
+    INTO a_ord, a_order, a_msg, a_sku, a_q, a_idx, a_free
+    FROM (SELECT g.*, dense_rank() OVER (ORDER BY g.sku) AS idx
+          FROM (SELECT e.ord, e.order_id, e.message_id, l.sku, sum(l.quantity) AS q,
+                       (SELECT p.stock - p.reserved FROM products p WHERE p.sku = l.sku) AS free
+                FROM ps_inventory_rows(p_events) e, ps_event_lines(e.data) l
+                WHERE e.ord BETWEEN p_lo AND p_hi
+                GROUP BY e.ord, e.order_id, e.message_id, l.sku) g
+          WHERE g.free IS NOT NULL) d;
+    SELECT array_agg(u.lines ORDER BY u.ord) INTO v_unknown
+    FROM (SELECT e.ord,
+                 (SELECT jsonb_agg(jsonb_build_object('line', l.line, 'sku', l.sku) ORDER BY l.line)
+                  FROM ps_event_lines(e.data) l
+                  WHERE (SELECT p.sku FROM products p WHERE p.sku = l.sku) IS NULL) AS lines
+          FROM ps_inventory_rows(p_events) e WHERE e.ord BETWEEN p_lo AND p_hi) u;
+
     n := coalesce(cardinality(a_ord), 0);
     FOR k IN 1..n LOOP
         v_free[a_idx[k]] := a_free[k];
     END LOOP;
-
     -- Order by order: all of its lines fit, or it is rejected.
     WHILE i <= n LOOP
         j := i;
@@ -206,42 +233,39 @@ BEGIN
         IF v_fits THEN
             FOR k IN i..j - 1 LOOP
                 v_free[a_idx[k]] := v_free[a_idx[k]] - a_q[k];
+                v_take := v_take || k;
             END LOOP;
-            v_expect := v_expect + (j - i);
         ELSE
-            v_short := '[]';
+            v_lacked := '[]';
             FOR k IN i..j - 1 LOOP
                 IF v_free[a_idx[k]] < a_q[k] THEN
-                    v_short := v_short || jsonb_build_object('sku', a_sku[k], 'requested', a_q[k],
-                                                             'available', v_free[a_idx[k]]);
+                    v_lacked := v_lacked || jsonb_build_object('sku', a_sku[k], 'requested', a_q[k],
+                                                               'available', v_free[a_idx[k]]);
                 END IF;
             END LOOP;
-            v_rejected := v_rejected || a_ord[i];
-            v_shorts := v_shorts || v_short;
+            v_short[a_ord[i] - p_lo + 1] := v_lacked;
         END IF;
         i := j;
     END LOOP;
 
-    -- Every line and where it stands; the reserved ones move their
-    -- products, with a movement per order and product. The products are
-    -- locked and were counted above; the condition and reserved_within_stock
-    -- hold anyway, and a product the condition turned away fails the batch.
-    WITH lines AS (
-        INSERT INTO stock_reservations (order_id, line, sku, quantity, status)
-        SELECT e.order_id, l.line, l.sku, l.quantity,
-               CASE WHEN NOT EXISTS (SELECT 1 FROM products p WHERE p.sku = l.sku) THEN 'unknown_sku'
-                    WHEN e.ord = ANY (v_rejected) THEN 'rejected_out_of_stock'
-                    ELSE 'reserved' END
-        FROM ps_inventory_rows(p_events) e, ps_event_lines(e.data) l
-        WHERE e.ord BETWEEN p_lo AND p_hi
-        ON CONFLICT (order_id, line) DO NOTHING
-        RETURNING order_id, sku, quantity, status
-    ), taken AS (
-        SELECT e.ord, e.order_id, e.message_id, l.sku, sum(l.quantity) AS q
-        FROM lines l JOIN ps_inventory_rows(p_events) e
-          ON e.order_id = l.order_id AND e.ord BETWEEN p_lo AND p_hi
-        WHERE l.status = 'reserved'
-        GROUP BY e.ord, e.order_id, e.message_id, l.sku
+    -- Every line and where it stands. An order seen before fails the
+    -- batch here (the primary key) rather than being reserved twice.
+    INSERT INTO stock_reservations (order_id, line, sku, quantity, status)
+    SELECT e.order_id, l.line, l.sku, l.quantity,
+           CASE WHEN (SELECT p.sku FROM products p WHERE p.sku = l.sku) IS NULL THEN 'unknown_sku'
+                WHEN v_short[e.ord - p_lo + 1] IS NOT NULL THEN 'rejected_out_of_stock'
+                ELSE 'reserved' END
+    FROM ps_inventory_rows(p_events) e, ps_event_lines(e.data) l
+    WHERE e.ord BETWEEN p_lo AND p_hi;
+
+    -- The reserved lines move their products, with a movement per order
+    -- and product. The products are locked and were counted above; the
+    -- condition and reserved_within_stock hold anyway, and a product the
+    -- condition turned away fails the batch.
+    WITH taken AS (
+        SELECT a_ord[k] AS ord, a_order[k] AS order_id, a_msg[k] AS message_id, a_sku[k] AS sku,
+               a_q[k] AS q
+        FROM unnest(v_take) AS k
     ), need AS (
         SELECT sku, sum(q) AS q FROM taken GROUP BY sku
     ), changed AS (
@@ -256,39 +280,35 @@ BEGIN
     FROM taken t JOIN changed c ON c.sku = t.sku
     ORDER BY t.ord, t.sku;
     GET DIAGNOSTICS v_moves = ROW_COUNT;
-    IF v_moves <> v_expect THEN
+    IF v_moves <> cardinality(v_take) THEN
         RAISE EXCEPTION 'stock changed under a reservation: % movements for % reserved lines',
-            v_moves, v_expect USING ERRCODE = 'serialization_failure';
+            v_moves, cardinality(v_take) USING ERRCODE = 'serialization_failure';
     END IF;
 
-    IF cardinality(v_rejected) > 0 THEN
-        INSERT INTO outbox (aggregate, type, source, payload)
-        SELECT e.order_id, 'order.rejected_out_of_stock', 'inventory',
-               ps_outbox_payload('order.rejected_out_of_stock', e.order_id, jsonb_build_object(
-                   'order_id', e.order_id, 'number', e.data->>'number', 'email', e.data->>'email',
-                   'customer_name', e.data->>'customer_name', 'currency', e.data->>'currency',
-                   'short', r.short))
-        FROM unnest(v_rejected, v_shorts) AS r(ord, short)
-        JOIN ps_inventory_rows(p_events) e ON e.ord = r.ord
-        ORDER BY r.ord;
+    INSERT INTO outbox (aggregate, type, source, payload)
+    SELECT e.order_id, 'order.rejected_out_of_stock', 'inventory',
+           ps_outbox_payload('order.rejected_out_of_stock', e.order_id, jsonb_build_object(
+               'order_id', e.order_id, 'number', e.data->>'number', 'email', e.data->>'email',
+               'customer_name', e.data->>'customer_name', 'currency', e.data->>'currency',
+               'short', v_short[e.ord - p_lo + 1]))
+    FROM ps_inventory_rows(p_events) e
+    WHERE e.ord BETWEEN p_lo AND p_hi AND v_short[e.ord - p_lo + 1] IS NOT NULL
+    ORDER BY e.ord;
+    IF FOUND THEN
         PERFORM pg_notify('ps_outbox', '');
     END IF;
 
     RETURN QUERY
     WITH res AS (
-        SELECT e.ord, e.message_id, e.type, e.order_id, r.short,
-               CASE WHEN r.ord IS NULL THEN 'applied' ELSE 'refused' END AS outcome,
-               (SELECT jsonb_agg(jsonb_build_object('line', l.line, 'sku', l.sku) ORDER BY l.line)
-                FROM ps_event_lines(e.data) l
-                WHERE NOT EXISTS (SELECT 1 FROM products p WHERE p.sku = l.sku)) AS unknown
-        FROM ps_inventory_rows(p_events) e
-        LEFT JOIN unnest(v_rejected, v_shorts) AS r(ord, short) ON r.ord = e.ord
-        WHERE e.ord BETWEEN p_lo AND p_hi
+        SELECT e.ord, e.message_id, e.type, e.order_id, v_short[e.ord - p_lo + 1] AS short,
+               v_unknown[e.ord - p_lo + 1] AS unknown
+        FROM ps_inventory_rows(p_events) e WHERE e.ord BETWEEN p_lo AND p_hi
     ), inbox AS (
         INSERT INTO inventory_inbox (message_id, type, outcome)
-        SELECT res.message_id, res.type, res.outcome FROM res WHERE p_inbox
+        SELECT res.message_id, res.type, CASE WHEN res.short IS NULL THEN 'applied' ELSE 'refused' END
+        FROM res WHERE p_inbox
     )
-    SELECT res.ord, res.outcome,
+    SELECT res.ord, res.message_id, CASE WHEN res.short IS NULL THEN 'applied' ELSE 'refused' END,
            CASE WHEN res.unknown IS NOT NULL THEN
                     jsonb_build_object('level', 'error', 'msg', 'order has lines of unknown products',
                                        'fields', jsonb_build_object('order_id', res.order_id,
@@ -304,11 +324,12 @@ END $$;
 -- One order's reservation (an order.created or order.updated the batch
 -- path left to ps_apply_inventory_event; its inbox row is written there).
 CREATE OR REPLACE FUNCTION ps_stock_reserve(d jsonb, p_message text, OUT outcome text, OUT note jsonb)
-LANGUAGE sql AS $$
-    SELECT r.outcome, r.note
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT r.outcome, r.note INTO outcome, note
     FROM ps_stock_reserve_run(jsonb_build_array(jsonb_build_object(
-             'message_id', p_message, 'type', 'order.created', 'data', d)), 1, 1, false) r
-$$;
+             'message_id', p_message, 'type', 'order.created', 'data', d)), 1, 1, false) r;
+END $$;
 
 -- Applies a batch of domain events ({message_id, type, data}) in order.
 -- The products they touch are locked first, in one order, so two workers
@@ -326,6 +347,9 @@ DECLARE
     i       integer := 1;
     r       record;
 BEGIN
+    -- Tables are probed by key with scalar subqueries, not EXISTS: the
+    -- plans of this function last the session, and one made while a table
+    -- was small would hash all of it for every batch ever after.
     PERFORM 1 FROM products
     WHERE sku IN (SELECT it->>'sku' FROM jsonb_array_elements(p_events) x,
                   jsonb_array_elements(CASE WHEN jsonb_typeof(x->'data'->'items') = 'array'
@@ -338,8 +362,10 @@ BEGIN
                  AND jsonb_typeof(e.data->'items') = 'array'
                  AND count(*) OVER (PARTITION BY e.message_id) = 1
                  AND count(*) OVER (PARTITION BY e.order_id) = 1
-                 AND NOT EXISTS (SELECT 1 FROM inventory_inbox b WHERE b.message_id = e.message_id)
-                 AND NOT EXISTS (SELECT 1 FROM stock_reservations s WHERE s.order_id = e.order_id)
+                 AND (SELECT b.message_id FROM inventory_inbox b
+                      WHERE b.message_id = e.message_id) IS NULL
+                 AND (SELECT s.line FROM stock_reservations s
+                      WHERE s.order_id = e.order_id LIMIT 1) IS NULL
                  AS plain
           FROM ps_inventory_rows(p_events) e) x;
     v_n := coalesce(cardinality(v_plain), 0);
@@ -350,8 +376,7 @@ BEGIN
             WHILE i <= v_n AND v_plain[i] LOOP
                 i := i + 1;
             END LOOP;
-            RETURN QUERY SELECT s.ord, p_events->(s.ord::integer - 1)->>'message_id', s.outcome, s.note
-                         FROM ps_stock_reserve_run(p_events, v_lo, i - 1, true) s;
+            RETURN QUERY SELECT * FROM ps_stock_reserve_run(p_events, v_lo, i - 1, true);
         ELSE
             r := ps_apply_inventory_event(p_events->(i - 1), p_restock);
             ord := i;
@@ -362,4 +387,82 @@ BEGIN
             i := i + 1;
         END IF;
     END LOOP;
+END $$;
+
+-- ---------------------------------------------------------------------
+-- Per-row functions as PL/pgSQL (see the top); same results as in 003
+-- and 007.
+
+CREATE OR REPLACE FUNCTION ps_order_json_base(p_id text) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT jsonb_build_object(
+        'id', o.id, 'object', 'order', 'number', o.number, 'status', o.status,
+        'currency', o.currency, 'total_minor', o.total_minor,
+        'items', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                      'product_id', i.product_id, 'name', i.name, 'quantity', i.quantity,
+                      'unit_price_minor', i.unit_price_minor,
+                      'line_total_minor', i.line_total_minor) ORDER BY i.line), '[]')
+                  FROM order_items i WHERE i.order_id = o.id),
+        'shipping_address', o.shipping_address, 'billing_address', o.billing_address,
+        'metadata', o.metadata, 'version', o.version,
+        'created_at', o.created_at, 'updated_at', o.updated_at)
+    FROM orders o WHERE o.id = p_id);
+END $$;
+
+CREATE OR REPLACE FUNCTION ps_order_stock(p_id text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT CASE WHEN bool_or(status = 'rejected_out_of_stock') THEN 'rejected_out_of_stock'
+                        ELSE min(status) FILTER (WHERE status <> 'unknown_sku') END
+            FROM stock_reservations WHERE order_id = p_id);
+END $$;
+
+CREATE OR REPLACE FUNCTION ps_order_json(p_id text) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT ps_order_json_base(o.id) || jsonb_build_object(
+                'email', o.email, 'customer_name', o.customer_name, 'expires_at', o.expires_at,
+                'stock', ps_order_stock(o.id))
+            FROM orders o WHERE o.id = p_id);
+END $$;
+
+CREATE OR REPLACE FUNCTION ps_order_event_data(p_id text) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT jsonb_build_object(
+        'order_id', o.id, 'number', o.number, 'status', o.status, 'actor', o.actor,
+        'currency', o.currency, 'total_minor', o.total_minor,
+        'email', o.email, 'customer_name', o.customer_name,
+        'items', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                      'sku', i.product_id, 'name', i.name, 'quantity', i.quantity,
+                      'unit_price_minor', i.unit_price_minor) ORDER BY i.line), '[]')
+                  FROM order_items i WHERE i.order_id = o.id))
+    FROM orders o WHERE o.id = p_id);
+END $$;
+
+CREATE OR REPLACE FUNCTION ps_stock_move(p_order text, p_from text, p_to text, p_kind text,
+                                         p_stock integer, p_reserved integer, p_message text)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_moved integer;
+BEGIN
+    WITH lines AS (
+        UPDATE stock_reservations SET status = p_to, updated_at = now()
+        WHERE order_id = p_order AND status = p_from RETURNING sku, quantity
+    ), need AS (
+        SELECT sku, sum(quantity) AS q, count(*) AS n FROM lines GROUP BY sku
+    ), changed AS (
+        UPDATE products p SET stock = p.stock + p_stock * n.q, reserved = p.reserved + p_reserved * n.q,
+                              version = p.version + 1, updated_at = now()
+        FROM need n WHERE p.sku = n.sku
+        RETURNING p.sku, n.q, n.n, p.stock, p.reserved
+    ), logged AS (
+        INSERT INTO stock_movements (sku, kind, order_id, stock_delta, reserved_delta, stock_after,
+                                     reserved_after, message_id)
+        SELECT sku, p_kind, p_order, p_stock * q, p_reserved * q, stock, reserved, p_message
+        FROM changed RETURNING 1
+    )
+    SELECT coalesce(sum(n), 0)::integer INTO v_moved FROM changed;
+    RETURN v_moved;
 END $$;
