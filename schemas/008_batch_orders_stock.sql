@@ -110,43 +110,28 @@ BEGIN
     PERFORM pg_notify('ps_outbox', '');
 END $$;
 
-CREATE OR REPLACE FUNCTION ps_apply_commands(p_commands jsonb)
+-- The commands of a batch: the order creates that may go together first,
+-- then the others one by one in log order, as before (ps_apply_commands_each).
+ALTER FUNCTION ps_apply_commands(jsonb) RENAME TO ps_apply_commands_each;
+CREATE FUNCTION ps_apply_commands(p_commands jsonb)
 RETURNS TABLE (ord bigint, command_id text, outcome text) LANGUAGE plpgsql AS $$
 DECLARE
     v_alone bigint[] := ps_order_creates_alone(p_commands);
-    c       record;
-    r       record;
+    v_rest  bigint[];
 BEGIN
     IF cardinality(v_alone) > 0 THEN
         PERFORM ps_order_create_batch(p_commands, v_alone);
-        RETURN QUERY SELECT u.ord, b.command_id, 'applied'::text
-                     FROM unnest(v_alone) AS u(ord)
-                     JOIN ps_command_rows(p_commands) b ON b.ord = u.ord;
+        RETURN QUERY SELECT b.ord, b.command_id, 'applied'::text
+                     FROM ps_command_rows(p_commands) b WHERE b.ord = ANY (v_alone);
     END IF;
-    FOR c IN SELECT * FROM ps_command_rows(p_commands) b
-             WHERE NOT b.ord = ANY (v_alone) ORDER BY b.ord LOOP
-        ord := c.ord;
-        command_id := c.command_id;
-        IF EXISTS (SELECT 1 FROM commands k WHERE k.id = c.command_id) THEN
-            outcome := 'duplicate';
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        IF c.type LIKE 'order.%' THEN
-            r := ps_order_command(c.type, c.resource_id, c.actor, c.admin, c.params);
-        ELSIF c.type = 'payment.create' THEN
-            r := ps_payment_create(c.resource_id, c.actor, c.admin, c.params);
-        ELSE
-            RAISE EXCEPTION 'unknown command type %', c.type USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        INSERT INTO commands (id, actor, type, resource_id, request_sha256, message_id,
-                              http_status, result)
-        VALUES (c.command_id, c.actor, c.type, c.resource_id, c.request_sha256, c.message_id,
-                r.http_status, r.result);
-        PERFORM pg_notify('ps_commands', c.command_id);
-        outcome := CASE WHEN r.http_status < 300 THEN 'applied' ELSE 'refused' END;
-        RETURN NEXT;
-    END LOOP;
+    SELECT array_agg(b.ord ORDER BY b.ord) INTO v_rest
+    FROM ps_command_rows(p_commands) b WHERE NOT b.ord = ANY (v_alone);
+    IF v_rest IS NOT NULL THEN
+        -- The rest go as a batch of their own; their ords map back.
+        RETURN QUERY SELECT v_rest[e.ord], e.command_id, e.outcome
+                     FROM ps_apply_commands_each((SELECT jsonb_agg(p_commands->(r.ord::integer - 1) ORDER BY r.ord)
+                                                  FROM unnest(v_rest) AS r(ord))) e;
+    END IF;
 END $$;
 
 -- ---------------------------------------------------------------------

@@ -199,6 +199,66 @@ Test(stock, orders_racing_for_the_last_unit_on_two_workers_leave_exactly_one_win
         free(orders[i]);
 }
 
+/* Orders posted without waiting reach the workers together, so their
+ * creates and reservations are applied a batch at a time: the outcome must
+ * be what applying them one by one in log order gives. */
+Test(stock, a_burst_of_orders_reserved_together_keeps_log_order_all_or_nothing_and_the_books)
+{
+    enum { ORDERS = 40 };
+    char user[64], scarce[64], plenty[64];
+    ts_unique(user, sizeof(user), "burst_");
+    product(scarce, sizeof(scarce), 10);
+    product(plenty, sizeof(plenty), 100);
+    for (int i = 0; i < ORDERS; i++) {
+        char body[512];
+        snprintf(body, sizeof(body),
+                 "{\"currency\":\"eur\",\"items\":["
+                 "{\"product_id\":\"%s\",\"quantity\":%d,\"unit_price\":\"12.50\"},"
+                 "{\"product_id\":\"%s\",\"quantity\":1,\"unit_price\":\"1.00\"}]}",
+                 scarce, i % 3 + 1, plenty);
+        ts_http_t r = ts_api("POST", "/api/v1/orders", user, NULL, body);
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        ts_http_free(&r);
+    }
+    char n[16];
+    snprintf(n, sizeof(n), "%d", ORDERS);
+    cr_assert(ts_wait_sql(n, "SELECT count(DISTINCT r.order_id) FROM stock_reservations r "
+                             "JOIN orders o ON o.id = r.order_id WHERE o.actor = $1", user, NULL),
+              "every order seen by the inventory");
+
+    /* All or nothing: both lines of an order stand the same. */
+    char *split = ts_sql("SELECT count(*) FROM stock_reservations a JOIN stock_reservations b "
+                         "USING (order_id) WHERE a.sku = $1 AND b.sku = $2 AND a.status <> b.status",
+                         scarce, plenty, NULL);
+    cr_assert_str_eq(split, "0", "no order is half reserved");
+    /* Counts match the lines, within stock; something was turned away. */
+    char *books = ts_sql("SELECT count(*) FROM products p WHERE p.sku IN ($1, $2) AND (p.reserved > p.stock "
+                         "OR p.reserved <> (SELECT coalesce(sum(quantity), 0) FROM stock_reservations r "
+                         "WHERE r.sku = p.sku AND r.status = 'reserved'))", scarce, plenty, NULL);
+    cr_assert_str_eq(books, "0", "reserved is the reserved lines' units, within stock");
+    char *rejected = ts_sql("SELECT count(*) FROM stock_reservations WHERE sku = $1 "
+                            "AND status = 'rejected_out_of_stock'", scarce, NULL);
+    cr_assert_gt(atoi(rejected), 0, "40 orders of 1 to 3 units cannot all fit in 10");
+    /* In log order: free units only shrink while orders come in, so an
+     * order turned away must ask more than is free even now. */
+    char *wrong = ts_sql("SELECT count(*) FROM stock_reservations r WHERE r.sku = $1 "
+                         "AND r.status = 'rejected_out_of_stock' "
+                         "AND r.quantity <= (SELECT stock - reserved FROM products WHERE sku = $1)",
+                         scarce, NULL);
+    cr_assert_str_eq(wrong, "0", "no order was turned away that fitted");
+    /* Each movement starts where the one before it ended. */
+    char *gaps = ts_sql("SELECT count(*) FROM (SELECT reserved_after, reserved_delta, "
+                        "lag(reserved_after) OVER (PARTITION BY sku ORDER BY id) AS before "
+                        "FROM stock_movements WHERE sku IN ($1, $2)) m "
+                        "WHERE m.before IS NOT NULL AND m.reserved_after - m.reserved_delta <> m.before",
+                        scarce, plenty, NULL);
+    cr_assert_str_eq(gaps, "0", "the movements chain");
+    char *events = ts_sql("SELECT count(*) FROM outbox o JOIN orders d ON d.id = o.aggregate "
+                          "WHERE d.actor = $1 AND o.type = 'order.rejected_out_of_stock'", user, NULL);
+    cr_assert_str_eq(events, rejected, "one order.rejected_out_of_stock per rejected order");
+    free(split), free(books), free(rejected), free(wrong), free(gaps), free(events);
+}
+
 Test(stock, a_cancelled_order_releases_its_stock_and_an_unknown_sku_blocks_no_other_line)
 {
     char user[64], sku[64], path[160], unknown[160];
