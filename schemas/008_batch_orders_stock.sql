@@ -332,15 +332,16 @@ DECLARE
     i       integer := 1;
     r       record;
 BEGIN
+    -- By key (= ANY of an array): a catalog can be large.
+    PERFORM 1 FROM products
+    WHERE sku = ANY (ARRAY(SELECT it->>'sku' FROM jsonb_array_elements(p_events) x,
+                           jsonb_array_elements(CASE WHEN jsonb_typeof(x->'data'->'items') = 'array'
+                                                     THEN x->'data'->'items' ELSE '[]' END) it))
+    ORDER BY sku FOR UPDATE;
+
     -- Tables are probed by key with scalar subqueries, not EXISTS: the
     -- plans of this function last the session, and one made while a table
     -- was small would hash all of it for every batch ever after.
-    PERFORM 1 FROM products
-    WHERE sku IN (SELECT it->>'sku' FROM jsonb_array_elements(p_events) x,
-                  jsonb_array_elements(CASE WHEN jsonb_typeof(x->'data'->'items') = 'array'
-                                            THEN x->'data'->'items' ELSE '[]' END) it)
-    ORDER BY sku FOR UPDATE;
-
     SELECT array_agg(x.plain ORDER BY x.ord) INTO v_plain
     FROM (SELECT e.ord,
                  e.type = 'order.created' AND e.message_id IS NOT NULL AND e.order_id IS NOT NULL
