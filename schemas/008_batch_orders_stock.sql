@@ -286,14 +286,14 @@ BEGIN
     RETURN QUERY
     WITH res AS (
         SELECT e.ord, e.message_id, e.type, e.order_id, v_short[e.ord - p_lo + 1] AS short,
-               v_unknown[e.ord - p_lo + 1] AS unknown
+               v_unknown[e.ord - p_lo + 1] AS unknown,
+               CASE WHEN v_short[e.ord - p_lo + 1] IS NULL THEN 'applied' ELSE 'refused' END AS outcome
         FROM ps_inventory_rows(p_events) e WHERE e.ord BETWEEN p_lo AND p_hi
     ), inbox AS (
         INSERT INTO inventory_inbox (message_id, type, outcome)
-        SELECT res.message_id, res.type, CASE WHEN res.short IS NULL THEN 'applied' ELSE 'refused' END
-        FROM res WHERE p_inbox
+        SELECT res.message_id, res.type, res.outcome FROM res WHERE p_inbox
     )
-    SELECT res.ord, res.message_id, CASE WHEN res.short IS NULL THEN 'applied' ELSE 'refused' END,
+    SELECT res.ord, res.message_id, res.outcome,
            CASE WHEN res.unknown IS NOT NULL THEN
                     jsonb_build_object('level', 'error', 'msg', 'order has lines of unknown products',
                                        'fields', jsonb_build_object('order_id', res.order_id,
