@@ -112,8 +112,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 }
 
 rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
-                                  const char *const *topics, char *err, size_t errlen)
+                                  const char *const *topics, int fetch_wait_ms, char *err,
+                                  size_t errlen)
 {
+    char wait[16];
+    snprintf(wait, sizeof(wait), "%d", fetch_wait_ms);
     rd_kafka_conf_t *conf = conf_common(brokers, group, err, errlen);
     if (conf == NULL)
         return NULL;
@@ -134,10 +137,11 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
         conf_set(conf, "max.partition.fetch.bytes", "262144", err, errlen) < 0 ||
         /* Under load, fetch a batch's worth at a time rather than whatever
          * arrived since the last fetch: fewer requests for the broker to
-         * serve. When it is quiet, wait at most 5 ms for that much: an API
-         * command's caller is waiting for its result. */
+         * serve. When it is quiet, a fetch waits fetch_wait_ms for that
+         * much: each wait is a request the broker answers empty, so the
+         * shorter it is the more the broker works for idle consumers. */
         conf_set(conf, "fetch.min.bytes", "65536", err, errlen) < 0 ||
-        conf_set(conf, "fetch.wait.max.ms", "5", err, errlen) < 0) {
+        conf_set(conf, "fetch.wait.max.ms", wait, err, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }

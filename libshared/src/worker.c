@@ -415,7 +415,9 @@ int ps_worker_open(ps_worker_t *w, const char *name, const char *group,
     w->dlq = ps_kafka_producer_new(brokers, client, ps_kafka_dr_sync, DLQ_TIMEOUT_MS, 0, err,
                                    sizeof(err));
     if (w->dlq)
-        w->consumer = ps_kafka_consumer_new(brokers, group, topics, err, sizeof(err));
+        w->consumer = ps_kafka_consumer_new(brokers, group, topics,
+                                            (int)ps_config_int("PAYSTREAM_FETCH_WAIT_MS"), err,
+                                            sizeof(err));
     if (w->consumer == NULL) {
         ps_log_error("cannot create the kafka clients", "detail", err, NULL);
         if (w->dlq)

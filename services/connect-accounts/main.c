@@ -12,6 +12,7 @@
 
 static const ps_cfg_var_t config[] = {
     PS_CFG_COMMON,
+    PS_CFG_FETCH_WAIT("100"),
     {"PAYSTREAM_CONNECT_GROUP", PS_CFG_STRING, "paystream-connect-accounts", 0, 0,
      "Kafka consumer group of the connect-accounts workers"},
     {"PAYSTREAM_CONNECT_BATCH_MAX", PS_CFG_INT, "500", 1, 10000,

@@ -20,6 +20,7 @@
 
 static const ps_cfg_var_t config[] = {
     PS_CFG_COMMON,
+    PS_CFG_FETCH_WAIT("100"),
     {"PAYSTREAM_NOTIFY_GROUP", PS_CFG_STRING, "paystream-notifications", 0, 0,
      "Kafka consumer group of the notifications workers"},
     {"PAYSTREAM_NOTIFY_BATCH_MAX", PS_CFG_INT, "500", 1, 10000,

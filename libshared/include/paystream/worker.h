@@ -21,6 +21,15 @@
      "payload) VALUES ($1, $2, $3, $4, $5, $6::bytea) ON CONFLICT DO NOTHING",              \
      6}
 
+/* A worker's fetch wait, in its configuration table with the default that
+ * suits it: short where a caller waits for the result (API commands), longer
+ * elsewhere, since every wait that ends empty is a request the broker
+ * serves for nothing. ps_worker_open reads it. */
+#define PS_CFG_FETCH_WAIT(dflt)                                                             \
+    {"PAYSTREAM_FETCH_WAIT_MS", PS_CFG_INT, dflt, 1, 1000,                                 \
+     "longest a Kafka fetch waits for a batch's worth of messages: the delay a message "   \
+     "may take on a quiet topic"}
+
 /* Counters of what a worker did, logged periodically. */
 typedef struct {
     uint64_t applied, duplicate, stale, recorded, refused, dead_lettered, batches;
