@@ -4,13 +4,15 @@
  *
  *   paystream-loadgen --url http://127.0.0.1:8080 --secret whsec_... \
  *                     --events N --connections K [--rate R] [--prefix P]
- *   paystream-loadgen --url ... --orders --token BEARER [--skus K] --events N ...
+ *   paystream-loadgen --url ... --orders --token BEARER [--skus K] [--sku-prefix S]
+ *                     --events N ...
  *
  * Each event is payment_intent.succeeded of its own payment intent
  * pi_<P>_<n>, so the payments worker applies every one; with --pay FILE
  * (lines "ORDER_ID TOTAL_MINOR") event n pays the order of line n in full,
  * one event per line. With --orders each request is POST /api/v1/orders
- * (a line of one of K products sku_<n mod K>, and one of sku_gift) with
+ * (a line of one of K products sku_<n mod K>, and one of sku_gift; S instead
+ * of sku_ with --sku-prefix) with
  * Prefer: wait, answered 201 once the worker has applied it. Without --rate every
  * connection posts its next event as soon as the last one is answered. With
  * --rate event n is due at start + n/R; it goes out on the first idle
@@ -37,7 +39,7 @@
 enum { RESPONSE_MAX = 8192, REQUEST_MAX = 2048 };
 
 typedef struct {
-    const char *host, *secret, *prefix, *token;
+    const char *host, *secret, *prefix, *token, *sku_prefix;
     int port, connections, orders;
     long events, skus;
     double rate;
@@ -100,12 +102,14 @@ static int64_t due_at(const run_t *r, long n)
 static int send_order(const run_t *r, int fd, long n)
 {
     const options_t *o = &r->o;
-    char body[256], req[REQUEST_MAX];
+    char body[384], req[REQUEST_MAX];
     int blen = snprintf(body, sizeof(body),
-                        "{\"currency\":\"usd\",\"items\":[{\"product_id\":\"sku_%ld\",\"quantity\":%ld,"
-                        "\"unit_price\":\"19.99\"},{\"product_id\":\"sku_gift\",\"quantity\":1,"
+                        "{\"currency\":\"usd\",\"items\":[{\"product_id\":\"%s%ld\",\"quantity\":%ld,"
+                        "\"unit_price\":\"19.99\"},{\"product_id\":\"%sgift\",\"quantity\":1,"
                         "\"unit_price\":\"2.50\"}],\"metadata\":{\"run\":\"%s\"}}",
-                        n % o->skus, 1 + n % 5, o->prefix);
+                        o->sku_prefix, n % o->skus, 1 + n % 5, o->sku_prefix, o->prefix);
+    if (blen >= (int)sizeof(body))
+        return -1;
     int hlen = snprintf(req, sizeof(req),
                         "POST /api/v1/orders HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                         "Authorization: Bearer %s\r\nPrefer: wait=10\r\nContent-Length: %d\r\n\r\n%s",
@@ -304,7 +308,8 @@ static char **read_lines(const char *path, long *n)
 
 int main(int argc, char **argv)
 {
-    run_t r = {.o = {.connections = 16, .events = 10000, .prefix = "bench", .skus = 500}};
+    run_t r = {.o = {.connections = 16, .events = 10000, .prefix = "bench", .skus = 500,
+                     .sku_prefix = "sku_"}};
     const char *pay = NULL;
     const char *url = "http://127.0.0.1:8080";
     for (int i = 1; i < argc; i += 2) {
@@ -322,6 +327,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--rate") == 0) r.o.rate = atof(argv[i + 1]);
         else if (strcmp(argv[i], "--prefix") == 0) r.o.prefix = argv[i + 1];
         else if (strcmp(argv[i], "--skus") == 0) r.o.skus = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--sku-prefix") == 0) r.o.sku_prefix = argv[i + 1];
         else if (strcmp(argv[i], "--pay") == 0) pay = argv[i + 1];
     }
     if (pay && (r.o.pay = read_lines(pay, &r.o.events)) == NULL) {
@@ -331,7 +337,7 @@ int main(int argc, char **argv)
     if ((r.o.orders ? r.o.token == NULL : r.o.secret == NULL) || parse_url(url, &r.o) < 0 ||
         r.o.events < 1 || r.o.connections < 1 || r.o.skus < 1) {
         fprintf(stderr, "usage: paystream-loadgen --url http://HOST:PORT (--secret S [--pay FILE] | "
-                        "--orders --token T [--skus K]) [--events N] [--connections K] [--rate R] "
+                        "--orders --token T [--skus K] [--sku-prefix S]) [--events N] [--connections K] [--rate R] "
                         "[--prefix P]\n");
         return 2;
     }
