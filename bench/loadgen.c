@@ -337,8 +337,8 @@ int main(int argc, char **argv)
     if ((r.o.orders ? r.o.token == NULL : r.o.secret == NULL) || parse_url(url, &r.o) < 0 ||
         r.o.events < 1 || r.o.connections < 1 || r.o.skus < 1) {
         fprintf(stderr, "usage: paystream-loadgen --url http://HOST:PORT (--secret S [--pay FILE] | "
-                        "--orders --token T [--skus K] [--sku-prefix S]) [--events N] [--connections K] [--rate R] "
-                        "[--prefix P]\n");
+                        "--orders --token T [--skus K] [--sku-prefix S]) [--events N] "
+                        "[--connections K] [--rate R] [--prefix P]\n");
         return 2;
     }
     r.epfd = epoll_create1(0);

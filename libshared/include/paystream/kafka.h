@@ -35,8 +35,9 @@ rd_kafka_t *ps_kafka_producer_new(const char *brokers, const char *client_id,
  * group has never committed starts at its beginning; a committed offset that
  * is no longer in the log makes ps_kafka_poll_batch report a fatal error
  * instead of jumping. A fetch waits at the broker up to fetch_wait_ms for a
- * batch's worth of messages. Returns the handle (close with rd_kafka_consumer_close,
- * then rd_kafka_destroy) or NULL with the reason in err. */
+ * batch's worth of messages. Returns the handle (close with
+ * rd_kafka_consumer_close, then rd_kafka_destroy) or NULL with the reason in
+ * err. */
 rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
                                   const char *const *topics, int fetch_wait_ms, char *err,
                                   size_t errlen);
