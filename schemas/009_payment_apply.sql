@@ -4,8 +4,9 @@
 -- The triggers that follow a payment to its order and its domain events
 -- fire once per payment of a batch, and they were most of PostgreSQL's time
 -- in a batch of payments of orders. As in 008, the SQL functions they call
--- are PL/pgSQL now: PostgreSQL 15 parses and plans a LANGUAGE sql body every
--- time a calling query starts, and a trigger's queries start once per row.
+-- are PL/pgSQL now: PostgreSQL 15 parses and plans a LANGUAGE sql body
+-- every time a calling query starts, and a trigger's queries start once per
+-- row.
 
 CREATE OR REPLACE FUNCTION ps_outbox_add(p_source text, p_type text, p_aggregate text, p_data jsonb)
 RETURNS void LANGUAGE plpgsql AS $$
@@ -15,32 +16,28 @@ BEGIN
     PERFORM pg_notify('ps_outbox', '');
 END $$;
 
-CREATE OR REPLACE FUNCTION ps_payment_contact(p payments, OUT email text, OUT customer_name text)
-LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    SELECT coalesce(o.email, c.email), coalesce(o.customer_name, c.name)
-      INTO email, customer_name
-      FROM (SELECT 1) x
-      LEFT JOIN orders o ON o.id = p.order_id
-      LEFT JOIN customers c ON p.customer IS NOT NULL
-                           AND (c.id = p.customer OR c.stripe_customer_id = p.customer)
-     LIMIT 1;
-END $$;
-
+-- The data of a payment's domain events (007), its order read once: whom
+-- to write to is the order's customer, else the billing customer the payment
+-- was made for. ps_payment_contact, which read the order a second time for
+-- that, goes.
 CREATE OR REPLACE FUNCTION ps_payment_event_data(p payments) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    k record;
 BEGIN
-    k := ps_payment_contact(p);
-    RETURN jsonb_build_object(
-        'payment_id', p.id, 'order_id', p.order_id,
-        'order_number', (SELECT o.number FROM orders o WHERE o.id = p.order_id),
-        'gateway', p.gateway, 'gateway_payment_id', p.gateway_payment_id,
-        'amount_minor', p.amount_minor, 'currency', p.currency,
-        'captured_minor', p.captured_minor, 'refunded_minor', p.refunded_minor,
-        'email', k.email, 'customer_name', k.customer_name);
+    RETURN (
+        SELECT jsonb_build_object(
+            'payment_id', p.id, 'order_id', p.order_id, 'order_number', o.number,
+            'gateway', p.gateway, 'gateway_payment_id', p.gateway_payment_id,
+            'amount_minor', p.amount_minor, 'currency', p.currency,
+            'captured_minor', p.captured_minor, 'refunded_minor', p.refunded_minor,
+            'email', coalesce(o.email, c.email),
+            'customer_name', coalesce(o.customer_name, c.name))
+        FROM (SELECT 1) x
+        LEFT JOIN orders o ON o.id = p.order_id
+        LEFT JOIN customers c ON p.customer IS NOT NULL
+                             AND (c.id = p.customer OR c.stripe_customer_id = p.customer)
+        LIMIT 1);
 END $$;
+DROP FUNCTION ps_payment_contact(payments);
 
 -- An order follows its payments (004): the refund move is tried only when
 -- the sums call for it, not once more for every payment that completes.
