@@ -5,7 +5,10 @@
  * and, with --bootstrap-file, in a file (written atomically, so a script can
  * wait for it). It keeps about 5 MB per partition and drops older data
  * silently: that is why topics get many partitions, and why consumers stop
- * loudly when their committed offset has been dropped. */
+ * loudly when their committed offset has been dropped. It is one thread, and
+ * it finds each fetch's batch by walking the partition's log from the oldest
+ * batch: at thousands of events a second its answers slow down (README,
+ * bench/webhooks). Measure performance on real Kafka. */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <signal.h>
