@@ -21,7 +21,9 @@ BEGIN
     -- gateway's answer, and Stripe's webhook may come first. The intent names
     -- the payment in metadata.payment_id: the payment adopts the intent, so
     -- the event applies to it instead of making another.
-    -- Rare (payments made through the API), so planned for each batch.
+    -- Rare (payments made through the API), so planned for each batch: kept
+    -- from a small table, its plan went through every payment still without
+    -- an intent rather than by id.
     IF jsonb_path_exists(p_events, '$[*].payment_id') THEN
         EXECUTE $q$
         UPDATE payments p SET gateway_payment_id = b.payment_intent
