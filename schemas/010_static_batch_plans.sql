@@ -1,15 +1,13 @@
--- ps_apply_stripe_batch (009) with its main statement static again: PL/pgSQL
--- plans it once per session instead of parsing and planning it for every
--- batch, which took about half of PostgreSQL's time when batches are small
--- (5,000 events/s, a few dozen events a batch).
---
--- 009 made it dynamic because a plan kept for the session had been made while
--- payments was small: a hash join over a sequential scan of all of it, kept
--- batch after batch long after the table had grown. The statement reaches
--- payments by the batch's payment intents, which is right at any table size:
--- it names them as an array for the index, and the function runs with
--- sequential scans off, so a plan made while the tables are small probes the
--- indexes as one made later would.
+-- ps_apply_stripe_batch (002), its main statement kept right as the tables
+-- grow. PL/pgSQL plans it once per session, and a plan made while payments
+-- was small was a hash join over a sequential scan of all of it, kept batch
+-- after batch long after the table had grown (autovacuum, whose statistics
+-- would have invalidated it, came minutes late at these rates). Planning it
+-- for every batch instead cured that but took about half of PostgreSQL's time
+-- when batches are small (5,000 events/s, a few dozen events a batch). So the
+-- statement names the batch's payment intents as an array for the index, and
+-- the function runs with sequential scans off: a plan made while the tables
+-- are small probes the indexes as one made later would.
 CREATE OR REPLACE FUNCTION ps_apply_stripe_batch(p_events jsonb)
 RETURNS TABLE (ord bigint, event_id text, outcome text) LANGUAGE plpgsql
 SET enable_seqscan = off AS $$
