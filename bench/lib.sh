@@ -1,7 +1,7 @@
 # Shared by the benchmarks: a system of their own (run-bench, its own ports),
 # started fresh and stopped on exit, and small measuring helpers.
 # shellcheck shell=bash
-export PAYSTREAM_RUN_DIR=$ROOT/run-bench PAYSTREAM_HTTP_PORT=28080 PAYSTREAM_PG_PORT=25434
+export PAYSTREAM_RUN_DIR=$ROOT/run-bench PAYSTREAM_HTTP_PORT=28080 PAYSTREAM_ADMIN_PORT=28081 PAYSTREAM_PG_PORT=25434
 export PAYSTREAM_KAFKA_PORT=19492 PAYSTREAM_SMTP_PORT=25027
 
 bench_up() { # bench_up KAFKA_MODE

@@ -142,3 +142,32 @@ void ps_config_usage(FILE *out, const char *prog, const char *summary,
         fprintf(out, "  %-34s %s\n  %-34s default: %s\n", vars[i].name, vars[i].help, "", def);
     }
 }
+
+/* The mode a Stripe secret key belongs to: 1 live, 0 test, -1 unknown. */
+static int key_livemode(const char *key)
+{
+    if (strncmp(key, "sk_live_", 8) == 0 || strncmp(key, "rk_live_", 8) == 0)
+        return 1;
+    if (strncmp(key, "sk_test_", 8) == 0 || strncmp(key, "rk_test_", 8) == 0)
+        return 0;
+    return -1;
+}
+
+int ps_config_stripe_livemode(char *err, size_t errlen)
+{
+    const char *mode = ps_config_str("PAYSTREAM_STRIPE_MODE");
+    const char *key = getenv("STRIPE_SECRET_KEY");
+    int from_key = key && *key ? key_livemode(key) : -1;
+    int set = strcmp(mode, "live") == 0 ? 1 : strcmp(mode, "test") == 0 ? 0 : -1;
+    if (*mode && set < 0) {
+        snprintf(err, errlen, "PAYSTREAM_STRIPE_MODE=\"%.16s\" is invalid: expected test or live",
+                 mode);
+        return -1;
+    }
+    if (set >= 0 && from_key >= 0 && set != from_key) {
+        snprintf(err, errlen, "PAYSTREAM_STRIPE_MODE=%s contradicts STRIPE_SECRET_KEY, a %s key",
+                 mode, from_key ? "live" : "test");
+        return -1;
+    }
+    return set >= 0 ? set : from_key > 0;
+}

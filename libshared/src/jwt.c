@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <openssl/crypto.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,6 +133,18 @@ static int valid_sub(const char *s)
     return 1;
 }
 
+/* a + b, held at INT64_MIN or INT64_MAX instead of overflowing: a claim
+ * may be any 64-bit number, and one near the ends must still compare as the
+ * far past or the far future. */
+static int64_t add_saturating(int64_t a, int64_t b)
+{
+    if (b > 0 && a > INT64_MAX - b)
+        return INT64_MAX;
+    if (b < 0 && a < INT64_MIN - b)
+        return INT64_MIN;
+    return a + b;
+}
+
 static ps_jwt_result_t check_claims(const char *part, size_t len, int64_t now, int64_t leeway,
                                     ps_jwt_claims_t *claims)
 {
@@ -146,9 +159,9 @@ static ps_jwt_result_t check_claims(const char *part, size_t len, int64_t now, i
     if (has_exp != 1 || has_nbf < 0 || !valid_sub(json_string_value(sub)) ||
         (scope != NULL && !json_is_string(scope)))
         r = PS_JWT_CLAIMS;
-    else if (now >= exp + leeway)
+    else if (now >= add_saturating(exp, leeway))
         r = PS_JWT_EXPIRED;
-    else if (has_nbf && nbf > now + leeway)
+    else if (has_nbf && nbf > add_saturating(now, leeway))
         r = PS_JWT_NOT_YET_VALID;
     if (r == PS_JWT_OK) {
         memset(claims, 0, sizeof(*claims));

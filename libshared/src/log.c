@@ -49,17 +49,53 @@ static int key_is_secret(const char *key)
     return 0;
 }
 
-/* Stripe key prefixes whose whole token is a secret. */
+/* Prefixes whose whole token is a secret: Stripe's secret and restricted
+ * keys and webhook secrets, paystream's API keys (psk_) and subscribers'
+ * signing secrets (pswh_), and a bearer token in any case. Returns the
+ * prefix's length, or 0. */
 static size_t secret_prefix_len(const char *p)
 {
     static const char *const prefixes[] = {"sk_live_", "sk_test_", "rk_live_", "rk_test_",
-                                           "whsec_", "Bearer ", NULL};
+                                           "whsec_", "psk_", "pswh_", NULL};
     for (int i = 0; prefixes[i]; i++) {
         size_t n = strlen(prefixes[i]);
         if (strncmp(p, prefixes[i], n) == 0)
             return n;
     }
-    return 0;
+    return strncasecmp(p, "bearer ", 7) == 0 ? 7 : 0;
+}
+
+static int b64url_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '-' || c == '_';
+}
+
+/* A character of an id or a word: digits in one (ch_4242...) are no card. */
+static int word_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_';
+}
+
+/* The length of a JWT-shaped token at p (a base64url JSON header "eyJ...",
+ * then two more dot-separated base64url parts), or 0. */
+static size_t jwt_len(const char *value, const char *p)
+{
+    if (strncmp(p, "eyJ", 3) != 0 || (p > value && b64url_char(p[-1])))
+        return 0;
+    size_t n = 0;
+    for (int part = 0; part < 3; part++) {
+        size_t start = n;
+        while (b64url_char(p[n]))
+            n++;
+        if (n == start && part < 2)
+            return 0;
+        if (part < 2) {
+            if (p[n] != '.')
+                return 0;
+            n++;
+        }
+    }
+    return n;
 }
 
 static int luhn_ok(const char *digits, size_t n)
@@ -77,6 +113,57 @@ static int luhn_ok(const char *digits, size_t n)
     return sum % 10 == 0;
 }
 
+#define CARD_GROUPS_MAX 19
+
+/* The length of a card number at p: 13 to 19 digits passing the Luhn check,
+ * written together or in groups separated by one space or dash ("4242 4242
+ * 4242 4242"), not inside a longer word or number. Its digits go to
+ * digits (NUL-terminated). Returns 0 when there is none. Of a longer run of
+ * groups, the first whole groups that make a card number count. */
+static size_t card_len(const char *value, const char *p, char digits[20])
+{
+    if (!isdigit((unsigned char)*p) || (p > value && word_char(p[-1])))
+        return 0;
+    size_t ends[CARD_GROUPS_MAX], ngroups = 0, ndigits = 0, n = 0;
+    char all[CARD_GROUPS_MAX + 1];
+    for (;;) {
+        while (isdigit((unsigned char)p[n])) {
+            if (ndigits < CARD_GROUPS_MAX)
+                all[ndigits] = p[n];
+            ndigits++, n++;
+        }
+        if (ndigits > CARD_GROUPS_MAX || word_char(p[n]))
+            break;
+        ends[ngroups++] = n;
+        if (ngroups == CARD_GROUPS_MAX || (p[n] != ' ' && p[n] != '-') ||
+            !isdigit((unsigned char)p[n + 1]))
+            break;
+        n++;
+    }
+    /* The longest run of whole groups from the start that is a card number. */
+    for (size_t g = ngroups; g-- > 0;) {
+        size_t d = 0;
+        for (size_t i = 0; i < ends[g]; i++)
+            d += isdigit((unsigned char)p[i]) != 0;
+        if (d >= 13 && d <= 19 && (g + 1 < ngroups || !word_char(p[ends[g]])) &&
+            luhn_ok(all, d)) {
+            memcpy(digits, all, d);
+            digits[d] = '\0';
+            return ends[g];
+        }
+    }
+    return 0;
+}
+
+/* Appends text to out at *o (out of outlen bytes, NUL kept room for). */
+static void put(char *out, size_t outlen, size_t *o, const char *text, size_t n)
+{
+    size_t room = outlen - 1 - *o;
+    n = n < room ? n : room;
+    memcpy(out + *o, text, n);
+    *o += n;
+}
+
 void ps_log_redact(const char *key, const char *value, char *out, size_t outlen)
 {
     if (outlen == 0)
@@ -85,37 +172,35 @@ void ps_log_redact(const char *key, const char *value, char *out, size_t outlen)
         snprintf(out, outlen, "[redacted]");
         return;
     }
-    size_t o = 0;
+    size_t o = 0, n;
+    char digits[20], shown[32];
     const char *p = value;
     while (*p && o + 1 < outlen) {
-        size_t plen = secret_prefix_len(p);
-        if (plen) {
-            /* Keep the prefix so a reader knows what kind of key leaked. */
-            int n = snprintf(out + o, outlen - o, "%.*s[redacted]", (int)plen, p);
-            o += (size_t)n < outlen - o ? (size_t)n : outlen - o - 1;
-            p += plen;
+        if ((n = secret_prefix_len(p)) > 0) {
+            /* Keep the prefix so a reader knows what kind of secret leaked. */
+            put(out, outlen, &o, p, n);
+            put(out, outlen, &o, "[redacted]", 10);
+            p += n;
             while (*p && !isspace((unsigned char)*p) && *p != '"' && *p != ',')
                 p++;
-            continue;
-        }
-        if (isdigit((unsigned char)*p) && (p == value || !isalnum((unsigned char)p[-1]))) {
-            size_t n = 0;
-            while (isdigit((unsigned char)p[n]))
-                n++;
-            if (n >= 13 && n <= 19 && !isalnum((unsigned char)p[n]) && luhn_ok(p, n)) {
-                /* Keep the last four digits, as receipts do. */
-                int w = snprintf(out + o, outlen - o, "[card ...%.4s]", p + n - 4);
-                o += (size_t)w < outlen - o ? (size_t)w : outlen - o - 1;
-                p += n;
-                continue;
-            }
-            size_t copy = n < outlen - 1 - o ? n : outlen - 1 - o;
-            memcpy(out + o, p, copy);
-            o += copy;
+        } else if ((n = jwt_len(value, p)) > 0) {
+            put(out, outlen, &o, "[jwt redacted]", 14);
             p += n;
-            continue;
+        } else if ((n = card_len(value, p, digits)) > 0) {
+            /* Keep the last four digits, as receipts do. */
+            int w = snprintf(shown, sizeof(shown), "[card ...%s]", digits + strlen(digits) - 4);
+            put(out, outlen, &o, shown, (size_t)w);
+            p += n;
+        } else if (word_char(*p)) {
+            /* A whole word at once: a digit run inside it is no card. */
+            const char *w = p;
+            while (word_char(*p) && o + 1 < outlen && secret_prefix_len(p) == 0)
+                out[o++] = *p++;
+            if (p == w)
+                out[o++] = *p++;
+        } else {
+            out[o++] = *p++;
         }
-        out[o++] = *p++;
     }
     out[o] = '\0';
 }

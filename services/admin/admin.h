@@ -19,6 +19,11 @@ int cmd_apikey_create(int argc, char **argv);
 int cmd_apikey_revoke(int argc, char **argv);
 int cmd_apikey_list(int argc, char **argv);
 
+/* accounts.c */
+int cmd_accounts_link(int argc, char **argv);
+int cmd_accounts_unlink(int argc, char **argv);
+int cmd_accounts_links(int argc, char **argv);
+
 /* shop.c */
 int cmd_products_put(int argc, char **argv);
 int cmd_products_list(int argc, char **argv);

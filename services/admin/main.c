@@ -29,6 +29,11 @@ static const struct {
      "      --sandbox: its payments go to the sandbox gateway; --admin: sees all data"},
     {"apikey", "revoke", cmd_apikey_revoke, "KEY_ID\n      revoke a key (the psk_..._<id> part)"},
     {"apikey", "list", cmd_apikey_list, "\n      print every key: ID USER ADMIN CREATED REVOKED"},
+    {"accounts", "link", cmd_accounts_link,
+     "ACCT --user USER\n"
+     "      let USER take payments on behalf of connected account ACCT (admins always may)"},
+    {"accounts", "unlink", cmd_accounts_unlink, "ACCT --user USER\n      take that back"},
+    {"accounts", "links", cmd_accounts_links, "\n      print every link: ACCOUNT USER STATE CREATED"},
     {"products", "put", cmd_products_put,
      "SKU --stock N [--name NAME]\n"
      "      add a product or set its units on hand (never below what is reserved)"},

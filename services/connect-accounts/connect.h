@@ -8,6 +8,10 @@
 extern const ps_pg_stmt_t connect_statements[];
 extern const size_t connect_nstatements;
 
+/* events.c: the mode of the platform's Stripe account (1 live, 0 test);
+ * events of the other mode are audited and change nothing. */
+void connect_events_init(int livemode);
+
 /* events.c: applies a poll batch of Connect events exactly once in effect
  * (ps_apply_connect_events, in schemas/006_connect.sql). A
  * ps_apply_batch_fn. */

@@ -16,6 +16,13 @@ const ps_pg_stmt_t connect_statements[] = {
 };
 const size_t connect_nstatements = sizeof(connect_statements) / sizeof(connect_statements[0]);
 
+static int system_livemode; /* the mode of the platform's Stripe account */
+
+void connect_events_init(int livemode)
+{
+    system_livemode = livemode;
+}
+
 static const char *str_field(json_t *o, const char *key)
 {
     const char *s = json_string_value(json_object_get(o, key));
@@ -58,6 +65,10 @@ static void prepare(ps_batch_msg_t *m)
     json_t *e = json_pack("{s:s, s:s, s:s?, s:I, s:s, s:O}", "event_id", id, "type", type,
                           "account", account, "created", created, "message_id",
                           m->env.message_id, "object", object);
+    /* An event of the other mode (Stripe sends a live Connect endpoint its
+     * accounts' test events too) is audited and changes nothing. */
+    if (json_is_true(json_object_get(root, "livemode")) != system_livemode)
+        json_object_set_new(e, "refusal", json_string("livemode_mismatch"));
     json_t *prev = json_object_get(json_object_get(root, "data"), "previous_attributes");
     if (json_is_object(prev))
         json_object_set(e, "previous_attributes", prev);

@@ -13,6 +13,7 @@
 static const ps_cfg_var_t config[] = {
     PS_CFG_COMMON,
     PS_CFG_FETCH_WAIT("100"),
+    PS_CFG_STRIPE_MODE,
     {"PAYSTREAM_CONNECT_GROUP", PS_CFG_STRING, "paystream-connect-accounts", 0, 0,
      "Kafka consumer group of the connect-accounts workers"},
     {"PAYSTREAM_CONNECT_BATCH_MAX", PS_CFG_INT, "500", 1, 10000,
@@ -32,6 +33,13 @@ int main(int argc, char **argv)
                              config, NCONFIG, &run);
     if (rc >= 0)
         return rc;
+    char err[256];
+    int livemode = ps_config_stripe_livemode(err, sizeof(err));
+    if (livemode < 0) {
+        fprintf(stderr, "paystream-connect-accounts: %s\n", err);
+        return 2;
+    }
+    connect_events_init(livemode);
     static const char *const topics[] = {PS_TOPIC_STRIPE_CONNECT_EVENTS, NULL};
     ps_worker_t w;
     if (ps_worker_open(&w, "paystream-connect-accounts", ps_config_str("PAYSTREAM_CONNECT_GROUP"),
@@ -42,7 +50,8 @@ int main(int argc, char **argv)
         return 1;
     }
     ps_log_info("connect-accounts worker started", "group",
-                ps_config_str("PAYSTREAM_CONNECT_GROUP"), "version", PS_VERSION, NULL);
+                ps_config_str("PAYSTREAM_CONNECT_GROUP"), "stripe_mode", livemode ? "live" : "test",
+                "version", PS_VERSION, NULL);
     rc = ps_worker_consume(&w, (size_t)ps_config_int("PAYSTREAM_CONNECT_BATCH_MAX"),
                                connect_apply_batch, &run);
     ps_outbox_relay_stop();

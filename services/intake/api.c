@@ -34,7 +34,8 @@ const ps_pg_stmt_t api_statements[] = {
     {"customer", "SELECT ps_customer_json(id)::text, currency, ps_customer_payable_minor(id) "
                  "FROM customers WHERE id = $1", 1},
     {"account", "SELECT ps_account_json(id)::text FROM connected_accounts WHERE id = $1", 1},
-    {"account_refusal", "SELECT r::text, r->'error'->>'code' FROM ps_account_refusal($1, true) r", 1},
+    {"account_refusal", "SELECT r::text, r->'error'->>'code' "
+                        "FROM ps_account_refusal($1, true, $2, $3::boolean) r", 3},
 };
 const size_t api_nstatements = sizeof(api_statements) / sizeof(api_statements[0]);
 
@@ -323,6 +324,7 @@ void handle_api(request_t *req)
     call->authorization = header_copy(req, "Authorization");
     call->prefer = header_copy(req, "Prefer");
     call->idempotency_key = header_copy(req, "Idempotency-Key");
+    http_client_address(req, call->client, sizeof(call->client));
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, copy_arg, call);
 
     http_defer(req);
@@ -408,15 +410,8 @@ static void serve(job_t *job)
         /* A retry gets the first answer whatever changed since. */
         if (commands_replay(call))
             return;
-        int retry_after = ratelimit_take(call->actor.id);
-        if (retry_after > 0) {
-            char secs[16];
-            snprintf(secs, sizeof(secs), "%d", retry_after);
-            http_add_header(call->req, "Retry-After", secs);
-            api_errorf(call, 429, "rate_limited", NULL,
-                       "too many writes; retry after %d second(s)", retry_after);
+        if (auth_take_write(call) < 0)
             return;
-        }
     }
     endpoints[job->endpoint].fn(call);
 }

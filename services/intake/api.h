@@ -37,6 +37,7 @@ typedef struct {
         char *name, *value;
     } args[API_MAX_ARGS]; /* the query string */
     int nargs;
+    char client[48]; /* the client's address, for the limit on failed authentications */
     actor_t actor;
     int wait_ms; /* from Prefer: wait=N, 0 without */
 } api_call_t;
@@ -99,14 +100,30 @@ void api_resource_path(const char *command_type, const char *resource_id, char *
                        size_t outlen);
 
 /* auth.c: fills call->actor from the Authorization header; returns 0, or
- * -1 after answering 401. */
+ * -1 after answering 401 (or 429 for a client address with too many
+ * failures lately: its keys are not even looked up). */
 int auth_init(char *err, size_t errlen);
 int auth_authenticate(api_call_t *call);
+/* auth.c: the limits on API writes per actor and on failed
+ * authentications per client address (see ratelimit_new). */
+void auth_limits(double writes_per_s, double writes_burst, double failures_per_s,
+                 double failures_burst);
+void auth_free(void);
+/* auth.c: takes a write token of the caller's; returns 0, or -1 after
+ * answering 429. */
+int auth_take_write(api_call_t *call);
 
-/* ratelimit.c: takes one write token of actor's bucket. Returns 0, or the
- * seconds until a token is free (rounded up) when the bucket is empty. */
-void ratelimit_init(double per_second, double burst);
-int ratelimit_take(const char *actor);
+/* ratelimit.c: token buckets by key (an actor id, a client address), each
+ * refilled at per_second up to burst; per_second 0 limits nothing. Free
+ * with ratelimit_free. Thread-safe. */
+typedef struct ratelimit ratelimit_t;
+ratelimit_t *ratelimit_new(double per_second, double burst);
+void ratelimit_free(ratelimit_t *rl);
+/* Takes one token of key's bucket. Returns 0, or the seconds until a token
+ * is free (rounded up) when the bucket is empty. */
+int ratelimit_take(ratelimit_t *rl, const char *key);
+/* The same without taking the token. */
+int ratelimit_peek(ratelimit_t *rl, const char *key);
 
 /* commands.c: publishes a write as a command to topic (a command topic) and
  * answers it: 202 once Kafka has it, or its result under Prefer: wait. type is
@@ -174,6 +191,7 @@ publish_t *waiter_publish(waiter_t *w);
  * the path of obj in the body ("" at the top). */
 #define API_AMOUNT_MAX 1000000000000LL /* largest amount, in minor units */
 #define API_EMAIL_MAX 254               /* longest email address (RFC 5321 path) */
+#define API_NAME_MAX 200                /* longest name of a person or an item, in bytes */
 
 /* The body as a JSON object (duplicate keys refused), or NULL after 400. */
 json_t *body_object(api_call_t *call);
@@ -182,6 +200,10 @@ int check_fields(api_call_t *call, json_t *obj, const char *where, const char *c
 /* A string of 1 to maxlen bytes; *out is NULL when absent and not required. */
 int field_string(api_call_t *call, json_t *obj, const char *where, const char *name,
                  int required, size_t maxlen, const char **out);
+/* A name of a person or an item: 1 to API_NAME_MAX bytes of text on one
+ * line (no control characters); *out is NULL when absent. */
+int field_name(api_call_t *call, json_t *obj, const char *where, const char *name,
+               const char **out);
 /* An email address of at most API_EMAIL_MAX bytes, one that is safe in a
  * mail header; *out is NULL when absent and not required. */
 int field_email(api_call_t *call, json_t *obj, const char *where, const char *name,

@@ -2,7 +2,11 @@
  * signed with PAYSTREAM_JWT_SECRET (sub is the user, a scope word "admin"
  * sees everyone's data) or an API key issued by `paystream-admin apikey
  * create` and kept hashed in api_keys. Keys found valid are remembered for
- * a short while, so a revoked key stops working within KEY_CACHE_MS. */
+ * a short while, so a revoked key stops working within KEY_CACHE_MS; keys
+ * found invalid too, for less, so a client retrying a revoked key in a loop
+ * costs no query. A client address whose authentications keep failing is
+ * answered 429 without its keys being looked up at all: a flood of random
+ * keys cannot keep the API threads and PostgreSQL busy. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,18 +21,36 @@
 #define JWT_LEEWAY_S 30
 #define KEY_CACHE_SLOTS 1024
 #define KEY_CACHE_MS 30000
+#define KEY_NEGATIVE_MS 5000
 #define KEY_ID_HEX 16
 #define KEY_SECRET_HEX 40
 
 static const char *jwt_secret;
+static ratelimit_t *writes, *failures; /* by actor, by client address */
 
-/* A direct-mapped cache of valid keys by the SHA-256 of the whole key. */
-static struct {
+/* Direct-mapped caches of keys by the SHA-256 of the whole key: the valid
+ * ones with their actor, and apart (so that a flood of bad keys cannot
+ * push the good ones out) the invalid ones. */
+typedef struct {
     char sha256[65];
     actor_t actor;
     int64_t expires_ms;
-} key_cache[KEY_CACHE_SLOTS];
+} key_slot_t;
+static key_slot_t key_cache[KEY_CACHE_SLOTS], bad_keys[KEY_CACHE_SLOTS];
 static pthread_mutex_t key_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void auth_limits(double writes_per_s, double writes_burst, double failures_per_s,
+                 double failures_burst)
+{
+    writes = ratelimit_new(writes_per_s, writes_burst);
+    failures = ratelimit_new(failures_per_s, failures_burst);
+}
+
+void auth_free(void)
+{
+    ratelimit_free(writes);
+    ratelimit_free(failures);
+}
 
 int auth_init(char *err, size_t errlen)
 {
@@ -43,10 +65,41 @@ int auth_init(char *err, size_t errlen)
     return 0;
 }
 
+/* Answers 429 for a client with too many failed authentications lately. */
+static int too_many(api_call_t *call, int retry_after)
+{
+    char secs[16];
+    snprintf(secs, sizeof(secs), "%d", retry_after);
+    http_add_header(call->req, "Retry-After", secs);
+    api_errorf(call, 429, "too_many_failures", "Authorization",
+               "too many failed authentications from this address; retry after %d second(s)",
+               retry_after);
+    return -1;
+}
+
+/* A failed authentication: counted against the client's address, and
+ * answered 401, or 429 once the address has used up its failures. */
 static int unauthorized(api_call_t *call, const char *code, const char *message)
 {
+    ps_metric_add(intake.auth_failures, "", 1);
+    int wait_s = ratelimit_take(failures, call->client);
+    if (wait_s > 0)
+        return too_many(call, wait_s);
     http_add_header(call->req, "WWW-Authenticate", "Bearer realm=\"paystream\"");
     api_error(call, 401, code, message, "Authorization");
+    return -1;
+}
+
+int auth_take_write(api_call_t *call)
+{
+    int wait_s = ratelimit_take(writes, call->actor.id);
+    if (wait_s == 0)
+        return 0;
+    char secs[16];
+    snprintf(secs, sizeof(secs), "%d", wait_s);
+    http_add_header(call->req, "Retry-After", secs);
+    api_errorf(call, 429, "rate_limited", NULL, "too many writes; retry after %d second(s)",
+               wait_s);
     return -1;
 }
 
@@ -90,26 +143,29 @@ static size_t cache_slot(const char *sha256)
     return ((size_t)b[0] << 8 | b[1]) % KEY_CACHE_SLOTS;
 }
 
-static int cache_get(const char *sha256, actor_t *actor)
+/* Whether cache holds sha256 still; copies its actor to *actor (when not
+ * NULL). */
+static int cache_get(key_slot_t *cache, const char *sha256, actor_t *actor)
 {
     size_t slot = cache_slot(sha256);
     int hit = 0;
     pthread_mutex_lock(&key_cache_lock);
-    if (strcmp(key_cache[slot].sha256, sha256) == 0 && key_cache[slot].expires_ms > ps_mono_ms()) {
-        *actor = key_cache[slot].actor;
+    if (strcmp(cache[slot].sha256, sha256) == 0 && cache[slot].expires_ms > ps_mono_ms()) {
+        if (actor)
+            *actor = cache[slot].actor;
         hit = 1;
     }
     pthread_mutex_unlock(&key_cache_lock);
     return hit;
 }
 
-static void cache_put(const char *sha256, const actor_t *actor)
+static void cache_put(key_slot_t *cache, const char *sha256, const actor_t *actor, int64_t ttl_ms)
 {
     size_t slot = cache_slot(sha256);
     pthread_mutex_lock(&key_cache_lock);
-    memcpy(key_cache[slot].sha256, sha256, 65);
-    key_cache[slot].actor = *actor;
-    key_cache[slot].expires_ms = ps_mono_ms() + KEY_CACHE_MS;
+    memcpy(cache[slot].sha256, sha256, 65);
+    cache[slot].actor = *actor;
+    cache[slot].expires_ms = ps_mono_ms() + ttl_ms;
     pthread_mutex_unlock(&key_cache_lock);
 }
 
@@ -122,8 +178,14 @@ static int authenticate_key(api_call_t *call, const char *key)
     ps_hmac_piece_t piece = {key, strlen(key)};
     if (ps_sha256_hex(&piece, 1, sha256) < 0)
         return unauthorized(call, "invalid_api_key", "the API key cannot be checked");
-    if (cache_get(sha256, &call->actor))
+    if (cache_get(key_cache, sha256, &call->actor))
         return 0;
+    if (cache_get(bad_keys, sha256, NULL))
+        return unauthorized(call, "invalid_api_key", "the API key is unknown or revoked");
+    int wait_s = ratelimit_peek(failures, call->client);
+    if (wait_s > 0)
+        return too_many(call, wait_s);
+    ps_metric_add(intake.key_lookups, "", 1);
     ps_pg_err_t err;
     const char *params[] = {id, sha256};
     PGresult *res = ps_pg_exec_prepared(call->pg, "api_key", 2, params, &err);
@@ -136,11 +198,12 @@ static int authenticate_key(api_call_t *call, const char *key)
         ps_strlcpy(call->actor.id, PQgetvalue(res, 0, 0), sizeof(call->actor.id));
         call->actor.sandbox = PQgetvalue(res, 0, 1)[0] == 't';
         call->actor.admin = PQgetvalue(res, 0, 2)[0] == 't';
-        cache_put(sha256, &call->actor);
+        cache_put(key_cache, sha256, &call->actor, KEY_CACHE_MS);
     }
     PQclear(res);
     if (!found) {
-        ps_log_warn("unknown or revoked API key", "key_id", id, NULL);
+        cache_put(bad_keys, sha256, &(actor_t){{0}, 0, 0}, KEY_NEGATIVE_MS);
+        ps_log_warn("unknown or revoked API key", "key_id", id, "client", call->client, NULL);
         return unauthorized(call, "invalid_api_key", "the API key is unknown or revoked");
     }
     return 0;

@@ -13,7 +13,6 @@
 #include "api.h"
 #include "paystream/kafka.h"
 
-#define NAME_MAX_LEN 200
 #define IDENTIFIER_MAX 100
 #define QUANTITY_MAX 1000000000LL
 #define USAGE_PAST_S (35 * 24 * 3600) /* Stripe takes meter events this old at most */
@@ -53,7 +52,7 @@ void customers_create(api_call_t *call)
     const char *email, *name;
     if (check_fields(call, body, "", fields) < 0 ||
         field_email(call, body, "", "email", 1, &email) < 0 ||
-        field_string(call, body, "", "name", 0, NAME_MAX_LEN, &name) < 0)
+        field_name(call, body, "", "name", &name) < 0)
         goto done;
     int missing;
     PGresult *res = customer_read(call, call->actor.id, 0, &missing);

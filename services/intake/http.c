@@ -11,24 +11,36 @@
 #include "paystream/log.h"
 #include "paystream/util.h"
 
+/* Operators' routes (admin set) go to the admin listener when there is
+ * one; the others face the internet. */
 static const route_t routes[] = {
-    {"POST", "/webhooks/stripe", handle_stripe_webhook},
-    {"POST", "/webhooks/stripe/connect", handle_stripe_connect_webhook},
-    {"GET", "/health", handle_health},
-    {"GET", "/ready", handle_ready},
-    {"GET", "/metrics", handle_metrics},
-    {"*", "/api/", handle_api},
-    {"*", "/billing/", handle_api},
+    {"POST", "/webhooks/stripe", handle_stripe_webhook, 0},
+    {"POST", "/webhooks/stripe/connect", handle_stripe_connect_webhook, 0},
+    {"GET", "/health", handle_health, 1},
+    {"GET", "/ready", handle_ready, 1},
+    {"GET", "/metrics", handle_metrics, 1},
+    {"*", "/api/", handle_api, 0},
+    {"*", "/billing/", handle_api, 0},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
-/* Finds the route for method and path; *path_known tells a wrong method
- * (405) from an unknown path (404). A route of method "*" takes every
- * method and every path under its own (the API routes further itself). */
-static const route_t *route_find(const char *method, const char *path, int *path_known)
+/* Whether listener serves route r. */
+static int serves(listener_t listener, const route_t *r)
+{
+    return listener == LISTEN_ALL || (listener == LISTEN_ADMIN) == r->admin;
+}
+
+/* Finds the route of listener for method and path; *path_known tells a
+ * wrong method (405) from an unknown path (404). A route of method "*"
+ * takes every method and every path under its own (the API routes further
+ * itself). */
+static const route_t *route_find(listener_t listener, const char *method, const char *path,
+                                 int *path_known)
 {
     *path_known = 0;
     for (size_t i = 0; i < NROUTES; i++) {
+        if (!serves(listener, &routes[i]))
+            continue;
         if (routes[i].method[0] == '*' &&
             strncmp(routes[i].path, path, strlen(routes[i].path)) == 0)
             return &routes[i];
@@ -72,6 +84,21 @@ void http_respond_error(request_t *req, unsigned status, const char *type, const
 const char *http_header(request_t *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+void http_client_address(request_t *req, char *out, size_t outlen)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    out[0] = '\0';
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    if (ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, out,
+                  (socklen_t)outlen);
+    else if (ci->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, out,
+                  (socklen_t)outlen);
 }
 
 void http_add_header(request_t *req, const char *name, const char *value)
@@ -179,7 +206,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size, void **con_cls)
 {
-    (void)cls;
     (void)version;
     request_t *req = *con_cls;
     if (req == NULL) {
@@ -188,7 +214,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         *con_cls = req;
         int path_known;
-        req->route = route_find(method, url, &path_known);
+        req->route = route_find(*(const listener_t *)cls, method, url, &path_known);
         if (req->route == NULL) {
             if (path_known)
                 http_respond_error(req, 405, "invalid_request_error", "method_not_allowed",
@@ -248,16 +274,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-struct MHD_Daemon *http_start(const char *addr, int port, int threads, char *err, size_t errlen)
+struct MHD_Daemon *http_start(const char *addr, int port, int threads, listener_t listener,
+                              char *err, size_t errlen)
 {
+    static const listener_t kinds[] = {LISTEN_ALL, LISTEN_PUBLIC, LISTEN_ADMIN};
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
-        snprintf(err, errlen, "PAYSTREAM_HTTP_ADDR=\"%s\" is not an IPv4 address", addr);
+        snprintf(err, errlen, "\"%s\" is not an IPv4 address", addr);
         return NULL;
     }
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
-        (uint16_t)port, NULL, NULL, on_request, NULL,
+        (uint16_t)port, NULL, NULL, on_request, (void *)&kinds[listener],
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,

@@ -15,13 +15,18 @@
 typedef struct request request_t;
 typedef void (*handler_fn)(request_t *req);
 
-/* A route: method and exact path, its handler, and the label its requests
- * are counted under in the metrics. */
+/* A route: method and exact path (its label in the metrics), its handler,
+ * and whether it is for operators (health, readiness, metrics). */
 typedef struct {
     const char *method;
     const char *path;
     handler_fn handler;
+    int admin;
 } route_t;
+
+/* What a listener serves: everything, or (with PAYSTREAM_ADMIN_PORT set)
+ * webhooks and the API on one and the operators' routes on the other. */
+typedef enum { LISTEN_ALL, LISTEN_PUBLIC, LISTEN_ADMIN } listener_t;
 
 #define HTTP_MAX_HEADERS 3
 
@@ -65,15 +70,18 @@ typedef struct {
     size_t max_body;
     const char *pg_dsn;
     int max_wait_ms; /* longest Prefer: wait honoured */
-    int stripe_gateway; /* STRIPE_SECRET_KEY is set (for GET /health) */
+    int livemode; /* the Stripe account's mode (for GET /health) */
     ps_billing_t billing;
     ps_metric_t *requests, *verify_failures, *publish_latency, *publish_failures;
+    ps_metric_t *auth_failures, *key_lookups;
 } intake_t;
 
 extern intake_t intake;
 
-/* http.c: starts the server on addr:port with threads polling threads. */
-struct MHD_Daemon *http_start(const char *addr, int port, int threads, char *err, size_t errlen);
+/* http.c: starts a server for listener's routes on addr:port with threads
+ * polling threads. Returns it, or NULL with err saying why. */
+struct MHD_Daemon *http_start(const char *addr, int port, int threads, listener_t listener,
+                              char *err, size_t errlen);
 
 /* Answers req with status and a JSON body (copied). */
 void http_respond_json(request_t *req, unsigned status, const char *json);
@@ -84,6 +92,9 @@ void http_respond_error(request_t *req, unsigned status, const char *type, const
 
 /* The value of request header name, or NULL. Owned by the server. */
 const char *http_header(request_t *req, const char *name);
+
+/* The client's address as text ("203.0.113.7"), "" when unknown. */
+void http_client_address(request_t *req, char *out, size_t outlen);
 
 /* Adds a header to req's answer (Location, Retry-After, ...); set it before
  * answering, from the thread that answers. */

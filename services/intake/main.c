@@ -19,6 +19,11 @@ static const ps_cfg_var_t config[] = {
     {"PAYSTREAM_HTTP_ADDR", PS_CFG_STRING, "127.0.0.1", 0, 0, "IPv4 address to listen on"},
     {"PAYSTREAM_HTTP_PORT", PS_CFG_INT, "8080", 1, 65535, "TCP port to listen on"},
     {"PAYSTREAM_HTTP_THREADS", PS_CFG_INT, "2", 1, 64, "HTTP worker threads (one per core)"},
+    {"PAYSTREAM_ADMIN_ADDR", PS_CFG_STRING, "127.0.0.1", 0, 0,
+     "IPv4 address of the operators' listener (see PAYSTREAM_ADMIN_PORT)"},
+    {"PAYSTREAM_ADMIN_PORT", PS_CFG_INT, "0", 0, 65535,
+     "serve /health, /ready and /metrics on this port only, not with the webhooks and the "
+     "API; 0 serves everything on PAYSTREAM_HTTP_PORT"},
     {"PAYSTREAM_MAX_BODY_BYTES", PS_CFG_INT, "1048576", 1024, 67108864,
      "largest request body accepted; larger ones get 413"},
     {"PAYSTREAM_PUBLISH_TIMEOUT_MS", PS_CFG_INT, "5000", 100, 300000,
@@ -41,9 +46,12 @@ static const ps_cfg_var_t config[] = {
      "API writes per second per actor (token bucket refill); 0 turns the limit off"},
     {"PAYSTREAM_RATE_LIMIT_BURST", PS_CFG_INT, "100", 1, 1000000,
      "API writes an actor may make at once (token bucket size)"},
+    {"PAYSTREAM_AUTH_FAILURES_PER_S", PS_CFG_INT, "1", 1, 1000000,
+     "failed authentications per second per client address (refill); over it, 429"},
+    {"PAYSTREAM_AUTH_FAILURE_BURST", PS_CFG_INT, "20", 1, 1000000,
+     "failed authentications a client address may make at once"},
     PS_CFG_BILLING,
-    {"STRIPE_SECRET_KEY", PS_CFG_SECRET, "", 0, 0,
-     "only whether it is set is used here: GET /health reports the Stripe gateway"},
+    PS_CFG_STRIPE_MODE,
 };
 #define NCONFIG (sizeof(config) / sizeof(config[0]))
 
@@ -83,9 +91,44 @@ static void register_metrics(void)
                                                "webhooks rejected by signature checks");
     intake.publish_failures = ps_metric_counter("paystream_publish_failures_total",
                                                 "messages Kafka did not acknowledge");
+    intake.auth_failures = ps_metric_counter("paystream_auth_failures_total",
+                                             "API requests whose credentials were refused");
+    intake.key_lookups = ps_metric_counter("paystream_api_key_lookups_total",
+                                           "API keys looked up in PostgreSQL (not cached)");
     intake.publish_latency = ps_metric_histogram(
         "paystream_publish_latency_seconds", "time from produce to Kafka acknowledgement",
         latency_bounds, sizeof(latency_bounds) / sizeof(latency_bounds[0]));
+}
+
+/* Starts the listener of webhooks and the API and, when PAYSTREAM_ADMIN_PORT
+ * is set, the operators' own. Returns 0, or 1 with err saying why. */
+static int start_listeners(struct MHD_Daemon **http, struct MHD_Daemon **admin, char *err,
+                           size_t errlen)
+{
+    char why[256];
+    int admin_port = (int)ps_config_int("PAYSTREAM_ADMIN_PORT");
+    int threads = (int)ps_config_int("PAYSTREAM_HTTP_THREADS");
+    const char *addr = ps_config_str("PAYSTREAM_HTTP_ADDR");
+    *http = http_start(addr, (int)ps_config_int("PAYSTREAM_HTTP_PORT"), threads,
+                       admin_port ? LISTEN_PUBLIC : LISTEN_ALL, why, sizeof(why));
+    if (*http == NULL) {
+        snprintf(err, errlen, "PAYSTREAM_HTTP_ADDR/_PORT: %s", why);
+        return 1;
+    }
+    ps_log_info("intake listening", "addr", addr, "port", ps_config_str("PAYSTREAM_HTTP_PORT"),
+                "serves", admin_port ? "webhooks, api" : "everything", "version", PS_VERSION,
+                NULL);
+    if (admin_port == 0)
+        return 0;
+    *admin = http_start(ps_config_str("PAYSTREAM_ADMIN_ADDR"), admin_port, 1, LISTEN_ADMIN, why,
+                        sizeof(why));
+    if (*admin == NULL) {
+        snprintf(err, errlen, "PAYSTREAM_ADMIN_ADDR/_PORT: %s", why);
+        return 1;
+    }
+    ps_log_info("intake listening", "addr", ps_config_str("PAYSTREAM_ADMIN_ADDR"), "port",
+                ps_config_str("PAYSTREAM_ADMIN_PORT"), "serves", "health, ready, metrics", NULL);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -112,7 +155,10 @@ int main(int argc, char **argv)
                 err);
         return 2;
     }
-    intake.stripe_gateway = *ps_config_str("STRIPE_SECRET_KEY") != '\0';
+    if ((intake.livemode = ps_config_stripe_livemode(err, sizeof(err))) < 0) {
+        fprintf(stderr, "paystream-intake: %s\n", err);
+        return 2;
+    }
     register_metrics();
     intake.max_body = (size_t)ps_config_int("PAYSTREAM_MAX_BODY_BYTES");
     intake.pg_dsn = ps_config_str("PAYSTREAM_PG_DSN");
@@ -125,8 +171,10 @@ int main(int argc, char **argv)
         return 1;
     }
     intake.max_wait_ms = (int)ps_config_int("PAYSTREAM_API_MAX_WAIT_S") * 1000;
-    ratelimit_init((double)ps_config_int("PAYSTREAM_RATE_LIMIT_PER_S"),
-                   (double)ps_config_int("PAYSTREAM_RATE_LIMIT_BURST"));
+    auth_limits((double)ps_config_int("PAYSTREAM_RATE_LIMIT_PER_S"),
+                (double)ps_config_int("PAYSTREAM_RATE_LIMIT_BURST"),
+                (double)ps_config_int("PAYSTREAM_AUTH_FAILURES_PER_S"),
+                (double)ps_config_int("PAYSTREAM_AUTH_FAILURE_BURST"));
     if (waiter_start(intake.pg_dsn, err, sizeof(err)) < 0 ||
         api_start(intake.pg_dsn, (int)ps_config_int("PAYSTREAM_API_THREADS"), err, sizeof(err)) < 0) {
         ps_log_error("cannot start the API", "detail", err, NULL);
@@ -139,18 +187,11 @@ int main(int argc, char **argv)
     pthread_t poller;
     pthread_create(&poller, NULL, poll_producer, NULL);
     probes_start();
-    struct MHD_Daemon *http = http_start(ps_config_str("PAYSTREAM_HTTP_ADDR"),
-                                         (int)ps_config_int("PAYSTREAM_HTTP_PORT"),
-                                         (int)ps_config_int("PAYSTREAM_HTTP_THREADS"), err,
-                                         sizeof(err));
-    int rc = 0;
-    if (http == NULL) {
+    struct MHD_Daemon *http = NULL, *admin = NULL;
+    int rc = start_listeners(&http, &admin, err, sizeof(err));
+    if (rc != 0) {
         ps_log_error("cannot start the HTTP server", "detail", err, NULL);
         run = 0;
-        rc = 1;
-    } else {
-        ps_log_info("intake listening", "addr", ps_config_str("PAYSTREAM_HTTP_ADDR"), "port",
-                    ps_config_str("PAYSTREAM_HTTP_PORT"), "version", PS_VERSION, NULL);
     }
     while (run)
         ps_sleep_ms(200);
@@ -166,8 +207,11 @@ int main(int argc, char **argv)
     waiter_stop();
     if (http)
         MHD_stop_daemon(http);
+    if (admin)
+        MHD_stop_daemon(admin);
     rd_kafka_destroy(intake.producer);
     webhooks_free();
+    auth_free();
     ps_log_info("intake stopped", NULL);
     return rc;
 }

@@ -13,7 +13,6 @@
 #define QUANTITY_MAX 100000
 #define ADDRESS_BYTES_MAX 4096
 #define METADATA_BYTES_MAX 8192
-#define NAME_BYTES_MAX 200
 #define EXPIRES_IN_MAX (30 * 24 * 3600) /* an unpaid order lapses within 30 days at most */
 
 static const char *const order_statuses[] = {"pending", "paid", "processing", "shipped",
@@ -46,7 +45,7 @@ static json_t *items_params(api_call_t *call, json_t *items, const char *currenc
         }
         if (check_fields(call, item, where, fields) < 0 ||
             field_string(call, item, where, "product_id", 1, 64, &product_id) < 0 ||
-            field_string(call, item, where, "name", 0, 200, &name) < 0 ||
+            field_name(call, item, where, "name", &name) < 0 ||
             field_int(call, item, where, "quantity", 1, QUANTITY_MAX, &quantity) < 0 ||
             field_amount(call, item, where, "unit_price", currency, 0, &unit_price) < 0)
             goto bad;
@@ -94,7 +93,7 @@ static int customer_params(api_call_t *call, json_t *body, json_t *params)
     const char *email, *name;
     int64_t expires_in;
     if (field_email(call, body, "", "email", 0, &email) < 0 ||
-        field_string(call, body, "", "customer_name", 0, NAME_BYTES_MAX, &name) < 0)
+        field_name(call, body, "", "customer_name", &name) < 0)
         return -1;
     if (email)
         json_object_set_new(params, "email", json_string(email));

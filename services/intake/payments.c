@@ -64,13 +64,14 @@ void transactions_get(api_call_t *call)
 }
 
 /* Refuses a payment on behalf of a connected account that cannot take it,
- * with the worker's own rule (ps_account_refusal), which it applies again
- * to the command. Returns 0, or -1 after answering. */
+ * or that the caller is neither an admin of nor linked to, with the
+ * worker's own rule (ps_account_refusal), which it applies again to the
+ * command. Returns 0, or -1 after answering. */
 static int account_can_charge(api_call_t *call, const char *account)
 {
     ps_pg_err_t err;
-    const char *params[] = {account};
-    PGresult *res = ps_pg_exec_prepared(call->pg, "account_refusal", 1, params, &err);
+    const char *params[] = {account, call->actor.id, call->actor.admin ? "true" : "false"};
+    PGresult *res = ps_pg_exec_prepared(call->pg, "account_refusal", 3, params, &err);
     int rc = -1;
     if (res == NULL) {
         api_db_error(call, &err);

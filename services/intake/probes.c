@@ -13,10 +13,10 @@
 
 void handle_health(request_t *req)
 {
-    json_t *body = json_pack("{s:s, s:s, s:s, s:{s:b, s:b}, s:{s:b}}", "status", "ok", "service",
+    json_t *body = json_pack("{s:s, s:s, s:s, s:{s:b, s:b}, s:s}", "status", "ok", "service",
                              "paystream-intake", "version", PS_VERSION, "webhooks", "stripe",
                              webhooks_enabled(0), "stripe_connect", webhooks_enabled(1),
-                             "gateways", "stripe", intake.stripe_gateway);
+                             "stripe_mode", intake.livemode ? "live" : "test");
     char *text = json_dumps(body, JSON_COMPACT);
     http_respond_json(req, 200, text);
     free(text);

@@ -83,6 +83,18 @@ int field_string(api_call_t *call, json_t *obj, const char *where, const char *n
     return 0;
 }
 
+int field_name(api_call_t *call, json_t *obj, const char *where, const char *name,
+               const char **out)
+{
+    if (field_string(call, obj, where, name, 0, API_NAME_MAX, out) < 0)
+        return -1;
+    for (const char *c = *out; c && *c; c++) {
+        if ((unsigned char)*c < ' ' || *c == 0x7f)
+            return invalid(call, where, name, "must not hold line breaks or control characters");
+    }
+    return 0;
+}
+
 int field_email(api_call_t *call, json_t *obj, const char *where, const char *name,
                 int required, const char **out)
 {

@@ -1,5 +1,6 @@
 /* Email over SMTP with libcurl: a multipart/alternative message, text and
- * HTML, sent to one recipient. */
+ * HTML, sent to one recipient. The MIME boundary is random for every
+ * message, so nothing a customer writes can guess it and close a part. */
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -30,8 +31,22 @@ static void add_crlf(char **out, size_t *len, const char *s)
     p[*len] = '\0';
 }
 
+/* A fresh random boundary that occurs in neither part. */
+static void new_boundary(const email_t *e, char out[48])
+{
+    do {
+        unsigned char bytes[16];
+        char hex[33];
+        ps_random_bytes(bytes, sizeof(bytes));
+        ps_hex_encode(bytes, sizeof(bytes), hex);
+        snprintf(out, 48, "=_ps_%s", hex);
+    } while (strstr(e->text, out) || strstr(e->html, out));
+}
+
 char *mail_compose(const smtp_t *smtp, const char *to, const email_t *e, long long id)
 {
+    char boundary[48];
+    new_boundary(e, boundary);
     /* The subject as an RFC 2047 encoded word, whatever it holds. */
     size_t slen = strlen(e->subject);
     unsigned char *b64 = ps_xmalloc(4 * ((slen + 2) / 3) + 1);
@@ -45,16 +60,16 @@ char *mail_compose(const smtp_t *smtp, const char *to, const email_t *e, long lo
     snprintf(head, hlen,
              "Date: %s\nFrom: %s\nTo: %s\nSubject: =?UTF-8?B?%s?=\n"
              "Message-ID: <notification-%lld@paystream>\nMIME-Version: 1.0\n"
-             "Content-Type: multipart/alternative; boundary=\"=_paystream_%lld\"\n\n"
-             "--=_paystream_%lld\nContent-Type: text/plain; charset=UTF-8\n"
+             "Content-Type: multipart/alternative; boundary=\"%s\"\n\n"
+             "--%s\nContent-Type: text/plain; charset=UTF-8\n"
              "Content-Transfer-Encoding: 8bit\n\n",
-             date, smtp->from, to, b64, id, id, id);
+             date, smtp->from, to, b64, id, boundary, boundary);
     char part[256];
     snprintf(part, sizeof(part),
-             "\n--=_paystream_%lld\nContent-Type: text/html; charset=UTF-8\n"
-             "Content-Transfer-Encoding: 8bit\n\n", id);
+             "\n--%s\nContent-Type: text/html; charset=UTF-8\n"
+             "Content-Transfer-Encoding: 8bit\n\n", boundary);
     char end[64];
-    snprintf(end, sizeof(end), "\n--=_paystream_%lld--\n", id);
+    snprintf(end, sizeof(end), "\n--%s--\n", boundary);
     char *msg = NULL;
     size_t len = 0;
     add_crlf(&msg, &len, head);
@@ -65,6 +80,20 @@ char *mail_compose(const smtp_t *smtp, const char *to, const email_t *e, long lo
     free(head);
     free(b64);
     return msg;
+}
+
+int smtp_check(const smtp_t *smtp, int allow_plaintext_auth, char *err, size_t errlen)
+{
+    int clear = strncmp(smtp->url, "smtp://", 7) == 0 && !smtp->starttls;
+    if (smtp->user && *smtp->user && clear && !allow_plaintext_auth) {
+        snprintf(err, errlen,
+                 "PAYSTREAM_SMTP_USER is set but %s is a clear-text connection: the password "
+                 "would cross the network readable; set PAYSTREAM_SMTP_STARTTLS=true or use "
+                 "smtps://, or PAYSTREAM_SMTP_ALLOW_PLAINTEXT_AUTH=true for a relay on a "
+                 "trusted network", smtp->url);
+        return -1;
+    }
+    return 0;
 }
 
 typedef struct {

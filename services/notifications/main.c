@@ -31,6 +31,9 @@ static const ps_cfg_var_t config[] = {
     {"PAYSTREAM_SMTP_PASSWORD", PS_CFG_SECRET, "", 0, 0, "SMTP password"},
     {"PAYSTREAM_SMTP_STARTTLS", PS_CFG_BOOL, "false", 0, 0,
      "require STARTTLS on an smtp:// URL (refuse to send in clear text)"},
+    {"PAYSTREAM_SMTP_ALLOW_PLAINTEXT_AUTH", PS_CFG_BOOL, "false", 0, 0,
+     "let the SMTP user and password go over a clear-text smtp:// connection (a relay on a "
+     "trusted network); otherwise that setting is refused at start"},
     {"PAYSTREAM_SMTP_FROM", PS_CFG_STRING, "paystream@localhost", 0, 0,
      "sender address of every email"},
     {"PAYSTREAM_NOTIFY_ADMINS", PS_CFG_STRING, "", 0, 0,
@@ -112,9 +115,13 @@ int main(int argc, char **argv)
                              config, NCONFIG, &run);
     if (rc >= 0)
         return rc;
+    sender_config_t sc;
     templates_t *templates = templates_load(ps_config_str("PAYSTREAM_TEMPLATE_DIR"), err,
                                             sizeof(err));
-    if (templates == NULL || make_plan_sql(err, sizeof(err)) < 0) {
+    sender_config(&sc, templates);
+    if (templates == NULL || make_plan_sql(err, sizeof(err)) < 0 ||
+        smtp_check(&sc.smtp, ps_config_bool("PAYSTREAM_SMTP_ALLOW_PLAINTEXT_AUTH"), err,
+                   sizeof(err)) < 0) {
         fprintf(stderr, "paystream-notifications: %s\n", err);
         templates_free(templates);
         return 2;
@@ -127,8 +134,6 @@ int main(int argc, char **argv)
         templates_free(templates);
         return 1;
     }
-    sender_config_t sc;
-    sender_config(&sc, templates);
     if (senders_start(&sc, err, sizeof(err)) < 0) {
         ps_log_error("cannot start the senders", "detail", err, NULL);
         ps_worker_close(&w);

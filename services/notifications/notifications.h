@@ -42,8 +42,12 @@ typedef struct {
 } smtp_t;
 
 /* The whole message (headers and a multipart/alternative body, CRLF
- * lines), its Message-ID made from id. Free it. */
+ * lines), its Message-ID made from id, its boundary random. Free it. */
 char *mail_compose(const smtp_t *smtp, const char *to, const email_t *e, long long id);
+/* Whether the settings may be used: a user and password over a clear-text
+ * smtp:// connection (no STARTTLS) only when allow_plaintext_auth. Returns
+ * 0, or -1 with why in err. */
+int smtp_check(const smtp_t *smtp, int allow_plaintext_auth, char *err, size_t errlen);
 /* Sends msg to to. Returns 0, or -1 with why in err. */
 int mail_send(const smtp_t *smtp, const char *to, const char *msg, char *err, size_t errlen);
 

@@ -129,6 +129,24 @@ char *html_escape(const char *s)
     return buf_take(&b);
 }
 
+/* s with every run of CR and LF made one space: a value of an event must
+ * not start a new line in the text part, where a line could open a MIME
+ * part or header of its own. Free it. */
+static char *one_line(const char *s)
+{
+    buf_t b = {0};
+    while (*s) {
+        size_t n = strcspn(s, "\r\n");
+        buf_add(&b, s, n);
+        s += n;
+        if (*s) {
+            buf_add(&b, " ", 1);
+            s += strspn(s, "\r\n");
+        }
+    }
+    return buf_take(&b);
+}
+
 static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
@@ -152,11 +170,12 @@ static void add_value(json_t *values, const char *prefix, const char *key, json_
     char name[128], text[64];
     snprintf(name, sizeof(name), "%s%s", prefix, key);
     if (json_is_string(v)) {
-        const char *s = json_string_value(v);
+        char *s = one_line(json_string_value(v));
         /* A link goes in an href: only http(s). */
         if (!ends_with(name, "_url") || strncmp(s, "https://", 8) == 0 ||
             strncmp(s, "http://", 7) == 0)
             json_object_set_new(values, name, json_string(s));
+        free(s);
     } else if (json_is_integer(v)) {
         json_int_t n = json_integer_value(v);
         snprintf(text, sizeof(text), "%lld", (long long)n);
@@ -196,11 +215,13 @@ static void add_items(json_t *values, json_t *items, const char *currency)
         json_int_t qty = json_integer_value(json_object_get(item, "quantity"));
         json_int_t unit = json_integer_value(json_object_get(item, "unit_price_minor"));
         char *money = money_text(qty * unit, currency);
+        char *label = one_line(name ? name : sku ? sku : "");
         char line[512];
-        snprintf(line, sizeof(line), "- %lld x %s  %s\n", (long long)qty, name ? name : sku ? sku : "",
+        snprintf(line, sizeof(line), "- %lld x %s  %s\n", (long long)qty, label,
                  money ? money : "");
         buf_str(&text, line);
-        char *shown = html_escape(name ? name : sku ? sku : "");
+        char *shown = html_escape(label);
+        free(label);
         snprintf(line, sizeof(line), "<tr><td>%lld</td><td>", (long long)qty);
         buf_str(&html, line);
         buf_str(&html, shown);
@@ -223,11 +244,13 @@ static void add_short(json_t *values, json_t *shortage)
     size_t i;
     json_t *s;
     json_array_foreach(shortage, i, s) {
-        const char *sku = json_string_value(json_object_get(s, "sku"));
+        char *sku = one_line(json_string_value(json_object_get(s, "sku")) ?
+                             json_string_value(json_object_get(s, "sku")) : "");
         char line[256];
-        snprintf(line, sizeof(line), "%s: %lld asked, %lld left", sku ? sku : "",
+        snprintf(line, sizeof(line), "%s: %lld asked, %lld left", sku,
                  (long long)json_integer_value(json_object_get(s, "requested")),
                  (long long)json_integer_value(json_object_get(s, "available")));
+        free(sku);
         buf_str(&text, "- ");
         buf_str(&text, line);
         buf_str(&text, "\n");
@@ -297,11 +320,10 @@ int render_email(const templates_t *t, const char *name, json_t *values, email_t
     for (size_t i = 0; i < NNAMES; i++) {
         if (strcmp(names[i], name) != 0)
             continue;
-        out->subject = fill(t->subject[i], values, 0);
-        /* One header line: no value may break it. */
-        for (char *c = out->subject; *c; c++)
-            if (*c == '\r' || *c == '\n')
-                *c = ' ';
+        /* One header line, whatever the template holds. */
+        char *subject = fill(t->subject[i], values, 0);
+        out->subject = one_line(subject);
+        free(subject);
         out->text = fill(t->text[i], values, 0);
         out->html = fill(t->html[i], values, 1);
         return 0;

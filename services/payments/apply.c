@@ -10,7 +10,8 @@
 #include "paystream/kafka.h"
 
 const ps_pg_stmt_t payments_statements[] = {
-    {"apply_stripe_events", "SELECT ord, event_id, outcome FROM ps_apply_stripe_events($1::jsonb)", 1},
+    {"apply_stripe_events",
+     "SELECT ord, event_id, outcome, note::text FROM ps_apply_stripe_events($1::jsonb)", 1},
     {"apply_commands", "SELECT ord, command_id, outcome FROM ps_apply_commands($1::jsonb)", 1},
     {"apply_usage", "SELECT ord, record_id, outcome FROM ps_apply_usage($1::jsonb)", 1},
     {"gateway_begin", "SELECT call::text, duplicate FROM ps_gateway_begin($1::jsonb)", 1},
@@ -29,10 +30,10 @@ typedef struct {
     size_t n;
 } group_t;
 
-/* Whether a message of the Connect topic is a payment's event (of a
- * payment made on behalf of a connected account). The rest, and what is not
- * an event at all, are the connect-accounts worker's to apply or
- * dead-letter. */
+/* Whether a message of the Connect topic states payment facts (about a
+ * payment made on behalf of a connected account, if it is one). The rest,
+ * and what is not an event at all, are the connect-accounts worker's to
+ * apply, audit or dead-letter. */
 static int for_payments(ps_batch_msg_t *m)
 {
     rd_kafka_headers_t *hdrs = NULL;
@@ -40,7 +41,7 @@ static int for_payments(ps_batch_msg_t *m)
     char err[64];
     rd_kafka_message_headers(m->msg, &hdrs);
     return ps_envelope_from_headers(hdrs, &env, err, sizeof(err)) == 0 &&
-           stripe_event_handled(env.type);
+           stripe_event_handled(env.type, 1);
 }
 
 int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
@@ -63,10 +64,12 @@ int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t 
         } else if (strcmp(topic, PS_TOPIC_COMMANDS_USAGE) == 0) {
             g = &groups[2];
             usage_prepare(&ecs[i]);
-        } else if (strcmp(topic, PS_TOPIC_STRIPE_CONNECT_EVENTS) == 0 && !for_payments(&ecs[i])) {
-            continue;
+        } else if (strcmp(topic, PS_TOPIC_STRIPE_CONNECT_EVENTS) != 0) {
+            stripe_event_prepare(&ecs[i], 0);
+        } else if (for_payments(&ecs[i])) {
+            stripe_event_prepare(&ecs[i], 1);
         } else {
-            stripe_event_prepare(&ecs[i]);
+            continue;
         }
         if (!ecs[i].bad) {
             g->ms[g->n++] = &ecs[i];

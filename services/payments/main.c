@@ -27,6 +27,7 @@ static const ps_cfg_var_t config[] = {
      "base URL of Stripe's API (a local stand-in in tests)"},
     {"STRIPE_TIMEOUT_MS", PS_CFG_INT, "30000", 1000, 600000,
      "longest wait for one answer of Stripe's API before asking again"},
+    PS_CFG_STRIPE_MODE,
     PS_CFG_BILLING,
     {"PAYSTREAM_INVOICE_THRESHOLD", PS_CFG_STRING, "3000.00", 0, 0,
      "open balance (decimal, billing currency) at which a customer is invoiced; 0 turns it off"},
@@ -58,10 +59,12 @@ int main(int argc, char **argv)
                              config, NCONFIG, &run);
     if (rc >= 0)
         return rc;
-    if (usage_init(err, sizeof(err)) < 0) {
+    int livemode = ps_config_stripe_livemode(err, sizeof(err));
+    if (livemode < 0 || usage_init(err, sizeof(err)) < 0) {
         fprintf(stderr, "paystream-payments: %s\n", err);
         return 2;
     }
+    stripe_events_init(livemode);
     gateway_init(); /* first: libcurl's global set-up wants no other threads yet */
     /* Connect events too: a payment made on behalf of a connected account
      * (Stripe-Account) is reported to the Connect endpoint. */
@@ -82,7 +85,8 @@ int main(int argc, char **argv)
         meter_reporter_start(ps_config_str("PAYSTREAM_PG_DSN"), err, sizeof(err)) < 0)
         ps_log_error("usage will not be reported to Stripe", "detail", err, NULL);
     ps_log_info("payments worker started", "group", ps_config_str("PAYSTREAM_PAYMENTS_GROUP"),
-                "gateway", gateway_for(0), "version", PS_VERSION, NULL);
+                "gateway", gateway_for(0), "stripe_mode", livemode ? "live" : "test",
+                "version", PS_VERSION, NULL);
     rc = ps_worker_consume(&w, (size_t)ps_config_int("PAYSTREAM_BATCH_MAX"), apply_batch,
                                &run);
     meter_reporter_stop();

@@ -16,12 +16,19 @@
 extern const ps_pg_stmt_t payments_statements[];
 extern const size_t payments_nstatements;
 
-/* stripe_events.c: fills ec->json from ec->msg (which must be set), or sets
- * ec->bad with the reason when the message is not an applicable event. */
-void stripe_event_prepare(ps_batch_msg_t *ec);
+/* stripe_events.c: the mode of the system's Stripe account (1 live, 0
+ * test); events of the other mode are recorded and change nothing. */
+void stripe_events_init(int livemode);
 
-/* stripe_events.c: whether events of type change payments or billing. */
-int stripe_event_handled(const char *type);
+/* stripe_events.c: fills ec->json from ec->msg (which must be set), or sets
+ * ec->bad with the reason when the message is not an applicable event.
+ * connect: it came to the Connect endpoint. */
+void stripe_event_prepare(ps_batch_msg_t *ec, int connect);
+
+/* stripe_events.c: whether events of type change payments or billing;
+ * from the Connect endpoint (connect set), only payment facts do: a
+ * connected account's checkouts, subscriptions and invoices are its own. */
+int stripe_event_handled(const char *type, int connect);
 
 /* commands.c: the same for an API command (for ps_apply_commands). */
 void command_prepare(ps_batch_msg_t *ec);

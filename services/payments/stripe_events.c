@@ -16,7 +16,7 @@
 /* The facts an event states about a payment; NULL or -1 when it says none. */
 typedef struct {
     const char *payment_intent, *intent_status, *gateway_status, *currency;
-    const char *charge_id, *order_id, *payment_id, *customer, *failure_code, *failure_message;
+    const char *charge_id, *payment_id, *customer, *failure_code, *failure_message;
     int64_t amount, captured, refunded;
     json_t *refunds; /* new reference, or NULL */
     json_t *billing; /* {kind, ...} of a billing object; new reference, or NULL */
@@ -37,35 +37,38 @@ static const struct {
     const char *type;
     extract_fn extract;
     const char *status; /* the lifecycle state the event announces */
+    int billing;        /* a billing object of the platform's: never a Connect event's */
 } handlers[] = {
-    {"payment_intent.created", on_payment_intent, "pending"},
-    {"payment_intent.requires_action", on_payment_intent, "pending"},
-    {"payment_intent.processing", on_payment_intent, "processing"},
-    {"payment_intent.succeeded", on_payment_intent, "completed"},
-    {"payment_intent.payment_failed", on_payment_intent, "failed"},
-    {"payment_intent.canceled", on_payment_intent, "cancelled"},
-    {"charge.succeeded", on_charge, "completed"},
-    {"charge.refunded", on_charge, "completed"},
-    {"charge.refund.updated", on_refund, NULL},
-    {"refund.created", on_refund, NULL},
-    {"refund.updated", on_refund, NULL},
-    {"refund.failed", on_refund, NULL},
+    {"payment_intent.created", on_payment_intent, "pending", 0},
+    {"payment_intent.requires_action", on_payment_intent, "pending", 0},
+    {"payment_intent.processing", on_payment_intent, "processing", 0},
+    {"payment_intent.succeeded", on_payment_intent, "completed", 0},
+    {"payment_intent.payment_failed", on_payment_intent, "failed", 0},
+    {"payment_intent.canceled", on_payment_intent, "cancelled", 0},
+    {"charge.succeeded", on_charge, "completed", 0},
+    {"charge.refunded", on_charge, "completed", 0},
+    {"charge.refund.updated", on_refund, NULL, 0},
+    {"refund.created", on_refund, NULL, 0},
+    {"refund.updated", on_refund, NULL, 0},
+    {"refund.failed", on_refund, NULL, 0},
     /* "completed": paid, or awaiting a delayed payment, as payment_status says */
-    {"checkout.session.completed", on_checkout, "completed"},
-    {"checkout.session.async_payment_succeeded", on_checkout, "paid"},
-    {"checkout.session.async_payment_failed", on_checkout, "payment_failed"},
-    {"checkout.session.expired", on_checkout, "expired"},
-    {"customer.subscription.created", on_subscription, NULL},
-    {"customer.subscription.updated", on_subscription, NULL},
-    {"customer.subscription.deleted", on_subscription, "canceled"},
-    {"invoice.created", on_invoice, NULL},
-    {"invoice.finalized", on_invoice, NULL},
-    {"invoice.paid", on_invoice, "paid"},
-    {"invoice.payment_failed", on_invoice, NULL},
-    {"invoice.voided", on_invoice, "void"},
-    {"invoice.marked_uncollectible", on_invoice, "uncollectible"},
+    {"checkout.session.completed", on_checkout, "completed", 1},
+    {"checkout.session.async_payment_succeeded", on_checkout, "paid", 1},
+    {"checkout.session.async_payment_failed", on_checkout, "payment_failed", 1},
+    {"checkout.session.expired", on_checkout, "expired", 1},
+    {"customer.subscription.created", on_subscription, NULL, 1},
+    {"customer.subscription.updated", on_subscription, NULL, 1},
+    {"customer.subscription.deleted", on_subscription, "canceled", 1},
+    {"invoice.created", on_invoice, NULL, 1},
+    {"invoice.finalized", on_invoice, NULL, 1},
+    {"invoice.paid", on_invoice, "paid", 1},
+    {"invoice.payment_failed", on_invoice, NULL, 1},
+    {"invoice.voided", on_invoice, "void", 1},
+    {"invoice.marked_uncollectible", on_invoice, "uncollectible", 1},
 };
 #define NHANDLERS (sizeof(handlers) / sizeof(handlers[0]))
+
+static int system_livemode; /* the mode of this system's Stripe account */
 
 static const char *str_field(json_t *obj, const char *name)
 {
@@ -118,7 +121,6 @@ static int on_payment_intent(json_t *pi, const char *status, facts_t *f, char *e
     f->intent_status = status;
     f->gateway_status = str_field(pi, "status");
     f->customer = str_field(pi, "customer");
-    f->order_id = str_field(json_object_get(pi, "metadata"), "order_id");
     f->payment_id = str_field(json_object_get(pi, "metadata"), "payment_id");
     json_t *lpe = json_object_get(pi, "last_payment_error");
     f->failure_code = str_field(lpe, "decline_code") ? str_field(lpe, "decline_code")
@@ -143,7 +145,7 @@ static int on_payment_intent(json_t *pi, const char *status, facts_t *f, char *e
     return 0;
 }
 
-/* Turns a Stripe refund object into the row ps_apply_stripe_event expects. */
+/* Turns a Stripe refund object into the row ps_apply_refunds expects. */
 static json_t *refund_row(json_t *re, char *err, size_t errlen)
 {
     static const char *const statuses[] = {"pending", "requires_action", "succeeded", "failed",
@@ -349,18 +351,27 @@ static void set_int(json_t *o, const char *key, int64_t n)
         json_object_set_new(o, key, json_integer((json_int_t)n));
 }
 
-/* Writes the event as one element of the batch ps_apply_stripe_batch takes
- * (see 002_*.sql). The payload goes in as received: it parsed as JSON here,
- * so splicing it costs nothing and keeps its bytes. */
-static void fill_json(ps_batch_msg_t *ec, json_t *root, facts_t *f)
+/* Writes the event as one element of the batch ps_apply_stripe_events takes
+ * (see ps_stripe_batch_rows). A Connect event speaks for its account, a
+ * platform event for the platform (no account, whatever its body says);
+ * one of the other mode is refused here, where the mode is known. The
+ * payload goes in as received: it parsed as JSON here, so splicing it costs
+ * nothing and keeps its bytes. */
+static void fill_json(ps_batch_msg_t *ec, json_t *root, facts_t *f, int connect)
 {
     json_t *o = json_object();
     char cur[4];
     set_str(o, "event_id", str_field(root, "id"));
     set_str(o, "type", str_field(root, "type"));
-    set_str(o, "account", str_field(root, "account"));
+    if (connect) {
+        json_object_set_new(o, "connect", json_true());
+        set_str(o, "account", str_field(root, "account"));
+    }
+    int livemode = json_is_true(json_object_get(root, "livemode"));
+    if (livemode != system_livemode)
+        set_str(o, "refusal", "livemode_mismatch");
     set_int(o, "created", (int64_t)json_integer_value(json_object_get(root, "created")));
-    json_object_set_new(o, "livemode", json_boolean(json_is_true(json_object_get(root, "livemode"))));
+    json_object_set_new(o, "livemode", json_boolean(livemode));
     set_str(o, "message_id", ec->env.message_id);
     set_str(o, "payment_intent", f->payment_intent);
     set_str(o, "intent_status", f->intent_status);
@@ -371,7 +382,6 @@ static void fill_json(ps_batch_msg_t *ec, json_t *root, facts_t *f)
     set_int(o, "captured", f->captured);
     set_int(o, "refunded", f->refunded);
     set_str(o, "charge_id", f->charge_id);
-    set_str(o, "order_id", f->order_id);
     set_str(o, "payment_id", f->payment_id);
     set_str(o, "customer", f->customer);
     set_str(o, "failure_code", f->failure_code);
@@ -402,16 +412,21 @@ static void fill_json(ps_batch_msg_t *ec, json_t *root, facts_t *f)
     free(facts);
 }
 
-int stripe_event_handled(const char *type)
+void stripe_events_init(int livemode)
+{
+    system_livemode = livemode;
+}
+
+int stripe_event_handled(const char *type, int connect)
 {
     for (size_t i = 0; i < NHANDLERS; i++) {
         if (strcmp(handlers[i].type, type) == 0)
-            return 1;
+            return !(connect && handlers[i].billing);
     }
     return 0;
 }
 
-void stripe_event_prepare(ps_batch_msg_t *ec)
+void stripe_event_prepare(ps_batch_msg_t *ec, int connect)
 {
     if (ps_batch_msg_envelope(ec) < 0)
         return;
@@ -436,7 +451,7 @@ void stripe_event_prepare(ps_batch_msg_t *ec)
         }
     }
     if (!ec->bad)
-        fill_json(ec, root, &f);
+        fill_json(ec, root, &f, connect);
     json_decref(f.refunds);
     json_decref(f.billing);
     json_decref(f.voucher);

@@ -104,6 +104,15 @@ static ts_http_t pay_on_behalf(const char *user, const char *order, const char *
     return ts_api("POST", "/api/v1/payments", user, WAIT, body);
 }
 
+/* Lets user take payments on behalf of account (paystream-admin accounts link). */
+static void link_account(const char *account, const char *user)
+{
+    int status;
+    free(ts_sh(&status, "'%s/services/admin/paystream-admin' accounts link %s --user %s",
+               getenv("PAYSTREAM_BUILD_DIR"), account, user));
+    cr_assert_eq(status, 0, "accounts link %s --user %s", account, user);
+}
+
 /* A new account, known and able to take charges and payouts. */
 static void ready_account(char *account, size_t len, int64_t at)
 {
@@ -285,6 +294,7 @@ Test(connect, deauthorization_holds_against_late_account_updates_and_refuses_pay
     ready_account(account, sizeof(account), t);
     /* A payment made while the account could take it... */
     ts_unique(user, sizeof(user), "buyer_");
+    link_account(account, user);
     char *before = new_order(user, "15.00");
     ts_http_t r = pay_on_behalf(user, before, "15.00", account);
     cr_assert_eq(r.status, 201, "%s", r.body);
@@ -493,6 +503,7 @@ Test(connect, payments_on_behalf_of_an_account_carry_stripe_account)
     char account[64], user[64], path[160];
     ready_account(account, sizeof(account), time(NULL) - 100);
     ts_unique(user, sizeof(user), "buyer_");
+    link_account(account, user);
     char *order = new_order(user, "30.00");
     ts_http_t r = pay_on_behalf(user, order, "30.00", account);
     cr_assert_eq(r.status, 201, "%s", r.body);
@@ -542,6 +553,7 @@ Test(connect, payments_on_behalf_of_an_account_carry_stripe_account)
     char *o = account_object(waiting, 0, 0, 0, "inactive", "inactive", "[\"individual.dob.day\"]");
     connect_post(evt, "account.updated", waiting, time(NULL) - 10, o, NULL);
     free(applied(evt));
+    link_account(waiting, user);
     char *order2 = new_order(user, "30.00");
     r = pay_on_behalf(user, order2, "30.00", waiting);
     cr_assert_eq(r.status, 409, "%s", r.body);

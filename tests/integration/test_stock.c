@@ -303,19 +303,24 @@ Test(stock, an_order_that_expires_unpaid_releases_its_stock)
 
 Test(stock, an_oxxo_voucher_email_has_the_number_and_link_and_escapes_the_customer_name)
 {
-    char user[64], sku[64], pi[64], evt[64], obj[900];
+    char user[64], sku[64], pi[64], evt[64], obj[900], body[256];
     ts_unique(user, sizeof(user), "oxxo_");
     product(sku, sizeof(sku), 10);
     char *order = order_of(user, sku, 1, "oxxo@example.com", "<img src=x onerror=alert(1)>&co", NULL);
+    /* The payment paystream makes for the order; Stripe's intent for it names
+     * it in metadata.payment_id, as the gateway writes it. */
+    snprintf(body, sizeof(body), "{\"order_id\":\"%s\",\"amount\":\"12.50\",\"currency\":\"eur\"}",
+             order);
+    char *payment = ts_call(user, "POST", "/api/v1/payments", body, 201, "id");
     ts_unique(pi, sizeof(pi), "pi_");
     ts_unique(evt, sizeof(evt), "evt_");
     snprintf(obj, sizeof(obj),
              "{\"id\":\"%s\",\"object\":\"payment_intent\",\"amount\":1250,\"currency\":\"eur\","
-             "\"status\":\"requires_action\",\"metadata\":{\"order_id\":\"%s\"},"
+             "\"status\":\"requires_action\",\"metadata\":{\"payment_id\":\"%s\",\"order_id\":\"%s\"},"
              "\"next_action\":{\"type\":\"oxxo_display_details\",\"oxxo_display_details\":"
              "{\"number\":\"%s0042\",\"expires_after\":1796000000,"
              "\"hosted_voucher_url\":\"https://payments.stripe.com/oxxo/voucher/%s\"}}}",
-             pi, order, pi + 3, pi);
+             pi, payment, order, pi + 3, pi);
     char *event = ts_event(evt, "payment_intent.requires_action", time(NULL), obj);
     ts_http_t r = ts_post_signed("/webhooks/stripe", event, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
     cr_assert_eq(r.status, 200, "%s", r.body);
@@ -334,6 +339,7 @@ Test(stock, an_oxxo_voucher_email_has_the_number_and_link_and_escapes_the_custom
     char *html = strstr(mail, "text/html");
     cr_assert(html && strstr(html, "<img") == NULL, "no markup of the customer in the HTML");
     free(mail);
+    free(payment);
     free(order);
 }
 

@@ -157,18 +157,18 @@ Test(webhooks, unknown_paths_and_methods_are_json_errors)
 
 Test(probes, health_ready_and_metrics)
 {
-    ts_http_t r = ts_http("GET", "/health", NULL, NULL, 0);
+    ts_http_t r = ts_http_admin("/health");
     cr_assert_eq(r.status, 200);
     cr_assert(strstr(r.body, "\"status\":\"ok\"") && strstr(r.body, "\"stripe\":true"), "%s", r.body);
     cr_assert_null(strstr(r.body, "whsec_"), "health must not show secrets");
     ts_http_free(&r);
-    r = ts_http("GET", "/ready", NULL, NULL, 0);
+    r = ts_http_admin("/ready");
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert(strstr(r.body, "\"kafka\":\"ok\"") && strstr(r.body, "\"postgresql\":\"ok\""), "%s", r.body);
     ts_http_free(&r);
     r = ts_post_signed("/webhooks/stripe", "{}", "whsec_wrong", 0);
     ts_http_free(&r);
-    r = ts_http("GET", "/metrics", NULL, NULL, 0);
+    r = ts_http_admin("/metrics");
     cr_assert_eq(r.status, 200);
     cr_assert(strstr(r.body, "paystream_http_requests_total{route=\"/webhooks/stripe\",status=\"400\"}"), "%s", r.body);
     cr_assert(strstr(r.body, "paystream_webhook_verification_failures_total{endpoint=\"stripe\",reason=\"signature_mismatch\"}"), "%s", r.body);
@@ -182,7 +182,28 @@ Test(webhooks, a_body_posted_to_an_unknown_path_is_404_and_the_server_carries_on
     ts_http_t r = ts_http("POST", "/webhooks/nope", NULL, body, strlen(body));
     assert_error(&r, 404, "not_found");
     ts_http_free(&r);
-    r = ts_http("GET", "/health", NULL, NULL, 0);
+    r = ts_http_admin("/health");
     cr_assert_eq(r.status, 200);
+    ts_http_free(&r);
+}
+
+/* The operators' routes are on a listener of their own (PAYSTREAM_ADMIN_PORT),
+ * which serves nothing else; the public one serves webhooks and the API only. */
+Test(probes, only_the_admin_listener_serves_health_readiness_and_metrics)
+{
+    static const char *const admin_paths[] = {"/health", "/ready", "/metrics"};
+    for (size_t i = 0; i < 3; i++) {
+        ts_http_t r = ts_http("GET", admin_paths[i], NULL, NULL, 0);
+        assert_error(&r, 404, "not_found");
+        ts_http_free(&r);
+        r = ts_http_admin(admin_paths[i]);
+        cr_assert_eq(r.status, 200, "%s: %s", admin_paths[i], r.body);
+        ts_http_free(&r);
+    }
+    ts_http_t r = ts_http_admin("/api/v1/orders");
+    cr_assert_eq(r.status, 404, "no API on the admin listener: %s", r.body);
+    ts_http_free(&r);
+    r = ts_http_admin("/webhooks/stripe");
+    cr_assert_eq(r.status, 404, "no webhooks on the admin listener: %s", r.body);
     ts_http_free(&r);
 }

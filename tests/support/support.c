@@ -50,13 +50,17 @@ static size_t collect_header(char *data, size_t size, size_t n, void *userp)
     return append(&((ts_http_t *)userp)->headers, data, size * n);
 }
 
-ts_http_t ts_http(const char *method, const char *path, const char *const *headers,
-                  const char *body, size_t len)
+/* Sends method base+path from the local address source (NULL: any). */
+static ts_http_t http_at(const char *base, const char *source, const char *method,
+                         const char *path, const char *const *headers, const char *body,
+                         size_t len)
 {
     ts_http_t r = {0, NULL, NULL};
     char url[1024];
-    snprintf(url, sizeof(url), "%s%s", ts_env("PAYSTREAM_INTAKE_URL"), path);
+    snprintf(url, sizeof(url), "%s%s", base, path);
     CURL *c = curl_easy_init();
+    if (source)
+        curl_easy_setopt(c, CURLOPT_INTERFACE, source);
     struct curl_slist *h = curl_slist_append(NULL, "Expect:");
     for (size_t i = 0; headers && headers[i]; i++)
         h = curl_slist_append(h, headers[i]);
@@ -81,6 +85,23 @@ ts_http_t ts_http(const char *method, const char *path, const char *const *heade
     if (r.headers == NULL)
         r.headers = strdup("");
     return r;
+}
+
+ts_http_t ts_http(const char *method, const char *path, const char *const *headers,
+                  const char *body, size_t len)
+{
+    return http_at(ts_env("PAYSTREAM_INTAKE_URL"), NULL, method, path, headers, body, len);
+}
+
+ts_http_t ts_http_from(const char *source, const char *method, const char *path,
+                       const char *const *headers, const char *body, size_t len)
+{
+    return http_at(ts_env("PAYSTREAM_INTAKE_URL"), source, method, path, headers, body, len);
+}
+
+ts_http_t ts_http_admin(const char *path)
+{
+    return http_at(ts_env("PAYSTREAM_ADMIN_URL"), NULL, "GET", path, NULL, NULL, 0);
 }
 
 void ts_http_free(ts_http_t *r)

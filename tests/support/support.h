@@ -28,6 +28,14 @@ ts_http_t ts_http(const char *method, const char *path, const char *const *heade
                   const char *body, size_t len);
 void ts_http_free(ts_http_t *r);
 
+/* The same from local address source ("127.0.0.9": a client of its own, as
+ * the intake counts clients by address). */
+ts_http_t ts_http_from(const char *source, const char *method, const char *path,
+                       const char *const *headers, const char *body, size_t len);
+
+/* GET path of the intake's operators' listener (PAYSTREAM_ADMIN_URL). */
+ts_http_t ts_http_admin(const char *path);
+
 /* The value of response header name (case-insensitive), malloc'd, or NULL. */
 char *ts_header(const ts_http_t *r, const char *name);
 

@@ -2,6 +2,7 @@
  * jsonwebtoken library (tests/vectors/jwt.js), and signing round trips. */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "paystream/jwt.h"
@@ -67,4 +68,32 @@ Test(jwt, refuses_what_is_not_a_token)
     cr_assert_eq(ps_jwt_verify(big, strlen(big), "k", 0, 0, &c), PS_JWT_MALFORMED);
     char small[16];
     cr_assert_eq(ps_jwt_sign("{\"sub\":\"x\",\"exp\":1}", "k", small, sizeof(small)), -1);
+}
+
+/* Claims at the ends of the 64-bit range, with a leeway that would carry
+ * them over (a sanitizer run turns any overflow into a failure). */
+Test(jwt, dates_at_the_ends_of_the_range_compare_without_overflow)
+{
+    ps_jwt_claims_t c;
+    char token[1024];
+    static const struct {
+        const char *payload;
+        int64_t now, leeway;
+        ps_jwt_result_t expect;
+    } cases[] = {
+        {"{\"sub\":\"x\",\"exp\":9223372036854775807}", 1000, 30, PS_JWT_OK},
+        {"{\"sub\":\"x\",\"exp\":9223372036854775807}", INT64_MAX - 1, INT64_MAX, PS_JWT_OK},
+        {"{\"sub\":\"x\",\"exp\":-9223372036854775808}", 1000, -30, PS_JWT_EXPIRED},
+        {"{\"sub\":\"x\",\"exp\":2000,\"nbf\":9223372036854775807}", 1000, 30,
+         PS_JWT_NOT_YET_VALID},
+        {"{\"sub\":\"x\",\"exp\":2000,\"nbf\":-9223372036854775808}", INT64_MIN, 30,
+         PS_JWT_OK},
+        {"{\"sub\":\"x\",\"exp\":2000,\"nbf\":1500}", INT64_MAX - 10, 30, PS_JWT_EXPIRED},
+        {"{\"sub\":\"x\",\"exp\":9.3e18}", 1000, 30, PS_JWT_CLAIMS},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cr_assert_eq(ps_jwt_sign(cases[i].payload, "k", token, sizeof(token)), 0);
+        ps_jwt_result_t r = ps_jwt_verify(token, strlen(token), "k", cases[i].now, cases[i].leeway, &c);
+        cr_expect_eq(r, cases[i].expect, "case %zu: %s", i, ps_jwt_result_code(r));
+    }
 }

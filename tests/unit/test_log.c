@@ -48,10 +48,54 @@ Test(log, masks_card_numbers_but_not_other_digits)
     cr_assert_str_eq(out, "amex [card ...0005]");
 }
 
+Test(log, masks_card_numbers_written_in_groups)
+{
+    static const char *const cases[][2] = {
+        {"card 4242 4242 4242 4242 declined", "card [card ...4242] declined"},
+        {"card 4242-4242-4242-4242.", "card [card ...4242]."},
+        {"amex 3782 822463 10005", "amex [card ...0005]"},
+        {"order 1234 4242 4242 4242 4242", "order 1234 [card ...4242]"},
+        /* Dates, phone numbers and digits in words are no cards. */
+        {"on 2026-12-02 call 555-123-4567", "on 2026-12-02 call 555-123-4567"},
+        {"id ch_4242424242424242 x", "id ch_4242424242424242 x"},
+        {"4242  4242  4242  4242", "4242  4242  4242  4242"},
+    };
+    char out[256];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        redact("detail", cases[i][0], out, sizeof(out));
+        cr_expect_str_eq(out, cases[i][1], "case %zu", i);
+    }
+}
+
+Test(log, masks_api_keys_subscriber_secrets_bearer_tokens_and_jwts)
+{
+    static const char *const cases[][2] = {
+        {"key psk_live_0123456789abcdef_0123456789012345678901234567890123456789 refused",
+         "key psk_[redacted] refused"},
+        {"dev psk_dev_0123456789abcdef_x", "dev psk_[redacted]"},
+        {"subscriber secret pswh_9f8e7d6c5b4a", "subscriber secret pswh_[redacted]"},
+        {"authorization: bearer abc.def", "authorization: bearer [redacted]"},
+        {"BEARER xyz", "BEARER [redacted]"},
+        {"token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_x end",
+         "token=[jwt redacted] end"},
+        {"unsigned eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0. end", "unsigned [jwt redacted] end"},
+        {"not a jwt: keyJabc.def.ghi or eyJonly", "not a jwt: keyJabc.def.ghi or eyJonly"},
+    };
+    char out[256];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        redact("detail", cases[i][0], out, sizeof(out));
+        cr_expect_str_eq(out, cases[i][1], "case %zu", i);
+    }
+}
+
 Test(log, never_overflows_the_output)
 {
     char out[8];
     redact("detail", "a very long value that does not fit", out, sizeof(out));
+    cr_assert_eq(strlen(out), 7);
+    redact("detail", "x sk_live_abcdef", out, sizeof(out));
+    cr_assert_eq(strlen(out), 7);
+    redact("detail", "4242 4242 4242 4242", out, sizeof(out));
     cr_assert_eq(strlen(out), 7);
 }
 

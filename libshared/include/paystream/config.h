@@ -35,6 +35,21 @@ typedef struct {
     {"PAYSTREAM_SCHEMA_DIR", PS_CFG_STRING, PS_DEFAULT_SCHEMA_DIR, 0, 0,              \
      "folder of the SQL migrations applied by --migrate"}
 
+/* The mode of the platform's Stripe account, for the workers that apply
+ * Stripe's events: an event of the other mode is recorded and changes
+ * nothing. Its variable goes in their tables; ps_config_stripe_livemode
+ * reads it. */
+#define PS_CFG_STRIPE_MODE                                                             \
+    {"PAYSTREAM_STRIPE_MODE", PS_CFG_STRING, "", 0, 0,                                \
+     "test or live: the mode of the Stripe account; unset, live for an sk_live_ or "   \
+     "rk_live_ STRIPE_SECRET_KEY, else test (the sandbox is test mode)"}
+
+/* Whether the system runs in Stripe's live mode: PAYSTREAM_STRIPE_MODE, else
+ * the prefix of STRIPE_SECRET_KEY (when the service sees one), else test.
+ * Returns 1 (live) or 0 (test), or -1 with err when the variable is not test
+ * or live or contradicts the key's prefix. */
+int ps_config_stripe_livemode(char *err, size_t errlen);
+
 /* Validates every variable of the table that is set, and that every required
  * one is. Returns 0, or -1 with a message naming the variable, the bad value
  * (never for secrets) and what is expected in err. Keeps the table for the

@@ -33,8 +33,11 @@ void ps_log_kv(ps_log_level_t level, const char *msg, const char *const *kv);
 /* Writes into out (always NUL-terminated) what a log line may show of value
  * under key: "[redacted]" for keys that name secrets (secret, password,
  * token, authorization, api_key, card, signature, ...); otherwise value with
- * Stripe secret keys (sk_, rk_, whsec_ ...) and card-like digit runs (13-19
- * digits passing the Luhn check) masked. Exposed for the tests. */
+ * these masked: Stripe secret keys and webhook secrets (sk_, rk_, whsec_),
+ * paystream's API keys (psk_) and subscribers' signing secrets (pswh_),
+ * bearer tokens (in any case), JWT-shaped tokens, and card numbers (13-19
+ * digits passing the Luhn check, together or in groups separated by spaces
+ * or dashes). Exposed for the tests. */
 void ps_log_redact(const char *key, const char *value, char *out, size_t outlen);
 
 #endif
