@@ -6,11 +6,15 @@
  *                     --events N --connections K [--rate R] [--prefix P]
  *   paystream-loadgen --url ... --orders --token BEARER [--skus K] [--sku-prefix S]
  *                     --events N ...
+ *   paystream-loadgen --url ... --payments FILE --token BEARER ...
  *
  * Each event is payment_intent.succeeded of its own payment intent
  * pi_<P>_<n>, so the payments worker applies every one; with --pay FILE
- * (lines "ORDER_ID TOTAL_MINOR") event n pays the order of line n in full,
- * one event per line. With --orders each request is POST /api/v1/orders
+ * (lines "ORDER_ID PAYMENT_ID TOTAL_MINOR") event n is the intent of the
+ * payment of line n, made through the API for that order: it names the
+ * payment in metadata.payment_id, as the gateway does, and pays it in full.
+ * With --payments FILE (lines "ORDER_ID TOTAL_MINOR") request n is POST
+ * /api/v1/payments for the order of line n (USD). With --orders each request is POST /api/v1/orders
  * (a line of one of K products sku_<n mod K>, and one of sku_gift; S instead
  * of sku_ with --sku-prefix) with
  * Prefer: wait, answered 201 once the worker has applied it. Without --rate every
@@ -40,10 +44,10 @@ enum { RESPONSE_MAX = 8192, REQUEST_MAX = 2048 };
 
 typedef struct {
     const char *host, *secret, *prefix, *token, *sku_prefix;
-    int port, connections, orders;
+    int port, connections, orders, payments;
     long events, skus;
     double rate;
-    char **pay;     /* --pay FILE: "ORDER_ID TOTAL_MINOR" per event */
+    char **pay;     /* --pay or --payments FILE: a line per request */
 } options_t;
 
 typedef struct {
@@ -119,6 +123,26 @@ static int send_order(const run_t *r, int fd, long n)
     return write(fd, req, (size_t)hlen) == hlen ? 0 : -1;
 }
 
+/* Writes payment create n (for the order of line n) as one request. */
+static int send_payment(const run_t *r, int fd, long n)
+{
+    const options_t *o = &r->o;
+    char body[256], req[REQUEST_MAX], order[64];
+    long total;
+    if (sscanf(o->pay[n], "%63s %ld", order, &total) != 2)
+        return -1;
+    int blen = snprintf(body, sizeof(body),
+                        "{\"order_id\":\"%s\",\"amount\":\"%ld.%02ld\",\"currency\":\"usd\"}",
+                        order, total / 100, total % 100);
+    int hlen = snprintf(req, sizeof(req),
+                        "POST /api/v1/payments HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                        "Authorization: Bearer %s\r\nPrefer: wait=10\r\nContent-Length: %d\r\n\r\n%s",
+                        o->host, o->token, blen, body);
+    if (hlen >= (int)sizeof(req))
+        return -1;
+    return write(fd, req, (size_t)hlen) == hlen ? 0 : -1;
+}
+
 /* Writes event n as one request. A request is far below a socket buffer and
  * the connection has nothing else in flight, so one blocking write is whole. */
 static int send_event(const run_t *r, int fd, long n)
@@ -126,12 +150,15 @@ static int send_event(const run_t *r, int fd, long n)
     const options_t *o = &r->o;
     if (o->orders)
         return send_order(r, fd, n);
-    char body[640], sig[PS_SIG_HEADER_MAX], req[REQUEST_MAX], metadata[128] = "";
+    if (o->payments)
+        return send_payment(r, fd, n);
+    char body[640], sig[PS_SIG_HEADER_MAX], req[REQUEST_MAX], metadata[192] = "";
     long amount = 1000 + n % 9000;
-    /* With --pay, event n pays the order of line n in full. */
-    char order[64];
-    if (o->pay && sscanf(o->pay[n], "%63s %ld", order, &amount) == 2)
-        snprintf(metadata, sizeof(metadata), "\"metadata\":{\"order_id\":\"%s\"},", order);
+    /* With --pay, event n pays the payment of line n in full. */
+    char order[64], payment[64];
+    if (o->pay && sscanf(o->pay[n], "%63s %63s %ld", order, payment, &amount) == 3)
+        snprintf(metadata, sizeof(metadata),
+                 "\"metadata\":{\"payment_id\":\"%s\",\"order_id\":\"%s\"},", payment, order);
     int64_t now = time(NULL);
     int blen = snprintf(body, sizeof(body),
                         "{\"id\":\"evt_%s_%ld\",\"object\":\"event\",\"type\":\"payment_intent.succeeded\","
@@ -156,7 +183,7 @@ static void finish(run_t *r, int i, int status)
     c->busy = 0;
     r->nbusy--;
     c->len = 0;
-    if (status == (r->o.orders ? 201 : 200)) {
+    if (status == (r->o.orders || r->o.payments ? 201 : 200)) {
         r->ok++;
         r->latencies_us[r->nlat++] = ps_mono_us() - c->due_us;
     } else {
@@ -329,15 +356,18 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--skus") == 0) r.o.skus = atol(argv[i + 1]);
         else if (strcmp(argv[i], "--sku-prefix") == 0) r.o.sku_prefix = argv[i + 1];
         else if (strcmp(argv[i], "--pay") == 0) pay = argv[i + 1];
+        else if (strcmp(argv[i], "--payments") == 0) pay = argv[i + 1], r.o.payments = 1;
     }
     if (pay && (r.o.pay = read_lines(pay, &r.o.events)) == NULL) {
         fprintf(stderr, "paystream-loadgen: cannot read %s\n", pay);
         return 1;
     }
-    if ((r.o.orders ? r.o.token == NULL : r.o.secret == NULL) || parse_url(url, &r.o) < 0 ||
+    if ((r.o.orders || r.o.payments ? r.o.token == NULL : r.o.secret == NULL) ||
+        parse_url(url, &r.o) < 0 ||
         r.o.events < 1 || r.o.connections < 1 || r.o.skus < 1) {
         fprintf(stderr, "usage: paystream-loadgen --url http://HOST:PORT (--secret S [--pay FILE] | "
-                        "--orders --token T [--skus K] [--sku-prefix S]) [--events N] "
+                        "--orders --token T [--skus K] [--sku-prefix S] | "
+                        "--payments FILE --token T) [--events N] "
                         "[--connections K] [--rate R] [--prefix P]\n");
         return 2;
     }

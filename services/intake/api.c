@@ -187,14 +187,6 @@ int api_checks_state(const api_call_t *call)
     return call->idempotency_key == NULL;
 }
 
-void api_printable(char *dst, const char *src, size_t dstlen)
-{
-    size_t i = 0;
-    for (; src[i] && i + 1 < dstlen; i++)
-        dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
-    dst[i] = '\0';
-}
-
 const char *api_arg(const api_call_t *call, const char *name)
 {
     for (int i = 0; i < call->nargs; i++) {

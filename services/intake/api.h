@@ -86,10 +86,6 @@ void api_list_page(api_call_t *call, const char *stmt, const char *filter, const
  * the command itself has moved the state on. */
 int api_checks_state(const api_call_t *call);
 
-/* Copies src into dst (dstlen bytes, NUL-terminated) with every byte that
- * is not printable ASCII replaced by '?': for names from a request quoted in
- * an error. */
-void api_printable(char *dst, const char *src, size_t dstlen);
 
 /* The value of query argument name, or NULL. */
 const char *api_arg(const api_call_t *call, const char *name);
@@ -193,6 +189,10 @@ publish_t *waiter_publish(waiter_t *w);
 #define API_EMAIL_MAX 254               /* longest email address (RFC 5321 path) */
 #define API_NAME_MAX 200                /* longest name of a person or an item, in bytes */
 
+/* Copies src into dst (dstlen bytes, NUL-terminated) with every byte that
+ * is not printable ASCII replaced by '?': for names from a request quoted in
+ * an error. */
+void api_printable(char *dst, const char *src, size_t dstlen);
 /* The body as a JSON object (duplicate keys refused), or NULL after 400. */
 json_t *body_object(api_call_t *call);
 /* Refuses any member of obj not in allowed (NULL-terminated). */
@@ -243,6 +243,16 @@ void billing_create_payment(api_call_t *call);
 void accounts_get(api_call_t *call);
 /* Whether id is an acct_ id; -1 after answering 400 for param. */
 int account_id_check(api_call_t *call, const char *id, const char *param);
+
+/* order_body.c: the bodies of order writes. Each returns the parameters
+ * of the command (a new reference), or NULL after answering 400. */
+/* The whole body of POST /api/v1/orders. */
+json_t *order_create_params(api_call_t *call, json_t *body);
+/* items (1 to 100 lines), with amounts in minor units of currency. */
+json_t *order_items_params(api_call_t *call, json_t *items, const char *currency);
+/* Copies the optional addresses and metadata of body into params; -1 after
+ * answering 400. */
+int order_details_params(api_call_t *call, json_t *body, json_t *params);
 
 /* orders.c */
 void orders_create(api_call_t *call);

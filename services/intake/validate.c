@@ -21,6 +21,14 @@ static int invalid(api_call_t *call, const char *where, const char *name, const 
     return -1;
 }
 
+void api_printable(char *dst, const char *src, size_t dstlen)
+{
+    size_t i = 0;
+    for (; src[i] && i + 1 < dstlen; i++)
+        dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+    dst[i] = '\0';
+}
+
 json_t *body_object(api_call_t *call)
 {
     const request_t *req = call->req;
@@ -53,8 +61,9 @@ int check_fields(api_call_t *call, json_t *obj, const char *where, const char *c
         while (allowed[i] && strcmp(allowed[i], key) != 0)
             i++;
         if (allowed[i] == NULL) {
-            char shown[48];
-            api_printable(shown, key, sizeof(shown));
+            char shown[48] = "\"\""; /* an empty key, shown as one */
+            if (*key)
+                api_printable(shown, key, sizeof(shown));
             return invalid(call, where, shown, "is not a field of this request");
         }
     }
