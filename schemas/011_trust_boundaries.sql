@@ -296,7 +296,10 @@ BEGIN
         ON CONFLICT (id) DO NOTHING
         RETURNING stripe_events.id
     ), todo AS MATERIALIZED (
-        SELECT pre.* FROM pre JOIN fresh ON fresh.id = pre.event_id
+        -- The events to apply, each with its payment's id: the one it has,
+        -- or the one it is about to get.
+        SELECT pre.*, coalesce(pre.pid, ps_new_id('pay_')) AS pay_id
+        FROM pre JOIN fresh ON fresh.id = pre.event_id
         WHERE pre.payment_intent IS NOT NULL AND pre.refused IS NULL
     ), upd AS (
         -- Payments that exist: every SET expression reads the row as it was.
@@ -340,7 +343,7 @@ BEGIN
         INSERT INTO payments (id, gateway, gateway_payment_id, intent_status, gateway_status,
                               amount_minor, currency, captured_minor, refunded_minor, customer,
                               failure_code, failure_message, last_event_at, version)
-        SELECT ps_new_id('pay_'), 'stripe', t.payment_intent,
+        SELECT t.pay_id, 'stripe', t.payment_intent,
                coalesce(t.intent_status, 'pending'),
                CASE WHEN t.intent_status IS NOT NULL THEN t.gateway_status END,
                CASE WHEN t.intent_status IS NOT NULL THEN coalesce(t.amount, 0) ELSE 0 END,
@@ -351,15 +354,13 @@ BEGIN
                CASE WHEN t.intent_status IS NOT NULL THEN t.at END,
                CASE WHEN t.intent_status IS NOT NULL THEN 1 ELSE 0 END
         FROM todo t WHERE t.pid IS NULL
-        RETURNING payments.id, payments.gateway_payment_id
     ), ledger AS (
+        -- Every event of todo updates its payment or makes it in this
+        -- statement; the foreign key is checked at its end.
         INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
                                   gateway_transaction_id, source_event_id)
-        SELECT pay.id, 'charge', t.captured, t.currency, 'succeeded', t.charge_id, t.event_id
+        SELECT t.pay_id, 'charge', t.captured, t.currency, 'succeeded', t.charge_id, t.event_id
         FROM todo t
-        JOIN (SELECT upd.id, upd.gateway_payment_id FROM upd
-              UNION ALL SELECT ins.id, ins.gateway_payment_id FROM ins) pay
-          ON pay.gateway_payment_id = t.payment_intent
         WHERE t.charge_id IS NOT NULL AND coalesce(t.captured, 0) > 0
         ON CONFLICT (type, gateway_transaction_id) DO NOTHING
     )
