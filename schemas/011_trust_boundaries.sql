@@ -332,7 +332,6 @@ BEGIN
             updated_at = now()
         FROM todo t
         WHERE p.id = t.pid
-          AND p.id = ANY (ARRAY(SELECT todo.pid FROM todo WHERE todo.pid IS NOT NULL))
         -- A lifecycle event that did not move the payment was stale: had it
         -- moved, the row would now carry its time and status.
         RETURNING p.id, p.gateway_payment_id, t.event_id,
