@@ -1,7 +1,5 @@
 #include "paystream/pg.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +147,18 @@ PGresult *ps_pg_exec_prepared(ps_pg_t *pg, const char *name, int nparams,
     return res;
 }
 
+PGresult *ps_pg_query(ps_pg_t *pg, const char *sql, int nparams, const char *const *values,
+                      ps_pg_err_t *err)
+{
+    PGresult *res = PQexecParams(pg->conn, sql, nparams, NULL, values, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+        return res;
+    err_from_result(pg, res, err);
+    PQclear(res);
+    return NULL;
+}
+
 /* Reads results up to and including the pipeline sync. Stores the first
  * error in err (returning -1) and, when results is not NULL, the tuples of
  * call i in results[i]. */
@@ -217,130 +227,4 @@ int ps_pg_batch(ps_pg_t *pg, const ps_pg_call_t *calls, size_t n, PGresult **res
             PQclear(PQexec(pg->conn, "ROLLBACK"));
     }
     return rc;
-}
-
-static int name_compare(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Lists the NNN_*.sql files of dir, sorted. Returns the count (the caller
- * frees each name and the array) or -1. */
-static int list_migrations(const char *dir, char ***names)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return -1;
-    size_t n = 0, cap = 16;
-    char **v = malloc(cap * sizeof(*v));
-    struct dirent *e;
-    while (v && (e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (len < 8 || strcmp(e->d_name + len - 4, ".sql") != 0 ||
-            e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        if (n == cap) {
-            cap *= 2;
-            char **grown = realloc(v, cap * sizeof(*v));
-            if (grown == NULL)
-                break;
-            v = grown;
-        }
-        v[n++] = strdup(e->d_name);
-    }
-    closedir(d);
-    if (v)
-        qsort(v, n, sizeof(*v), name_compare);
-    *names = v;
-    return v ? (int)n : -1;
-}
-
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = size >= 0 ? malloc((size_t)size + 1) : NULL;
-    if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf)
-        buf[size] = '\0';
-    fclose(f);
-    return buf;
-}
-
-/* Applies one migration file unless already recorded; 1 applied, 0 skipped,
- * -1 failed. */
-static int apply_migration(ps_pg_t *pg, const char *dir, const char *name,
-                           char *err, size_t errlen)
-{
-    const char *params[1] = {name};
-    PGresult *res = PQexecParams(pg->conn, "SELECT 1 FROM schema_migrations WHERE name = $1",
-                                 1, NULL, params, NULL, NULL, 0);
-    int done = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0;
-    PQclear(res);
-    if (done)
-        return 0;
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    char *sql = read_file(path);
-    if (sql == NULL) {
-        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-        return -1;
-    }
-    ps_pg_err_t e;
-    int rc = ps_pg_exec(pg, "BEGIN", &e);
-    if (rc == 0 && (rc = ps_pg_exec(pg, sql, &e)) == 0) {
-        res = PQexecParams(pg->conn, "INSERT INTO schema_migrations (name) VALUES ($1)", 1,
-                           NULL, params, NULL, NULL, 0);
-        rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
-        if (rc < 0)
-            err_from_result(pg, res, &e);
-        PQclear(res);
-    }
-    rc = rc == 0 ? ps_pg_exec(pg, "COMMIT", &e) : rc;
-    free(sql);
-    if (rc < 0) {
-        PQclear(PQexec(pg->conn, "ROLLBACK"));
-        snprintf(err, errlen, "migration %s failed: %s", name, e.message);
-        return -1;
-    }
-    ps_log_info("migration applied", "name", name, NULL);
-    return 1;
-}
-
-int ps_pg_migrate(ps_pg_t *pg, const char *dir, char *err, size_t errlen)
-{
-    ps_pg_err_t e;
-    char **names = NULL;
-    int applied = 0;
-    if (ps_pg_exec(pg, "SELECT pg_advisory_lock(7265631)", &e) < 0 ||
-        ps_pg_exec(pg, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                       " name text PRIMARY KEY,"
-                       " applied_at timestamptz NOT NULL DEFAULT now())", &e) < 0) {
-        snprintf(err, errlen, "%s", e.message);
-        applied = -1;
-        goto done;
-    }
-    int n = list_migrations(dir, &names);
-    if (n < 0) {
-        snprintf(err, errlen, "cannot list migrations in %s: %s", dir, strerror(errno));
-        applied = -1;
-        goto done;
-    }
-    for (int i = 0; i < n && applied >= 0; i++) {
-        int r = apply_migration(pg, dir, names[i], err, errlen);
-        applied = r < 0 ? -1 : applied + r;
-    }
-    for (int i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-done:
-    PQclear(PQexec(pg->conn, "SELECT pg_advisory_unlock(7265631)"));
-    return applied;
 }

@@ -184,3 +184,13 @@ void *ps_xcalloc(size_t n, size_t size)
 {
     return or_abort(calloc(n, size), n * size);
 }
+
+void *ps_xrealloc(void *p, size_t size)
+{
+    return or_abort(realloc(p, size), size);
+}
+
+char *ps_xstrdup(const char *s)
+{
+    return or_abort(strdup(s), strlen(s) + 1);
+}

@@ -11,6 +11,7 @@
 #include "paystream/config.h"
 #include "paystream/kafka.h"
 #include "paystream/log.h"
+#include "paystream/migrate.h"
 #include "paystream/util.h"
 #include "paystream/worker.h"
 
@@ -447,7 +448,7 @@ static int migrate(void)
         ps_log_error("cannot connect to postgresql", "detail", err, NULL);
         return 1;
     }
-    int n = ps_pg_migrate(pg, ps_config_str("PAYSTREAM_SCHEMA_DIR"), err, sizeof(err));
+    int n = ps_migrate(pg, ps_config_str("PAYSTREAM_SCHEMA_DIR"), err, sizeof(err));
     ps_pg_close(pg);
     if (n < 0) {
         ps_log_error("migration failed", "detail", err, NULL);

@@ -1,6 +1,5 @@
 /* PostgreSQL: one connection with reconnect, prepared statements that are
- * prepared again after a reconnect, transactions, pipelined batches and
- * migrations from schemas/ applied once and recorded. */
+ * prepared again after a reconnect, transactions and pipelined batches. */
 #ifndef PAYSTREAM_PG_H
 #define PAYSTREAM_PG_H
 
@@ -46,6 +45,11 @@ int ps_pg_exec(ps_pg_t *pg, const char *sql, ps_pg_err_t *err);
 PGresult *ps_pg_exec_prepared(ps_pg_t *pg, const char *name, int nparams,
                               const char *const *values, ps_pg_err_t *err);
 
+/* Runs sql once (not prepared) with nparams text values. Returns the
+ * result (free with PQclear), or NULL with err filled. */
+PGresult *ps_pg_query(ps_pg_t *pg, const char *sql, int nparams, const char *const *values,
+                      ps_pg_err_t *err);
+
 /* One call of a prepared statement within a batch. */
 typedef struct {
     const char *stmt;
@@ -65,11 +69,5 @@ int ps_pg_batch(ps_pg_t *pg, const ps_pg_call_t *calls, size_t n, PGresult **res
  * schema, database or login that is not what the statements expect (an
  * operator's fix, such as a migration, makes them succeed). */
 bool ps_pg_sqlstate_transient(const char *sqlstate);
-
-/* Applies every NNN_name.sql file of dir not yet recorded in
- * schema_migrations, in name order, each in its own transaction, under an
- * advisory lock so that concurrent callers apply each file once. Returns the
- * number applied, or -1 with the reason in err. */
-int ps_pg_migrate(ps_pg_t *pg, const char *dir, char *err, size_t errlen);
 
 #endif

@@ -62,10 +62,13 @@ int64_t ps_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms);
  * thread starts. */
 void ps_malloc_tune(void);
 
-/* malloc and calloc that abort the process when memory runs out: a worker
- * that cannot allocate restarts from its committed offsets rather than
- * carry on without the work it could not hold. */
+/* malloc, calloc, realloc and strdup that abort the process when memory
+ * runs out: paystream's one policy for it. A worker that cannot allocate
+ * restarts from its committed offsets, and the intake from nothing it
+ * acknowledged, rather than carry on without the work it could not hold. */
 void *ps_xmalloc(size_t size);
 void *ps_xcalloc(size_t n, size_t size);
+void *ps_xrealloc(void *p, size_t size);
+char *ps_xstrdup(const char *s);
 
 #endif

@@ -1,47 +1,7 @@
--- Trust boundaries: what a verified Stripe event may change.
---
--- A signature proves that Stripe sent an event, not that its sender owns
--- what the event names: a Connect event describes objects a connected
--- account controls, and a payment intent's metadata says whatever its
--- creator wrote. So an event changes only what belongs to its sender:
---
---   * an event of the other mode (live or test) changes nothing;
---   * a payment fact applies only to a payment of the same owner (the
---     platform, or the connected account paystream made it for), in the
---     payment's currency and, for a payment made through paystream, its
---     amount; a Connect event never creates or adopts a payment;
---   * Connect events never touch the platform's billing (customers,
---     sessions, subscriptions, invoices);
---   * an order is paid only by its own payments, made through paystream in
---     its currency (metadata.order_id is not a claim on an order);
---   * a balance is lowered only by a session paystream created, for the
---     amount and currency it was created for.
---
--- An event refused so is kept in stripe_events with the reason in outcome
--- and changes nothing else.
-
-ALTER TABLE stripe_events ADD COLUMN outcome text; -- why it changed nothing, else NULL
-
--- Connect events of the other mode are audited and change nothing.
-ALTER TABLE account_audit_log DROP CONSTRAINT account_audit_log_outcome_check,
-    ADD CONSTRAINT account_audit_log_outcome_check
-    CHECK (outcome IN ('applied', 'stale', 'unhandled', 'livemode_mismatch'));
-
--- Who may take payments on behalf of a connected account, besides admins
--- (paystream-admin accounts link ACCT --user U). The account may be linked
--- before its first event arrives.
-CREATE TABLE account_links (
-    account    text NOT NULL,                  -- acct_...
-    actor      text NOT NULL,                  -- a user id
-    created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (account, actor)
-);
+-- Stripe's events: what a verified event may change, and applying a poll
+-- batch of them exactly once in effect.
 
 -- One element of a batch of Stripe events (see ps_stripe_batch_rows).
-DROP FUNCTION ps_apply_stripe_event(text, text, text, bigint, boolean, text, jsonb, text, text,
-                                    text, bigint, text, bigint, bigint, text, text, text, text,
-                                    text, jsonb);
-DROP FUNCTION ps_stripe_batch_rows(jsonb);
 CREATE TYPE ps_stripe_event_row AS (
     ord bigint,
     fast boolean,           -- the set-based path of ps_apply_stripe_batch may apply it
@@ -85,6 +45,17 @@ LANGUAGE sql STABLE AS $$
             failure_message, refunds, payment_id, ord)
 $$;
 
+-- Whether an event announcing lifecycle state to_status, created at, may move
+-- a payment that is in from_status since last_at (the rule of
+-- ps_apply_stripe_event).
+CREATE FUNCTION ps_payment_moves(last_at timestamptz, from_status text, at timestamptz,
+                                 to_status text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT to_status IS NOT NULL
+       AND (last_at IS NULL OR last_at <= at)
+       AND (from_status = to_status OR ps_payment_can_move(from_status, to_status))
+$$;
+
 -- Why event e must change nothing, or NULL when it may apply. p is the
 -- payment its intent names, else (an event of the platform) the payment
 -- without an intent that its metadata.payment_id names, else NULL. The
@@ -119,6 +90,40 @@ LANGUAGE sql IMMUTABLE AS $$
             'amount', e->>'amount', 'currency', e->>'currency'))
     END
 $$;
+
+-- Records the refunds of one event (a JSON array of {id, amount, currency,
+-- status, reason}); a refund moves only along its state machine and only
+-- for an event at least as new. A succeeded refund is appended to the
+-- ledger once. Returns the payment's sum of succeeded refunds.
+CREATE FUNCTION ps_apply_refunds(p_payment_id text, p_event_id text, p_at timestamptz,
+                                 p_refunds jsonb) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    v_sum bigint;
+BEGIN
+    FOR r IN SELECT * FROM jsonb_to_recordset(p_refunds)
+             AS x(id text, amount bigint, currency text, status text, reason text)
+    LOOP
+        INSERT INTO refunds (id, payment_id, amount_minor, currency, status, reason, last_event_at)
+        VALUES (r.id, p_payment_id, r.amount, r.currency, r.status, r.reason, p_at)
+        ON CONFLICT (id) DO UPDATE SET
+            status = excluded.status, reason = coalesce(excluded.reason, refunds.reason),
+            last_event_at = excluded.last_event_at, updated_at = now()
+        WHERE refunds.last_event_at <= excluded.last_event_at
+          AND ps_refund_can_move(refunds.status, excluded.status);
+        -- The refund's stored status, not the event's, decides: a stale
+        -- 'succeeded' after 'failed' must not reach the ledger.
+        IF EXISTS (SELECT 1 FROM refunds WHERE id = r.id AND status = 'succeeded') THEN
+            INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
+                                      gateway_transaction_id, source_event_id)
+            VALUES (p_payment_id, 'refund', r.amount, r.currency, 'succeeded', r.id, p_event_id)
+            ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
+        END IF;
+    END LOOP;
+    SELECT coalesce(sum(amount_minor), 0) INTO v_sum FROM refunds
+     WHERE payment_id = p_payment_id AND status = 'succeeded';
+    RETURN v_sum;
+END $$;
 
 -- Applies one Stripe event exactly once; the reference of the set-based
 -- ps_apply_stripe_batch, which must give the same outcomes and tables. It
@@ -245,7 +250,7 @@ END $$;
 -- small. So the statement names the batch's payment intents as an array for
 -- the index, and the function runs with sequential scans off: a plan made
 -- while the tables are small probes the indexes as one made later would.
-CREATE OR REPLACE FUNCTION ps_apply_stripe_batch(p_events jsonb)
+CREATE FUNCTION ps_apply_stripe_batch(p_events jsonb)
 RETURNS TABLE (ord bigint, event_id text, outcome text) LANGUAGE plpgsql
 SET enable_seqscan = off AS $$
 #variable_conflict use_column
@@ -379,72 +384,12 @@ BEGIN
     END LOOP;
 END $$;
 
--- A Checkout Session event: f is {session_id, state, stripe_status,
--- payment_status, amount, currency, stripe_customer, customer_id, purpose,
--- order_id, payment_intent}. A session paystream did not create is recorded
--- only when it claims nothing (purpose "other"): one that names a balance,
--- a customer or an order is refused, since anyone with a Stripe account can
--- write that metadata. Ours keeps its furthest state, and only for the
--- amount and currency it was made for; the first time it is paid, it
--- lowers its customer's balance, once.
-CREATE OR REPLACE FUNCTION ps_apply_checkout(f jsonb, p_at timestamptz) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    s        checkout_sessions;
-    v_ours   boolean;
-BEGIN
-    SELECT * INTO s FROM checkout_sessions WHERE id = f->>'session_id' FOR UPDATE;
-    IF s.id IS NULL THEN
-        IF f->>'purpose' = 'balance' OR f ? 'order_id' OR f ? 'customer_id' THEN
-            RETURN 'unknown_session';
-        END IF;
-        INSERT INTO checkout_sessions (id, purpose, customer_id, stripe_customer_id,
-                                       payment_intent, state, stripe_status, payment_status,
-                                       amount_minor, currency, last_event_at)
-        VALUES (f->>'session_id', 'other',
-                (SELECT id FROM customers WHERE stripe_customer_id = f->>'stripe_customer'),
-                f->>'stripe_customer', f->>'payment_intent', f->>'state', f->>'stripe_status',
-                f->>'payment_status', coalesce((f->>'amount')::bigint, 0), f->>'currency', p_at);
-        RETURN 'applied';
-    END IF;
-    v_ours := s.command_id IS NOT NULL;
-    IF v_ours AND f->>'currency' <> s.currency THEN
-        RETURN 'currency_mismatch';
-    ELSIF v_ours AND (f->>'amount')::bigint <> s.amount_minor THEN
-        RETURN 'amount_mismatch';
-    END IF;
-    UPDATE checkout_sessions SET
-        state = CASE WHEN ps_checkout_rank(f->>'state') > ps_checkout_rank(state)
-                     THEN f->>'state' ELSE state END,
-        stripe_status = CASE WHEN ps_checkout_rank(f->>'state') >= ps_checkout_rank(state)
-                             THEN f->>'stripe_status' ELSE stripe_status END,
-        payment_status = CASE WHEN ps_checkout_rank(f->>'state') >= ps_checkout_rank(state)
-                              THEN f->>'payment_status' ELSE payment_status END,
-        amount_minor = CASE WHEN NOT v_ours AND f ? 'amount' THEN (f->>'amount')::bigint
-                            ELSE amount_minor END,
-        payment_intent = coalesce(payment_intent, f->>'payment_intent'),
-        last_event_at = greatest(last_event_at, p_at),
-        version = version + 1, updated_at = now()
-    WHERE id = s.id
-    RETURNING * INTO s;
-
-    IF s.state = 'paid' AND v_ours AND s.purpose = 'balance' AND NOT s.balance_applied THEN
-        UPDATE checkout_sessions SET balance_applied = true WHERE id = s.id;
-        UPDATE customers SET balance_minor = balance_minor - s.amount_minor,
-                             version = version + 1, updated_at = now()
-        WHERE id = s.customer_id AND currency = s.currency;
-        PERFORM ps_threshold_settle(s.customer_id, s.amount_minor);
-    END IF;
-    RETURN CASE WHEN s.state = f->>'state' THEN 'applied' ELSE 'stale' END;
-END $$;
-
 -- The whole batch of Stripe events: the payment facts through
 -- ps_apply_stripe_batch, then, in log order, what only some events carry:
 -- "billing" ({kind: checkout | subscription | invoice, ...}) and "voucher"
 -- (next_action.oxxo_display_details of a payment intent). An event
 -- delivered before, or refused, changes neither. Rows: (ord, event_id,
 -- outcome, note), note being the log line of a refused event.
-DROP FUNCTION ps_apply_stripe_events(jsonb);
 CREATE FUNCTION ps_apply_stripe_events(p_events jsonb)
 RETURNS TABLE (ord bigint, event_id text, outcome text, note jsonb) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -488,115 +433,4 @@ BEGIN
         note := ps_stripe_note(r.e, v_outcome);
         RETURN NEXT;
     END LOOP;
-END $$;
-
--- An order follows its payments: only its own (made through paystream:
--- they have an actor) and only in its currency count toward paid and
--- refunded.
-CREATE OR REPLACE FUNCTION ps_order_follow_payments() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    v_captured bigint;
-    v_refunded bigint;
-BEGIN
-    SELECT coalesce(sum(captured_minor), 0), coalesce(sum(refunded_minor), 0)
-      INTO v_captured, v_refunded
-      FROM payments
-     WHERE order_id = NEW.order_id AND intent_status = 'completed' AND actor IS NOT NULL
-       AND currency = (SELECT o.currency FROM orders o WHERE o.id = NEW.order_id);
-    IF v_captured > v_refunded THEN
-        UPDATE orders SET status = 'paid', version = version + 1, updated_at = now()
-         WHERE id = NEW.order_id AND status = 'pending' AND v_captured >= total_minor;
-    ELSIF v_captured > 0 THEN
-        UPDATE orders SET status = 'refunded', version = version + 1, updated_at = now()
-         WHERE id = NEW.order_id AND ps_order_can_move(status, 'refunded');
-    END IF;
-    RETURN NULL;
-END $$;
-
--- Why a payment call on behalf of p_account must not be made for p_actor,
--- or NULL. An actor that is no admin and not linked to the account gets the
--- answer of an account that does not exist, word for word: nothing about
--- accounts leaks to them. Stripe would refuse an inactive account with
--- account_invalid; this says so first.
-DROP FUNCTION ps_account_refusal(text, boolean);
-CREATE FUNCTION ps_account_refusal(p_account text, p_charge boolean, p_actor text,
-                                   p_admin boolean) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT CASE
-        WHEN p_account IS NULL THEN NULL
-        WHEN a.id IS NULL OR NOT (p_admin OR EXISTS (SELECT 1 FROM account_links l
-                                                     WHERE l.account = a.id AND l.actor = p_actor))
-            THEN ps_error('account_unknown', 'no such connected account: ' || p_account, 'account')
-        WHEN NOT a.is_active THEN ps_error('account_inactive', 'connected account ' || p_account
-                                           || ' has deauthorized the platform; it takes no payments', 'account')
-        WHEN p_charge AND NOT a.charges_enabled THEN
-            ps_error('account_charges_disabled', 'connected account ' || p_account
-                     || ' cannot take charges yet (' || a.state || ')', 'account')
-        ELSE NULL END
-    FROM (SELECT p_account) x LEFT JOIN connected_accounts a ON a.id = p_account
-$$;
-
--- payment.create on behalf of an account (006), with the actor's link.
-CREATE OR REPLACE FUNCTION ps_payment_create_in_stock(p_id text, p_actor text, p_admin boolean,
-                                                      p jsonb, OUT http_status integer,
-                                                      OUT result jsonb)
-LANGUAGE plpgsql AS $$
-BEGIN
-    result := ps_account_refusal(p->>'account', true, p_actor, p_admin);
-    IF result IS NOT NULL THEN
-        http_status := CASE result->'error'->>'code' WHEN 'account_unknown' THEN 404 ELSE 409 END;
-        RETURN;
-    END IF;
-    SELECT c.http_status, c.result INTO http_status, result
-    FROM ps_payment_create_for_order(p_id, p_actor, p_admin, p) c;
-    IF http_status = 201 AND p->>'account' IS NOT NULL THEN
-        UPDATE payments SET account = p->>'account' WHERE id = p_id;
-        result := ps_payment_json(p_id);
-    END IF;
-END $$;
-
--- The gateway's calls on behalf of an account (006): a charge needs the
--- actor's link still; a refund, which gives money back, only the account
--- being active.
-CREATE OR REPLACE FUNCTION ps_gateway_begin(c jsonb, OUT call jsonb, OUT duplicate boolean)
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_id      text := c->>'command_id';
-    v_admin   boolean := coalesce((c->>'admin')::boolean, false);
-    v_charge  boolean := c->>'type' = 'payment.process';
-    v_account text;
-    v_refusal jsonb;
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM commands WHERE id = v_id)
-       AND NOT EXISTS (SELECT 1 FROM gateway_calls WHERE command_id = v_id) THEN
-        SELECT p.account INTO v_account FROM ps_payment_for(c->>'resource_id', c->>'actor', v_admin) p;
-        v_refusal := ps_account_refusal(v_account, v_charge, c->>'actor', v_admin OR NOT v_charge);
-        IF v_refusal IS NOT NULL THEN
-            PERFORM ps_command_record(c, CASE v_refusal->'error'->>'code'
-                                         WHEN 'account_unknown' THEN 404 ELSE 409 END, v_refusal);
-            duplicate := false;
-            RETURN;
-        END IF;
-    END IF;
-    SELECT b.call, b.duplicate INTO call, duplicate FROM ps_gateway_begin_for_payment(c) b;
-END $$;
-
--- Connect events of the other mode: audited, nothing else (e.refusal is
--- set by the worker, which knows the system's mode).
-ALTER FUNCTION ps_apply_connect_event(jsonb) RENAME TO ps_apply_connect_event_in_mode;
-CREATE FUNCTION ps_apply_connect_event(e jsonb, OUT outcome text, OUT note jsonb)
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF e->>'refusal' IS NULL THEN
-        SELECT r.outcome, r.note INTO outcome, note FROM ps_apply_connect_event_in_mode(e) r;
-        RETURN;
-    END IF;
-    INSERT INTO account_audit_log (event_id, account, type, created, outcome, message_id)
-    VALUES (e->>'event_id', e->>'account', e->>'type', to_timestamp((e->>'created')::bigint),
-            e->>'refusal', e->>'message_id')
-    ON CONFLICT (event_id) DO NOTHING;
-    outcome := CASE WHEN FOUND THEN e->>'refusal' ELSE 'duplicate' END;
-    IF FOUND THEN
-        note := ps_connect_note('info', 'connect event of the other mode audited; it changed nothing', e);
-    END IF;
 END $$;

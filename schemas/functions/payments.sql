@@ -1,5 +1,6 @@
--- Payments of orders through API commands: create, process (a charge at the
--- gateway) and refund.
+-- Payments: their state machines, the payment commands (create, and the
+-- gateway calls of process and refund), the ledger, the API's views, the
+-- domain events of payments and how an order follows its payments.
 --
 -- A command that calls the gateway is applied in two transactions around
 -- the call. ps_gateway_begin checks the rules and records the call in
@@ -10,23 +11,38 @@
 -- key, answers what it answered the first time: nothing is charged or
 -- refunded twice.
 
-ALTER TABLE payments ADD COLUMN actor text;          -- the owner, for API payments
-ALTER TABLE payments ADD COLUMN payment_method text; -- pm_... of the last charge attempt
+-- Lifecycle states of a payment and the moves allowed between them. A
+-- failed payment may be retried with another method; completed and
+-- cancelled are final (refunds are money facts, not lifecycle moves).
+CREATE FUNCTION ps_payment_can_move(from_status text, to_status text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE from_status
+        WHEN 'pending'    THEN to_status IN ('pending', 'processing', 'completed', 'failed', 'cancelled')
+        WHEN 'processing' THEN to_status IN ('completed', 'failed', 'cancelled')
+        WHEN 'failed'     THEN to_status IN ('pending', 'processing', 'completed', 'cancelled')
+        ELSE false
+    END
+$$;
 
-CREATE TABLE gateway_calls (
-    command_id     text PRIMARY KEY,
-    payment_id     text NOT NULL REFERENCES payments (id),
-    kind           text NOT NULL CHECK (kind IN ('charge', 'refund')),
-    gateway        text NOT NULL,
-    amount_minor   bigint NOT NULL CHECK (amount_minor > 0),
-    currency       char(3) NOT NULL,
-    payment_method text,
-    reason         text,
-    prior_status   text NOT NULL,                -- the payment's lifecycle state before the call
-    finished_at    timestamptz,                  -- NULL while the call is in flight
-    created_at     timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX gateway_calls_payment ON gateway_calls (payment_id);
+-- Refund states and the moves between them; succeeded, failed and
+-- canceled are final.
+CREATE FUNCTION ps_refund_can_move(from_status text, to_status text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE from_status
+        WHEN 'pending'         THEN to_status IN ('requires_action', 'succeeded', 'failed', 'canceled')
+        WHEN 'requires_action' THEN to_status IN ('pending', 'succeeded', 'failed', 'canceled')
+        ELSE false
+    END
+$$;
+
+-- Keeps transactions append-only.
+CREATE FUNCTION ps_ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'transactions is an append-only ledger: % refused', TG_OP
+        USING ERRCODE = 'restrict_violation';
+END $$;
+CREATE TRIGGER transactions_append_only BEFORE UPDATE OR DELETE ON transactions
+    FOR EACH ROW EXECUTE FUNCTION ps_ledger_append_only();
 
 -- A payment as the API shows it.
 CREATE FUNCTION ps_payment_json(p_id text) RETURNS jsonb LANGUAGE sql STABLE AS $$
@@ -36,18 +52,10 @@ CREATE FUNCTION ps_payment_json(p_id text) RETURNS jsonb LANGUAGE sql STABLE AS 
         'captured_minor', p.captured_minor, 'refunded_minor', p.refunded_minor,
         'gateway', p.gateway, 'gateway_payment_id', p.gateway_payment_id,
         'gateway_status', p.gateway_status, 'payment_method', p.payment_method,
+        'account', p.account,
         'failure_code', p.failure_code, 'failure_message', p.failure_message,
         'created_at', p.created_at, 'updated_at', p.updated_at)
     FROM payments p WHERE p.id = p_id
-$$;
-
--- What is still to pay on an order: its total less what its live payments
--- (not failed, not cancelled) are for.
-CREATE FUNCTION ps_order_open_minor(p_order_id text) RETURNS bigint LANGUAGE sql STABLE AS $$
-    SELECT o.total_minor - coalesce((SELECT sum(p.amount_minor) FROM payments p
-                                     WHERE p.order_id = o.id
-                                       AND p.intent_status IN ('pending', 'processing', 'completed')), 0)
-    FROM orders o WHERE o.id = p_order_id
 $$;
 
 -- What may still be refunded of a payment: captured, less refunded, less
@@ -61,42 +69,35 @@ CREATE FUNCTION ps_payment_refundable_minor(p_id text) RETURNS bigint LANGUAGE s
     FROM payments p WHERE p.id = p_id
 $$;
 
--- An order follows its payments: paid once completed payments cover its
--- total, refunded once everything captured went back.
-CREATE FUNCTION ps_order_follow_payments() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    v_captured bigint;
-    v_refunded bigint;
-BEGIN
-    SELECT coalesce(sum(captured_minor), 0), coalesce(sum(refunded_minor), 0)
-      INTO v_captured, v_refunded
-      FROM payments WHERE order_id = NEW.order_id AND intent_status = 'completed';
-    UPDATE orders SET status = 'paid', version = version + 1, updated_at = now()
-     WHERE id = NEW.order_id AND status = 'pending' AND v_captured >= total_minor
-       AND v_captured > v_refunded;
-    UPDATE orders SET status = 'refunded', version = version + 1, updated_at = now()
-     WHERE id = NEW.order_id AND ps_order_can_move(status, 'refunded')
-       AND v_captured > 0 AND v_refunded >= v_captured;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER payments_move_order AFTER INSERT OR UPDATE OF intent_status, captured_minor, refunded_minor
-    ON payments FOR EACH ROW WHEN (NEW.order_id IS NOT NULL)
-    EXECUTE FUNCTION ps_order_follow_payments();
-
 -- The payment p_id if p_actor may act on it, locked.
 CREATE FUNCTION ps_payment_for(p_id text, p_actor text, p_admin boolean) RETURNS payments
 LANGUAGE sql AS $$
     SELECT * FROM payments WHERE id = p_id AND (actor = p_actor OR p_admin) FOR UPDATE
 $$;
 
--- payment.create: a pending payment for the whole open amount of an order.
+-- payment.create: a pending payment for the whole open amount of an order,
+-- in its currency, owned by the order's owner; optionally on behalf of a
+-- connected account that the actor may use (ps_account_refusal). An order
+-- the inventory rejected takes none. The only place a payment gets an
+-- order: no event of Stripe's can claim one.
 CREATE FUNCTION ps_payment_create(p_id text, p_actor text, p_admin boolean, p jsonb,
                                   OUT http_status integer, OUT result jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
-    o orders;
+    o      orders;
     v_open bigint;
 BEGIN
+    IF ps_order_stock(p->>'order_id') = 'rejected_out_of_stock' THEN
+        http_status := 409;
+        result := ps_error('order_out_of_stock', 'order ' || (p->>'order_id')
+                           || ' asks for more than is in stock; it takes no payment', 'order_id');
+        RETURN;
+    END IF;
+    result := ps_account_refusal(p->>'account', true, p_actor, p_admin);
+    IF result IS NOT NULL THEN
+        http_status := CASE result->'error'->>'code' WHEN 'account_unknown' THEN 404 ELSE 409 END;
+        RETURN;
+    END IF;
     o := ps_order_for(p->>'order_id', p_actor, p_admin);
     IF o.id IS NULL THEN
         http_status := 404;
@@ -121,19 +122,21 @@ BEGIN
                            || v_open || ' minor units of ' || o.currency, 'amount');
         RETURN;
     END IF;
-    INSERT INTO payments (id, order_id, gateway, amount_minor, currency, actor, customer)
-    VALUES (p_id, o.id, p->>'gateway', v_open, o.currency, o.actor, p->>'customer');
+    INSERT INTO payments (id, order_id, gateway, amount_minor, currency, actor, customer, account)
+    VALUES (p_id, o.id, p->>'gateway', v_open, o.currency, o.actor, p->>'customer',
+            p->>'account');
     http_status := 201;
     result := ps_payment_json(p_id);
 END $$;
 
--- What the worker needs to make call g for payment p.
+-- What the worker needs to make call g for payment p (Stripe-Account
+-- from its account).
 CREATE FUNCTION ps_gateway_call_json(g gateway_calls, p payments) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
     SELECT jsonb_build_object('kind', g.kind, 'gateway', g.gateway, 'amount_minor', g.amount_minor,
                               'currency', g.currency, 'payment_method', g.payment_method,
                               'reason', g.reason, 'payment_id', p.id, 'order_id', p.order_id,
-                              'gateway_payment_id', p.gateway_payment_id)
+                              'gateway_payment_id', p.gateway_payment_id, 'account', p.account)
 $$;
 
 -- Starts a command that calls the gateway (payment.process or
@@ -145,6 +148,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_id     text := c->>'command_id';
     v_pid    text := c->>'resource_id';
+    v_admin  boolean := coalesce((c->>'admin')::boolean, false);
+    v_charge boolean := c->>'type' = 'payment.process';
     p        payments;
     g        gateway_calls;
     v_amount bigint;
@@ -155,7 +160,7 @@ BEGIN
     IF duplicate THEN
         RETURN;
     END IF;
-    p := ps_payment_for(v_pid, c->>'actor', coalesce((c->>'admin')::boolean, false));
+    p := ps_payment_for(v_pid, c->>'actor', v_admin);
     SELECT * INTO g FROM gateway_calls WHERE command_id = v_id;
     IF g.command_id IS NOT NULL THEN
         -- Delivered again after the call began: make the same call again.
@@ -163,7 +168,12 @@ BEGIN
         RETURN;
     END IF;
 
-    IF p.id IS NULL THEN
+    -- On behalf of a connected account, a charge needs the actor's link
+    -- still; a refund, which gives money back, only the account being active.
+    v_result := ps_account_refusal(p.account, v_charge, c->>'actor', v_admin OR NOT v_charge);
+    IF v_result IS NOT NULL THEN
+        v_status := CASE v_result->'error'->>'code' WHEN 'account_unknown' THEN 404 ELSE 409 END;
+    ELSIF p.id IS NULL THEN
         v_status := 404;
         v_result := ps_error('resource_missing', 'no such payment: ' || v_pid, 'id');
     ELSIF c->>'type' = 'payment.process' THEN
@@ -199,11 +209,7 @@ BEGIN
     END IF;
 
     IF v_amount IS NULL THEN
-        INSERT INTO commands (id, actor, type, resource_id, request_sha256, message_id,
-                              http_status, result)
-        VALUES (v_id, c->>'actor', c->>'type', v_pid, c->>'request_sha256', c->>'message_id',
-                v_status, v_result);
-        PERFORM pg_notify('ps_commands', v_id);
+        PERFORM ps_command_record(c, v_status, v_result);
         RETURN;
     END IF;
     INSERT INTO gateway_calls (command_id, payment_id, kind, gateway, amount_minor, currency,
@@ -326,49 +332,6 @@ BEGIN
     RETURN v_status;
 END $$;
 
--- Applies a batch of commands that need no gateway call (order.*,
--- payment.create) in log order, each once: a command whose id
--- is already in commands is a duplicate and changes nothing. p_commands is a
--- JSON array of {command_id, type, resource_id, request_sha256, actor, admin,
--- message_id, params}. A command the rules refuse (404, 409) is still
--- applied: its result is that error. Every applied command is announced on
--- the ps_commands channel at commit.
-CREATE FUNCTION ps_apply_commands(p_commands jsonb)
-RETURNS TABLE (ord bigint, command_id text, outcome text) LANGUAGE plpgsql AS $$
-DECLARE
-    c record;
-    r record;
-BEGIN
-    FOR c IN SELECT * FROM ROWS FROM (jsonb_to_recordset(p_commands)
-                 AS (command_id text, type text, resource_id text, request_sha256 text,
-                     actor text, admin boolean, message_id text, params jsonb))
-             WITH ORDINALITY AS x(command_id, type, resource_id, request_sha256, actor, admin,
-                                  message_id, params, ord)
-    LOOP
-        ord := c.ord;
-        command_id := c.command_id;
-        IF EXISTS (SELECT 1 FROM commands WHERE id = c.command_id) THEN
-            outcome := 'duplicate';
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        IF c.type LIKE 'order.%' THEN
-            r := ps_order_command(c.type, c.resource_id, c.actor, coalesce(c.admin, false), c.params);
-        ELSIF c.type = 'payment.create' THEN
-            r := ps_payment_create(c.resource_id, c.actor, coalesce(c.admin, false), c.params);
-        ELSE
-            RAISE EXCEPTION 'unknown command type %', c.type USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        INSERT INTO commands (id, actor, type, resource_id, request_sha256, message_id,
-                              http_status, result)
-        VALUES (c.command_id, c.actor, c.type, c.resource_id, c.request_sha256, c.message_id,
-                r.http_status, r.result);
-        PERFORM pg_notify('ps_commands', c.command_id);
-        outcome := CASE WHEN r.http_status < 300 THEN 'applied' ELSE 'refused' END;
-        RETURN NEXT;
-    END LOOP;
-END $$;
-
 -- One page of the payments p_actor may see, newest first, optionally of one
 -- order: {"object":"list","data":[...],"has_more":bool}.
 CREATE FUNCTION ps_payments_page(p_actor text, p_admin boolean, p_order_id text, p_after text,
@@ -393,7 +356,6 @@ CREATE FUNCTION ps_payments_page(p_actor text, p_admin boolean, p_order_id text,
                           FROM shown s), '[]'),
         'has_more', (SELECT count(*) FROM page) > p_limit)
 $$;
-CREATE INDEX payments_by_actor ON payments (actor, created_at DESC, id DESC) WHERE actor IS NOT NULL;
 
 -- Ledger rows of the payments p_actor may see, of one payment or all.
 CREATE FUNCTION ps_transactions_page(p_actor text, p_admin boolean, p_payment_id text,
@@ -414,3 +376,105 @@ LANGUAGE sql STABLE AS $$
         ORDER BY r.created_at DESC, r.id DESC), '[]'))
     FROM rows r
 $$;
+
+-- An order follows its payments: only its own (made through paystream:
+-- they have an actor) and only in its currency count toward paid and
+-- refunded.
+CREATE FUNCTION ps_order_follow_payments() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_captured bigint;
+    v_refunded bigint;
+BEGIN
+    SELECT coalesce(sum(captured_minor), 0), coalesce(sum(refunded_minor), 0)
+      INTO v_captured, v_refunded
+      FROM payments
+     WHERE order_id = NEW.order_id AND intent_status = 'completed' AND actor IS NOT NULL
+       AND currency = (SELECT o.currency FROM orders o WHERE o.id = NEW.order_id);
+    IF v_captured > v_refunded THEN
+        UPDATE orders SET status = 'paid', version = version + 1, updated_at = now()
+         WHERE id = NEW.order_id AND status = 'pending' AND v_captured >= total_minor;
+    ELSIF v_captured > 0 THEN
+        UPDATE orders SET status = 'refunded', version = version + 1, updated_at = now()
+         WHERE id = NEW.order_id AND ps_order_can_move(status, 'refunded');
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER payments_move_order AFTER INSERT OR UPDATE OF intent_status, captured_minor, refunded_minor
+    ON payments FOR EACH ROW WHEN (NEW.order_id IS NOT NULL)
+    EXECUTE FUNCTION ps_order_follow_payments();
+
+-- The data of a payment's domain events, its order read once: whom to
+-- write to is the order's customer, else the billing customer the payment
+-- was made for. PL/pgSQL, like the triggers' other functions: a trigger's
+-- queries start once per row, and PostgreSQL parses and plans a LANGUAGE sql
+-- body every time a calling query starts.
+CREATE FUNCTION ps_payment_event_data(p payments) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (
+        SELECT jsonb_build_object(
+            'payment_id', p.id, 'order_id', p.order_id, 'order_number', o.number,
+            'gateway', p.gateway, 'gateway_payment_id', p.gateway_payment_id,
+            'amount_minor', p.amount_minor, 'currency', p.currency,
+            'captured_minor', p.captured_minor, 'refunded_minor', p.refunded_minor,
+            'email', coalesce(o.email, c.email),
+            'customer_name', coalesce(o.customer_name, c.name))
+        FROM (SELECT 1) x
+        LEFT JOIN orders o ON o.id = p.order_id
+        LEFT JOIN customers c ON p.customer IS NOT NULL
+                             AND (c.id = p.customer OR c.stripe_customer_id = p.customer)
+        LIMIT 1);
+END $$;
+
+-- payment.failed, payment.refunded (each time more went back) and
+-- checkout.voucher_issued (a delayed method's voucher, e.g. OXXO).
+CREATE FUNCTION ps_payment_events() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_old_refunded bigint := CASE WHEN TG_OP = 'UPDATE' THEN OLD.refunded_minor ELSE 0 END;
+    v_data jsonb;
+BEGIN
+    IF NEW.intent_status = 'failed'
+       AND (TG_OP = 'INSERT' OR OLD.intent_status <> 'failed') THEN
+        v_data := ps_payment_event_data(NEW) || jsonb_build_object(
+            'failure_code', NEW.failure_code, 'failure_message', NEW.failure_message);
+        PERFORM ps_outbox_add('payments', 'payment.failed', coalesce(NEW.order_id, NEW.id), v_data);
+    END IF;
+    IF NEW.refunded_minor > v_old_refunded THEN
+        v_data := ps_payment_event_data(NEW) || jsonb_build_object(
+            'amount_refunded_minor', NEW.refunded_minor - v_old_refunded,
+            'fully_refunded', NEW.refunded_minor >= NEW.captured_minor);
+        PERFORM ps_outbox_add('payments', 'payment.refunded', coalesce(NEW.order_id, NEW.id), v_data);
+    END IF;
+    IF NEW.voucher IS NOT NULL AND (TG_OP = 'INSERT' OR OLD.voucher IS NULL) THEN
+        v_data := ps_payment_event_data(NEW) || jsonb_build_object('voucher', NEW.voucher);
+        PERFORM ps_outbox_add('payments', 'checkout.voucher_issued', coalesce(NEW.order_id, NEW.id),
+                              v_data);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER payments_events AFTER INSERT OR UPDATE OF intent_status, refunded_minor, voucher
+    ON payments FOR EACH ROW
+    WHEN (NEW.intent_status = 'failed' OR NEW.refunded_minor > 0 OR NEW.voucher IS NOT NULL)
+    EXECUTE FUNCTION ps_payment_events();
+
+-- Dashboards: payments by status and currency.
+CREATE VIEW dash_payments AS
+    SELECT status, currency, count(*) AS payments, sum(amount_minor) AS amount_minor,
+           sum(captured_minor) AS captured_minor, sum(refunded_minor) AS refunded_minor
+    FROM payments GROUP BY status, currency;
+
+-- Dashboards: every payment whose ledger does not balance with its facts
+-- (should stay empty).
+CREATE VIEW dash_ledger_mismatches AS
+    SELECT p.id, p.captured_minor - p.refunded_minor AS expected_net_minor,
+           coalesce(sum(CASE t.type WHEN 'charge' THEN t.amount_minor
+                                    WHEN 'refund' THEN -t.amount_minor ELSE 0 END), 0) AS ledger_net_minor
+    FROM payments p LEFT JOIN transactions t ON t.payment_id = p.id
+    GROUP BY p.id, p.captured_minor, p.refunded_minor
+    HAVING p.captured_minor - p.refunded_minor <>
+           coalesce(sum(CASE t.type WHEN 'charge' THEN t.amount_minor
+                                    WHEN 'refund' THEN -t.amount_minor ELSE 0 END), 0);
+
+-- Dashboards: dead letters by topic.
+CREATE VIEW dash_dead_letters AS
+    SELECT topic, count(*) AS messages, max(created_at) AS latest FROM dead_letters GROUP BY topic;

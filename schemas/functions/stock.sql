@@ -1,141 +1,65 @@
--- Order creates and their reservations applied a batch at a time.
---
--- ps_apply_commands and ps_apply_inventory_events went message by message,
--- each a handful of statements, and statement start-ups were most of
--- PostgreSQL's time. Most of a batch of shop traffic is order.create of
--- orders nothing else in the batch touches, and their order.created
--- events; both are now applied with one statement per table, by the same
--- rules and with the same results as before. Everything else keeps its
--- place in the batch and goes one by one as it did.
+-- Inventory (paystream-inventory): an order's lines are reserved when it
+-- is created, committed (taken out of stock) when it is paid, released when
+-- it is cancelled or expires, and put back on a full refund. The tables'
+-- checks keep both counts whole whatever a worker does.
 --
 -- The functions called for every order of a batch are PL/pgSQL, not SQL:
--- PostgreSQL 15 parses and plans a LANGUAGE sql function's body each time
--- a query calling it starts, and one called from inside another for every
--- call, while PL/pgSQL keeps its plans for the session. The last section
--- rewrites the earlier ones that the batch paths call per row.
+-- PostgreSQL 15 parses and plans a LANGUAGE sql function's body each time a
+-- query calling it starts, while PL/pgSQL keeps its plans for the session.
 
--- A domain event as the outbox keeps it (see ps_outbox_add).
-CREATE FUNCTION ps_outbox_payload(p_type text, p_aggregate text, p_data jsonb) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object('type', p_type, 'aggregate', p_aggregate,
-                              'occurred_at', now(), 'data', p_data)
-$$;
-
-CREATE OR REPLACE FUNCTION ps_outbox_add(p_source text, p_type text, p_aggregate text, p_data jsonb)
-RETURNS void LANGUAGE sql AS $$
-    INSERT INTO outbox (aggregate, type, source, payload)
-    VALUES (p_aggregate, p_type, p_source, ps_outbox_payload(p_type, p_aggregate, p_data));
-    SELECT pg_notify('ps_outbox', '');
-$$;
-
--- ---------------------------------------------------------------------
--- Commands
-
--- The commands of a batch as rows, in log order (ord from 1).
-CREATE FUNCTION ps_command_rows(p_commands jsonb)
-RETURNS TABLE (ord bigint, command_id text, type text, resource_id text, request_sha256 text,
-               actor text, admin boolean, message_id text, params jsonb)
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT x.ord, x.command_id, x.type, x.resource_id, x.request_sha256, x.actor,
-           coalesce(x.admin, false), x.message_id, x.params
-    FROM ROWS FROM (jsonb_to_recordset(p_commands)
-             AS (command_id text, type text, resource_id text, request_sha256 text,
-                 actor text, admin boolean, message_id text, params jsonb))
-         WITH ORDINALITY AS x(command_id, type, resource_id, request_sha256, actor, admin,
-                              message_id, params, ord)
-$$;
-
--- The ords of the order creates of a batch that may be applied together:
--- new commands (not seen before, once in the batch) of new orders that no
--- other command of the batch names.
-CREATE FUNCTION ps_order_creates_alone(p_commands jsonb) RETURNS bigint[]
-LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    RETURN (
-        WITH b AS MATERIALIZED (SELECT * FROM ps_command_rows(p_commands)),
-        named AS (
-            SELECT id, count(*) AS n
-            FROM (SELECT resource_id AS id FROM b
-                  UNION ALL SELECT params->>'order_id' FROM b WHERE params ? 'order_id') x
-            GROUP BY id
-        ), ids AS (SELECT command_id, count(*) AS n FROM b GROUP BY command_id)
-        SELECT coalesce(array_agg(b.ord ORDER BY b.ord), '{}')
-        FROM b JOIN named ON named.id = b.resource_id JOIN ids USING (command_id)
-        WHERE b.type = 'order.create' AND named.n = 1 AND ids.n = 1
-          -- Probes by key, never hashed: see ps_apply_inventory_events.
-          AND (SELECT k.id FROM commands k WHERE k.id = b.command_id) IS NULL
-          AND (SELECT o.id FROM orders o WHERE o.id = b.resource_id) IS NULL);
-END $$;
-
--- Creates the orders of the commands p_ords of a batch as ps_order_command
--- does, one statement per table: the order with its total, customer and
--- expiry, its items, its order.created event and the command's result.
-CREATE FUNCTION ps_order_create_batch(p_commands jsonb, p_ords bigint[])
-RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    -- In log order, so that order numbers follow it.
-    INSERT INTO orders (id, actor, currency, total_minor, shipping_address, billing_address,
-                        metadata, email, customer_name, expires_at)
-    SELECT b.resource_id, b.actor, b.params->>'currency',
-           (SELECT coalesce(sum(i.quantity * i.unit_price_minor), 0)
-            FROM jsonb_to_recordset(b.params->'items') AS i(quantity integer, unit_price_minor bigint)),
-           b.params->'shipping_address', b.params->'billing_address', b.params->'metadata',
-           b.params->>'email', b.params->>'customer_name',
-           now() + make_interval(secs => (b.params->>'expires_in')::integer)
-    FROM ps_command_rows(p_commands) b WHERE b.ord = ANY (p_ords) ORDER BY b.ord;
-
-    INSERT INTO order_items (order_id, line, product_id, name, quantity, unit_price_minor,
-                             line_total_minor)
-    SELECT b.resource_id, x.ord, x.product_id, x.name, x.quantity, x.unit_price_minor,
-           x.quantity * x.unit_price_minor
-    FROM ps_command_rows(p_commands) b,
-         ROWS FROM (jsonb_to_recordset(b.params->'items')
-             AS (product_id text, name text, quantity integer, unit_price_minor bigint))
-         WITH ORDINALITY AS x(product_id, name, quantity, unit_price_minor, ord)
-    WHERE b.ord = ANY (p_ords);
-
-    INSERT INTO outbox (aggregate, type, source, payload)
-    SELECT b.resource_id, 'order.created', 'payments',
-           ps_outbox_payload('order.created', b.resource_id, ps_order_event_data(b.resource_id))
-    FROM ps_command_rows(p_commands) b WHERE b.ord = ANY (p_ords) ORDER BY b.ord;
-
-    INSERT INTO commands (id, actor, type, resource_id, request_sha256, message_id, http_status,
-                          result)
-    SELECT b.command_id, b.actor, b.type, b.resource_id, b.request_sha256, b.message_id, 201,
-           ps_order_json(b.resource_id)
-    FROM ps_command_rows(p_commands) b WHERE b.ord = ANY (p_ords);
-
-    PERFORM pg_notify('ps_commands', b.command_id)
-    FROM ps_command_rows(p_commands) b WHERE b.ord = ANY (p_ords);
-    PERFORM pg_notify('ps_outbox', '');
-END $$;
-
--- The commands of a batch: the order creates that may go together first,
--- then the others one by one in log order, as before (ps_apply_commands_each).
-ALTER FUNCTION ps_apply_commands(jsonb) RENAME TO ps_apply_commands_each;
-CREATE FUNCTION ps_apply_commands(p_commands jsonb)
-RETURNS TABLE (ord bigint, command_id text, outcome text) LANGUAGE plpgsql AS $$
+-- Admin: adds a product or sets its name and units on hand. Stock below
+-- what is reserved is refused (reserved_within_stock).
+CREATE FUNCTION ps_product_put(p_sku text, p_name text, p_stock bigint) RETURNS products
+LANGUAGE plpgsql AS $$
 DECLARE
-    v_alone bigint[] := ps_order_creates_alone(p_commands);
-    v_rest  bigint[];
+    v_old bigint;
+    r     products;
 BEGIN
-    IF cardinality(v_alone) > 0 THEN
-        PERFORM ps_order_create_batch(p_commands, v_alone);
-        RETURN QUERY SELECT b.ord, b.command_id, 'applied'::text
-                     FROM ps_command_rows(p_commands) b WHERE b.ord = ANY (v_alone);
-    END IF;
-    SELECT array_agg(b.ord ORDER BY b.ord) INTO v_rest
-    FROM ps_command_rows(p_commands) b WHERE NOT b.ord = ANY (v_alone);
-    IF v_rest IS NOT NULL THEN
-        -- The rest go as a batch of their own; their ords map back.
-        RETURN QUERY SELECT v_rest[e.ord], e.command_id, e.outcome
-                     FROM ps_apply_commands_each((SELECT jsonb_agg(p_commands->(r.ord::integer - 1) ORDER BY r.ord)
-                                                  FROM unnest(v_rest) AS r(ord))) e;
-    END IF;
+    SELECT stock INTO v_old FROM products WHERE sku = p_sku FOR UPDATE;
+    INSERT INTO products AS p (sku, name, stock) VALUES (p_sku, p_name, p_stock)
+    ON CONFLICT (sku) DO UPDATE SET name = coalesce(EXCLUDED.name, p.name), stock = EXCLUDED.stock,
+                                    version = p.version + 1, updated_at = now()
+    RETURNING * INTO r;
+    INSERT INTO stock_movements (sku, kind, stock_delta, reserved_delta, stock_after, reserved_after)
+    VALUES (r.sku, 'set', r.stock - coalesce(v_old, 0), 0, r.stock, r.reserved);
+    RETURN r;
 END $$;
 
--- ---------------------------------------------------------------------
--- Reservations (paystream-inventory)
+-- Moves the lines of p_order that are p_from to p_to and changes their
+-- products' counts by the lines' quantities times p_stock and p_reserved
+-- (-1, 0 or 1), with a movement of p_kind each. Returns the lines moved.
+CREATE FUNCTION ps_stock_move(p_order text, p_from text, p_to text, p_kind text,
+                                         p_stock integer, p_reserved integer, p_message text)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_moved integer;
+BEGIN
+    WITH lines AS (
+        UPDATE stock_reservations SET status = p_to, updated_at = now()
+        WHERE order_id = p_order AND status = p_from RETURNING sku, quantity
+    ), need AS (
+        SELECT sku, sum(quantity) AS q, count(*) AS n FROM lines GROUP BY sku
+    ), changed AS (
+        UPDATE products p SET stock = p.stock + p_stock * n.q, reserved = p.reserved + p_reserved * n.q,
+                              version = p.version + 1, updated_at = now()
+        FROM need n WHERE p.sku = n.sku
+        RETURNING p.sku, n.q, n.n, p.stock, p.reserved
+    ), logged AS (
+        INSERT INTO stock_movements (sku, kind, order_id, stock_delta, reserved_delta, stock_after,
+                                     reserved_after, message_id)
+        SELECT sku, p_kind, p_order, p_stock * q, p_reserved * q, stock, reserved, p_message
+        FROM changed RETURNING 1
+    )
+    SELECT coalesce(sum(n), 0)::integer INTO v_moved FROM changed;
+    RETURN v_moved;
+END $$;
+
+-- The lines of an order event's data: (line, sku, quantity).
+CREATE FUNCTION ps_event_lines(d jsonb) RETURNS TABLE (line integer, sku text, quantity bigint)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT x.ord::integer, x.item->>'sku', (x.item->>'quantity')::bigint
+    FROM jsonb_array_elements(d->'items') WITH ORDINALITY AS x(item, ord)
+$$;
 
 -- The domain events of a batch as rows, in log order (ord from 1).
 CREATE FUNCTION ps_inventory_rows(p_events jsonb)
@@ -306,14 +230,57 @@ BEGIN
     FROM res;
 END $$;
 
--- One order's reservation (an order.created or order.updated the batch
--- path left to ps_apply_inventory_event; its inbox row is written there).
-CREATE OR REPLACE FUNCTION ps_stock_reserve(d jsonb, p_message text, OUT outcome text, OUT note jsonb)
+-- Applies one domain event ({message_id, type, data}) to stock, deduped on
+-- its message id: an event the batch path of ps_apply_inventory_events left
+-- to go alone (an order reserved as a run of one, with its inbox row
+-- written here).
+CREATE FUNCTION ps_apply_inventory_event(e jsonb, p_restock boolean, OUT outcome text, OUT note jsonb)
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_type  text := e->>'type';
+    v_msg   text := e->>'message_id';
+    v_order text := e->'data'->>'order_id';
+    v_moved integer;
 BEGIN
-    SELECT r.outcome, r.note INTO outcome, note
-    FROM ps_stock_reserve_run(jsonb_build_array(jsonb_build_object(
-             'message_id', p_message, 'type', 'order.created', 'data', d)), 1, 1, false) r;
+    INSERT INTO inventory_inbox (message_id, type, outcome) VALUES (v_msg, v_type, 'applied')
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        outcome := 'duplicate';
+        RETURN;
+    END IF;
+    outcome := 'applied';
+    CASE v_type
+    WHEN 'order.created' THEN
+        SELECT r.outcome, r.note INTO outcome, note
+        FROM ps_stock_reserve_run(jsonb_build_array(e), 1, 1, false) r;
+    WHEN 'order.updated' THEN
+        PERFORM ps_stock_move(v_order, 'reserved', 'released', 'release', 0, -1, v_msg);
+        DELETE FROM stock_reservations
+        WHERE order_id = v_order AND status IN ('released', 'rejected_out_of_stock', 'unknown_sku');
+        SELECT r.outcome, r.note INTO outcome, note
+        FROM ps_stock_reserve_run(jsonb_build_array(e), 1, 1, false) r;
+    WHEN 'order.paid' THEN
+        v_moved := ps_stock_move(v_order, 'reserved', 'committed', 'commit', -1, -1, v_msg);
+        IF EXISTS (SELECT 1 FROM stock_reservations
+                   WHERE order_id = v_order AND status = 'rejected_out_of_stock') THEN
+            note := jsonb_build_object('level', 'error',
+                                       'msg', 'order paid that was rejected out of stock: refund or restock it',
+                                       'fields', jsonb_build_object('order_id', v_order));
+        END IF;
+    WHEN 'order.cancelled', 'order.expired' THEN
+        v_moved := ps_stock_move(v_order, 'reserved', 'released', 'release', 0, -1, v_msg);
+    WHEN 'order.refunded' THEN
+        IF p_restock THEN
+            v_moved := ps_stock_move(v_order, 'committed', 'restocked', 'restock', 1, 0, v_msg);
+        ELSE
+            outcome := 'ignored';
+        END IF;
+    ELSE
+        outcome := 'ignored';
+    END CASE;
+    IF outcome <> 'applied' THEN
+        UPDATE inventory_inbox SET outcome = ps_apply_inventory_event.outcome WHERE message_id = v_msg;
+    END IF;
 END $$;
 
 -- Applies a batch of domain events ({message_id, type, data}) in order.
@@ -322,7 +289,7 @@ END $$;
 -- Runs of new orders' order.created events (not seen before, of orders
 -- nothing else in the batch names) are reserved together; every other
 -- event goes alone through ps_apply_inventory_event in its place.
-CREATE OR REPLACE FUNCTION ps_apply_inventory_events(p_events jsonb, p_restock boolean)
+CREATE FUNCTION ps_apply_inventory_events(p_events jsonb, p_restock boolean)
 RETURNS TABLE (ord bigint, message_id text, outcome text, note jsonb) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -375,28 +342,10 @@ BEGIN
     END LOOP;
 END $$;
 
--- ---------------------------------------------------------------------
--- Per-row functions as PL/pgSQL (see the top); same results as in 003
--- and 007.
-
-CREATE OR REPLACE FUNCTION ps_order_json_base(p_id text) RETURNS jsonb
-LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    RETURN (SELECT jsonb_build_object(
-        'id', o.id, 'object', 'order', 'number', o.number, 'status', o.status,
-        'currency', o.currency, 'total_minor', o.total_minor,
-        'items', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                      'product_id', i.product_id, 'name', i.name, 'quantity', i.quantity,
-                      'unit_price_minor', i.unit_price_minor,
-                      'line_total_minor', i.line_total_minor) ORDER BY i.line), '[]')
-                  FROM order_items i WHERE i.order_id = o.id),
-        'shipping_address', o.shipping_address, 'billing_address', o.billing_address,
-        'metadata', o.metadata, 'version', o.version,
-        'created_at', o.created_at, 'updated_at', o.updated_at)
-    FROM orders o WHERE o.id = p_id);
-END $$;
-
-CREATE OR REPLACE FUNCTION ps_order_stock(p_id text) RETURNS text
+-- Where an order's stock stands, for the API: reserved, committed,
+-- released, restocked, rejected_out_of_stock; NULL until the inventory
+-- worker saw the order, or when it has no known product.
+CREATE FUNCTION ps_order_stock(p_id text) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN (SELECT CASE WHEN bool_or(status = 'rejected_out_of_stock') THEN 'rejected_out_of_stock'
@@ -404,51 +353,8 @@ BEGIN
             FROM stock_reservations WHERE order_id = p_id);
 END $$;
 
-CREATE OR REPLACE FUNCTION ps_order_json(p_id text) RETURNS jsonb
-LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    RETURN (SELECT ps_order_json_base(o.id) || jsonb_build_object(
-                'email', o.email, 'customer_name', o.customer_name, 'expires_at', o.expires_at,
-                'stock', ps_order_stock(o.id))
-            FROM orders o WHERE o.id = p_id);
-END $$;
-
-CREATE OR REPLACE FUNCTION ps_order_event_data(p_id text) RETURNS jsonb
-LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    RETURN (SELECT jsonb_build_object(
-        'order_id', o.id, 'number', o.number, 'status', o.status, 'actor', o.actor,
-        'currency', o.currency, 'total_minor', o.total_minor,
-        'email', o.email, 'customer_name', o.customer_name,
-        'items', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                      'sku', i.product_id, 'name', i.name, 'quantity', i.quantity,
-                      'unit_price_minor', i.unit_price_minor) ORDER BY i.line), '[]')
-                  FROM order_items i WHERE i.order_id = o.id))
-    FROM orders o WHERE o.id = p_id);
-END $$;
-
-CREATE OR REPLACE FUNCTION ps_stock_move(p_order text, p_from text, p_to text, p_kind text,
-                                         p_stock integer, p_reserved integer, p_message text)
-RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    v_moved integer;
-BEGIN
-    WITH lines AS (
-        UPDATE stock_reservations SET status = p_to, updated_at = now()
-        WHERE order_id = p_order AND status = p_from RETURNING sku, quantity
-    ), need AS (
-        SELECT sku, sum(quantity) AS q, count(*) AS n FROM lines GROUP BY sku
-    ), changed AS (
-        UPDATE products p SET stock = p.stock + p_stock * n.q, reserved = p.reserved + p_reserved * n.q,
-                              version = p.version + 1, updated_at = now()
-        FROM need n WHERE p.sku = n.sku
-        RETURNING p.sku, n.q, n.n, p.stock, p.reserved
-    ), logged AS (
-        INSERT INTO stock_movements (sku, kind, order_id, stock_delta, reserved_delta, stock_after,
-                                     reserved_after, message_id)
-        SELECT sku, p_kind, p_order, p_stock * q, p_reserved * q, stock, reserved, p_message
-        FROM changed RETURNING 1
-    )
-    SELECT coalesce(sum(n), 0)::integer INTO v_moved FROM changed;
-    RETURN v_moved;
-END $$;
+-- Dashboards: each product's counts and what is free to sell.
+CREATE VIEW dash_stock AS
+    SELECT sku, name, stock, reserved, stock - reserved AS available,
+           (stock - reserved) = 0 AS sold_out, updated_at
+    FROM products;

@@ -8,117 +8,7 @@
 -- states of equal rank, the newest event), so the end state does not depend
 -- on the order in which Stripe's events arrive.
 
-CREATE TABLE customers (
-    id                 text PRIMARY KEY,        -- the user id (JWT sub or API key owner)
-    email              text NOT NULL,
-    name               text,
-    gateway            text NOT NULL,           -- stripe, or sandbox (offline)
-    stripe_customer_id text NOT NULL UNIQUE,    -- cus_...; cus_sandbox_... for the sandbox
-    balance_minor      bigint NOT NULL DEFAULT 0, -- owed; below zero is credit
-    currency           char(3) NOT NULL,
-    version            bigint NOT NULL DEFAULT 1,
-    created_at         timestamptz NOT NULL DEFAULT now(),
-    updated_at         timestamptz NOT NULL DEFAULT now()
-);
-
--- A usage record is unique per customer and identifier: a record sent again
--- is the same record. Stripe wants its meter event identifiers unique in
--- the whole account, so the one reported there is derived from both.
-CREATE TABLE usage_records (
-    customer_id       text NOT NULL REFERENCES customers (id),
-    identifier        text NOT NULL,
-    meter             text NOT NULL,
-    quantity          bigint NOT NULL CHECK (quantity > 0),
-    unit_price_minor  bigint NOT NULL CHECK (unit_price_minor >= 0),
-    amount_minor      bigint NOT NULL CHECK (amount_minor = quantity * unit_price_minor),
-    currency          char(3) NOT NULL,
-    occurred_at       timestamptz NOT NULL,
-    message_id        text,
-    stripe_identifier text NOT NULL UNIQUE,
-    -- pending: to report to Stripe; reported; local: a sandbox customer's;
-    -- failed: Stripe refused it (last_error says why)
-    meter_status      text NOT NULL CHECK (meter_status IN ('pending', 'reported', 'local', 'failed')),
-    report_attempts   integer NOT NULL DEFAULT 0,
-    next_report_at    timestamptz NOT NULL DEFAULT now(),
-    last_error        text,
-    reported_at       timestamptz,
-    created_at        timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (customer_id, identifier)
-);
-CREATE INDEX usage_to_report ON usage_records (next_report_at) WHERE meter_status = 'pending';
-CREATE INDEX usage_by_time ON usage_records (customer_id, occurred_at);
-
--- Stripe's invoices (in_...) and the threshold invoices of ours (inv_...).
-CREATE TABLE invoices (
-    id                 text PRIMARY KEY,
-    source             text NOT NULL CHECK (source IN ('stripe', 'threshold')),
-    customer_id        text,                    -- ours, when known
-    stripe_customer_id text,
-    subscription_id    text,
-    status             text NOT NULL CHECK (status IN ('draft', 'open', 'paid', 'uncollectible', 'void')),
-    amount_due_minor   bigint NOT NULL DEFAULT 0 CHECK (amount_due_minor >= 0),
-    amount_paid_minor  bigint NOT NULL DEFAULT 0 CHECK (amount_paid_minor >= 0),
-    currency           char(3),
-    number             text,
-    hosted_invoice_url text,
-    attempt_count      integer NOT NULL DEFAULT 0,
-    last_event_at      timestamptz,
-    version            bigint NOT NULL DEFAULT 1,
-    created_at         timestamptz NOT NULL DEFAULT now(),
-    updated_at         timestamptz NOT NULL DEFAULT now()
-);
--- At most one open threshold invoice per customer: the database itself
--- refuses a second one for the same crossing.
-CREATE UNIQUE INDEX invoices_one_open_threshold ON invoices (customer_id)
-    WHERE source = 'threshold' AND status = 'open';
-CREATE INDEX invoices_customer ON invoices (customer_id, created_at DESC);
-
-CREATE TABLE subscriptions (
-    id                   text PRIMARY KEY,      -- sub_...
-    customer_id          text,
-    stripe_customer_id   text,
-    status               text NOT NULL,
-    price_id             text,
-    quantity             bigint,
-    current_period_start timestamptz,
-    current_period_end   timestamptz,
-    cancel_at_period_end boolean NOT NULL DEFAULT false,
-    canceled_at          timestamptz,
-    last_event_at        timestamptz NOT NULL,
-    version              bigint NOT NULL DEFAULT 1,
-    created_at           timestamptz NOT NULL DEFAULT now(),
-    updated_at           timestamptz NOT NULL DEFAULT now()
-);
-
--- state: open; expired; awaiting_payment (completed, paid later, e.g. an
--- OXXO voucher); payment_failed; paid.
-CREATE TABLE checkout_sessions (
-    id                 text PRIMARY KEY,        -- cs_...
-    purpose            text NOT NULL CHECK (purpose IN ('balance', 'order', 'other')),
-    customer_id        text,
-    stripe_customer_id text,
-    order_id           text,
-    payment_intent     text,
-    gateway            text NOT NULL DEFAULT 'stripe',
-    state              text NOT NULL
-        CHECK (state IN ('open', 'expired', 'awaiting_payment', 'payment_failed', 'paid')),
-    stripe_status      text,                    -- Stripe's status and payment_status words
-    payment_status     text,
-    amount_minor       bigint NOT NULL CHECK (amount_minor >= 0),
-    currency           char(3) NOT NULL,
-    url                text,
-    command_id         text,
-    balance_applied    boolean NOT NULL DEFAULT false, -- its payment lowered the balance
-    last_event_at      timestamptz,
-    version            bigint NOT NULL DEFAULT 1,
-    created_at         timestamptz NOT NULL DEFAULT now(),
-    updated_at         timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX checkout_sessions_customer ON checkout_sessions (customer_id, created_at DESC);
-
--- The voucher of a delayed payment method (OXXO), for notifications.
-ALTER TABLE payments ADD COLUMN voucher jsonb;
-
+-- Checkout Session states, furthest last.
 CREATE FUNCTION ps_checkout_rank(state text) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE state WHEN 'open' THEN 0 WHEN 'expired' THEN 1 WHEN 'awaiting_payment' THEN 2
@@ -181,16 +71,6 @@ CREATE FUNCTION ps_customer_json(p_id text) RETURNS jsonb LANGUAGE sql STABLE AS
                                   ORDER BY created_at DESC LIMIT 10) s),
         'created_at', c.created_at, 'updated_at', c.updated_at)
     FROM customers c WHERE c.id = p_id
-$$;
-
--- Records command c's result and announces it (see ps_apply_commands).
-CREATE FUNCTION ps_command_record(c jsonb, p_status integer, p_result jsonb) RETURNS void
-LANGUAGE sql AS $$
-    INSERT INTO commands (id, actor, type, resource_id, request_sha256, message_id, http_status,
-                          result)
-    VALUES (c->>'command_id', c->>'actor', c->>'type', c->>'resource_id', c->>'request_sha256',
-            c->>'message_id', p_status, p_result);
-    SELECT pg_notify('ps_commands', c->>'command_id');
 $$;
 
 -- Opens a threshold invoice for customer p_id when its balance reached
@@ -297,7 +177,7 @@ BEGIN
 END $$;
 
 -- customer.create and checkout.create are applied around a call to the
--- gateway, like payment.process (see 004): ps_billing_begin checks the
+-- gateway, like payment.process (payments.sql): ps_billing_begin checks the
 -- rules and returns the call to make, ps_billing_finish records the answer.
 -- Both calls carry the command id as Stripe's Idempotency-Key, and nothing
 -- is written before the answer: a command delivered again after a crash
@@ -392,60 +272,62 @@ BEGIN
 END $$;
 
 -- A Checkout Session event: f is {session_id, state, stripe_status,
--- payment_status, amount, currency, stripe_customer, customer_id,
--- purpose, order_id, payment_intent}. The session keeps its furthest
--- state; the first time it is paid, a balance session lowers its
--- customer's balance and an order session pays its order.
-CREATE FUNCTION ps_apply_checkout(f jsonb, p_at timestamptz) RETURNS text LANGUAGE plpgsql AS $$
+-- payment_status, amount, currency, stripe_customer, customer_id, purpose,
+-- order_id, payment_intent}. A session paystream did not create is recorded
+-- only when it claims nothing (purpose "other"): one that names a balance,
+-- a customer or an order is refused, since anyone with a Stripe account can
+-- write that metadata. Ours keeps its furthest state, and only for the
+-- amount and currency it was made for; the first time it is paid, it
+-- lowers its customer's balance, once.
+CREATE FUNCTION ps_apply_checkout(f jsonb, p_at timestamptz) RETURNS text
+LANGUAGE plpgsql AS $$
 DECLARE
     s        checkout_sessions;
-    v_cust   text;
-    v_result text;
+    v_ours   boolean;
 BEGIN
-    v_cust := coalesce((SELECT id FROM customers WHERE id = f->>'customer_id'),
-                       (SELECT id FROM customers WHERE stripe_customer_id = f->>'stripe_customer'));
-    INSERT INTO checkout_sessions AS cs (id, purpose, customer_id, stripe_customer_id, order_id,
-                                         payment_intent, state, stripe_status, payment_status,
-                                         amount_minor, currency, last_event_at)
-    VALUES (f->>'session_id',
-            CASE WHEN f->>'purpose' = 'balance' THEN 'balance'
-                 WHEN f ? 'order_id' THEN 'order' ELSE 'other' END,
-            v_cust, f->>'stripe_customer', f->>'order_id', f->>'payment_intent', f->>'state',
-            f->>'stripe_status', f->>'payment_status', coalesce((f->>'amount')::bigint, 0),
-            f->>'currency', p_at)
-    ON CONFLICT (id) DO UPDATE SET
-        state = CASE WHEN ps_checkout_rank(excluded.state) > ps_checkout_rank(cs.state)
-                     THEN excluded.state ELSE cs.state END,
-        stripe_status = CASE WHEN ps_checkout_rank(excluded.state) >= ps_checkout_rank(cs.state)
-                             THEN excluded.stripe_status ELSE cs.stripe_status END,
-        payment_status = CASE WHEN ps_checkout_rank(excluded.state) >= ps_checkout_rank(cs.state)
-                              THEN excluded.payment_status ELSE cs.payment_status END,
-        -- What Stripe says the session is for wins over what we asked.
-        amount_minor = CASE WHEN f ? 'amount' THEN excluded.amount_minor ELSE cs.amount_minor END,
-        customer_id = coalesce(cs.customer_id, excluded.customer_id),
-        stripe_customer_id = coalesce(cs.stripe_customer_id, excluded.stripe_customer_id),
-        order_id = coalesce(cs.order_id, excluded.order_id),
-        payment_intent = coalesce(cs.payment_intent, excluded.payment_intent),
-        last_event_at = greatest(cs.last_event_at, excluded.last_event_at),
-        version = cs.version + 1, updated_at = now()
-    RETURNING cs.* INTO s;
-    v_result := CASE WHEN s.state = f->>'state' THEN 'applied' ELSE 'stale' END;
-
-    IF s.state = 'paid' AND NOT s.balance_applied THEN
-        UPDATE checkout_sessions SET balance_applied = true WHERE id = s.id;
-        IF s.purpose = 'balance' AND s.customer_id IS NOT NULL THEN
-            UPDATE customers SET balance_minor = balance_minor - s.amount_minor,
-                                 version = version + 1, updated_at = now()
-            WHERE id = s.customer_id AND currency = s.currency;
-            PERFORM ps_threshold_settle(s.customer_id, s.amount_minor);
+    SELECT * INTO s FROM checkout_sessions WHERE id = f->>'session_id' FOR UPDATE;
+    IF s.id IS NULL THEN
+        IF f->>'purpose' = 'balance' OR f ? 'order_id' OR f ? 'customer_id' THEN
+            RETURN 'unknown_session';
         END IF;
-        IF s.order_id IS NOT NULL THEN
-            UPDATE orders SET status = 'paid', version = version + 1, updated_at = now()
-            WHERE id = s.order_id AND status = 'pending' AND currency = s.currency
-              AND total_minor <= s.amount_minor;
-        END IF;
+        INSERT INTO checkout_sessions (id, purpose, customer_id, stripe_customer_id,
+                                       payment_intent, state, stripe_status, payment_status,
+                                       amount_minor, currency, last_event_at)
+        VALUES (f->>'session_id', 'other',
+                (SELECT id FROM customers WHERE stripe_customer_id = f->>'stripe_customer'),
+                f->>'stripe_customer', f->>'payment_intent', f->>'state', f->>'stripe_status',
+                f->>'payment_status', coalesce((f->>'amount')::bigint, 0), f->>'currency', p_at);
+        RETURN 'applied';
     END IF;
-    RETURN v_result;
+    v_ours := s.command_id IS NOT NULL;
+    IF v_ours AND f->>'currency' <> s.currency THEN
+        RETURN 'currency_mismatch';
+    ELSIF v_ours AND (f->>'amount')::bigint <> s.amount_minor THEN
+        RETURN 'amount_mismatch';
+    END IF;
+    UPDATE checkout_sessions SET
+        state = CASE WHEN ps_checkout_rank(f->>'state') > ps_checkout_rank(state)
+                     THEN f->>'state' ELSE state END,
+        stripe_status = CASE WHEN ps_checkout_rank(f->>'state') >= ps_checkout_rank(state)
+                             THEN f->>'stripe_status' ELSE stripe_status END,
+        payment_status = CASE WHEN ps_checkout_rank(f->>'state') >= ps_checkout_rank(state)
+                              THEN f->>'payment_status' ELSE payment_status END,
+        amount_minor = CASE WHEN NOT v_ours AND f ? 'amount' THEN (f->>'amount')::bigint
+                            ELSE amount_minor END,
+        payment_intent = coalesce(payment_intent, f->>'payment_intent'),
+        last_event_at = greatest(last_event_at, p_at),
+        version = version + 1, updated_at = now()
+    WHERE id = s.id
+    RETURNING * INTO s;
+
+    IF s.state = 'paid' AND v_ours AND s.purpose = 'balance' AND NOT s.balance_applied THEN
+        UPDATE checkout_sessions SET balance_applied = true WHERE id = s.id;
+        UPDATE customers SET balance_minor = balance_minor - s.amount_minor,
+                             version = version + 1, updated_at = now()
+        WHERE id = s.customer_id AND currency = s.currency;
+        PERFORM ps_threshold_settle(s.customer_id, s.amount_minor);
+    END IF;
+    RETURN CASE WHEN s.state = f->>'state' THEN 'applied' ELSE 'stale' END;
 END $$;
 
 -- A subscription event: f is {id, status, stripe_customer, price_id,
@@ -518,50 +400,8 @@ BEGIN
     RETURN CASE WHEN i.id IS NULL THEN 'stale' ELSE 'applied' END;
 END $$;
 
--- The whole batch of Stripe events: the payment facts through
--- ps_apply_stripe_batch (002), then, in log order, what only some events
--- carry: "billing" ({kind: checkout | subscription | invoice, ...}) and
--- "voucher" (next_action.oxxo_display_details of a payment intent). An
--- event delivered before is a duplicate for both.
-CREATE FUNCTION ps_apply_stripe_events(p_events jsonb)
-RETURNS TABLE (ord bigint, event_id text, outcome text) LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-DECLARE
-    r record;
-BEGIN
-    -- Most batches carry payment facts only: no loop for them.
-    IF NOT jsonb_path_exists(p_events, '$[*] ? (exists(@.billing) || exists(@.voucher))') THEN
-        RETURN QUERY SELECT * FROM ps_apply_stripe_batch(p_events);
-        RETURN;
-    END IF;
-    FOR r IN
-        WITH res AS MATERIALIZED (SELECT * FROM ps_apply_stripe_batch(p_events)),
-             extra AS (SELECT x.n, x.e FROM jsonb_array_elements(p_events) WITH ORDINALITY AS x(e, n)
-                       WHERE x.e ? 'billing' OR x.e ? 'voucher')
-        SELECT res.ord AS n, res.event_id AS id, res.outcome AS result, extra.e
-        FROM res LEFT JOIN extra ON extra.n = res.ord
-        ORDER BY res.ord
-    LOOP
-        ord := r.n;
-        event_id := r.id;
-        outcome := r.result;
-        IF r.result <> 'duplicate' AND r.e IS NOT NULL THEN
-            IF r.e ? 'voucher' THEN
-                UPDATE payments SET voucher = r.e->'voucher', updated_at = now()
-                WHERE gateway_payment_id = r.e->>'payment_intent';
-            END IF;
-            IF r.e ? 'billing' THEN
-                outcome := CASE r.e->'billing'->>'kind'
-                    WHEN 'checkout' THEN ps_apply_checkout(r.e->'billing', to_timestamp((r.e->>'created')::bigint))
-                    WHEN 'subscription' THEN ps_apply_subscription(r.e->'billing', to_timestamp((r.e->>'created')::bigint))
-                    WHEN 'invoice' THEN ps_apply_invoice(r.e->'billing', to_timestamp((r.e->>'created')::bigint))
-                END;
-            END IF;
-        END IF;
-        RETURN NEXT;
-    END LOOP;
-END $$;
-
+-- Dashboards: customers, balances, open invoices and usage not yet taken
+-- by Stripe, per billing currency.
 CREATE VIEW dash_billing AS
     SELECT c.currency, count(*) AS customers, sum(c.balance_minor) AS balance_minor,
            (SELECT count(*) FROM invoices i WHERE i.status = 'open') AS open_invoices,

@@ -1,115 +1,13 @@
--- Stripe Connect: the platform's connected accounts, their bank accounts and
--- cards, their persons (ids and verification only), an audit log of every
--- Connect event, and the outbox of domain events.
+-- Stripe Connect: applying the Connect endpoint's events to connected
+-- accounts, their bank accounts and cards and their persons, and who may
+-- take payments on behalf of an account.
 --
--- Each piece of an account's state keeps the `created` time of the event
+-- Each piece of an account's state keeps the created time of the event
 -- that last set it, and an event changes a piece only when it is newer; at
 -- the same second a disabled flag or a lower capability status wins. So the
 -- state an account ends in does not depend on the order its events arrive.
 -- An account deauthorized stays inactive until an authorization newer than
 -- the deauthorization, whatever account.updated says afterwards.
-
-CREATE TABLE connected_accounts (
-    id                      text PRIMARY KEY,          -- acct_...
-    is_active               boolean NOT NULL DEFAULT true,
-    stripe_charges_enabled  boolean NOT NULL DEFAULT false, -- as Stripe last said
-    stripe_payouts_enabled  boolean NOT NULL DEFAULT false,
-    charges_enabled         boolean GENERATED ALWAYS AS (is_active AND stripe_charges_enabled) STORED,
-    payouts_enabled         boolean GENERATED ALWAYS AS (is_active AND stripe_payouts_enabled) STORED,
-    details_submitted       boolean NOT NULL DEFAULT false,
-    capabilities            jsonb NOT NULL DEFAULT '{}',   -- name -> {status, at}
-    currently_due           jsonb NOT NULL DEFAULT '[]',   -- requirements.currently_due
-    disabled_reason         text,                          -- requirements.disabled_reason
-    country                 text,
-    default_currency        text,
-    state                   text GENERATED ALWAYS AS (
-        CASE WHEN NOT is_active THEN 'deauthorized'
-             WHEN stripe_charges_enabled AND stripe_payouts_enabled THEN 'active'
-             WHEN NOT details_submitted AND disabled_reason IS NULL THEN 'onboarding'
-             ELSE 'restricted' END) STORED,
-    -- created (Unix seconds) of the event that last set each piece
-    synced_at               bigint NOT NULL DEFAULT 0,     -- details, requirements
-    charges_at              bigint NOT NULL DEFAULT 0,
-    payouts_at              bigint NOT NULL DEFAULT 0,
-    authorization_at        bigint NOT NULL DEFAULT 0,
-    onboarded_at            timestamptz,
-    deauthorized_at         timestamptz,
-    version                 bigint NOT NULL DEFAULT 0,     -- changes applied
-    created_at              timestamptz NOT NULL DEFAULT now(),
-    updated_at              timestamptz NOT NULL DEFAULT now()
-);
-
--- Bank accounts and cards that payouts go to. Never a full number: last4,
--- bank name or brand. A deleted one stays as a tombstone so that a late
--- event cannot bring it back.
-CREATE TABLE external_accounts (
-    id                   text PRIMARY KEY,             -- ba_... or card_...
-    account              text NOT NULL REFERENCES connected_accounts (id),
-    object               text NOT NULL,                -- bank_account or card
-    last4                text,
-    bank_name            text,
-    brand                text,
-    country              text,
-    currency             text,
-    status               text,
-    default_for_currency boolean NOT NULL DEFAULT false,
-    deleted              boolean NOT NULL DEFAULT false,
-    event_at             bigint NOT NULL DEFAULT 0,
-    updated_at           timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX external_accounts_account ON external_accounts (account) WHERE NOT deleted;
-
--- Persons of an account, for the audit only: no name, no birth date, no
--- address, no id number.
-CREATE TABLE account_persons (
-    id                  text PRIMARY KEY,              -- person_...
-    account             text NOT NULL REFERENCES connected_accounts (id),
-    relationship        jsonb NOT NULL DEFAULT '{}',   -- representative, owner, director, executive
-    verification_status text,
-    deleted             boolean NOT NULL DEFAULT false,
-    event_at            bigint NOT NULL DEFAULT 0,
-    updated_at          timestamptz NOT NULL DEFAULT now()
-);
-
--- Every Connect event once: its id is the dedupe key. changes says what
--- the event did (or why it did nothing), without personal data.
-CREATE TABLE account_audit_log (
-    event_id    text PRIMARY KEY,                      -- evt_...
-    account     text,
-    type        text NOT NULL,
-    created     timestamptz NOT NULL,
-    outcome     text NOT NULL CHECK (outcome IN ('applied', 'stale', 'unhandled')),
-    changes     jsonb NOT NULL DEFAULT '{}',
-    message_id  text,
-    applied_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX account_audit_log_account ON account_audit_log (account, created);
-
--- Domain events, written in the transaction of the change that causes them
--- and published to paystream.domain.events by a relay, in id order, which
--- keeps each aggregate's events in order. message_id is the envelope id of
--- every publication of the row, so a consumer dedupes a republished one.
-CREATE TABLE outbox (
-    id           bigserial PRIMARY KEY,
-    message_id   text NOT NULL DEFAULT gen_random_uuid()::text UNIQUE,
-    aggregate    text NOT NULL,                         -- the Kafka key
-    type         text NOT NULL,
-    source       text NOT NULL,
-    payload      jsonb NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    published_at timestamptz
-);
-CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
-
--- Queues a domain event and wakes the relay (at commit).
-CREATE FUNCTION ps_outbox_add(p_source text, p_type text, p_aggregate text, p_data jsonb)
-RETURNS void LANGUAGE sql AS $$
-    INSERT INTO outbox (aggregate, type, source, payload)
-    VALUES (p_aggregate, p_type, p_source,
-            jsonb_build_object('type', p_type, 'aggregate', p_aggregate,
-                               'occurred_at', now(), 'data', p_data));
-    SELECT pg_notify('ps_outbox', '');
-$$;
 
 -- Capability statuses, lowest first: at the same second the lower wins.
 CREATE FUNCTION ps_capability_rank(p_status text) RETURNS integer
@@ -339,7 +237,7 @@ BEGIN
 END $$;
 
 -- Applies one Connect event, deduped on its id. e is {event_id, type,
--- account, created, message_id, object, previous_attributes}. Returns the
+-- account, created, message_id, object, previous_attributes, refusal}. Returns the
 -- outcome and the log line to write.
 CREATE FUNCTION ps_apply_connect_event(e jsonb, OUT outcome text, OUT note jsonb)
 LANGUAGE plpgsql AS $$
@@ -352,11 +250,19 @@ DECLARE
     v_changes jsonb;
     v_handled boolean := true;
 BEGIN
+    -- An event of the other mode (e.refusal, set by the worker, which knows
+    -- the system's mode) is audited and changes nothing.
     INSERT INTO account_audit_log (event_id, account, type, created, outcome, message_id)
-    VALUES (e->>'event_id', v_account, v_type, to_timestamp(v_at), 'unhandled', e->>'message_id')
+    VALUES (e->>'event_id', v_account, v_type, to_timestamp(v_at),
+            coalesce(e->>'refusal', 'unhandled'), e->>'message_id')
     ON CONFLICT (event_id) DO NOTHING;
     IF NOT FOUND THEN
         outcome := 'duplicate';
+        RETURN;
+    END IF;
+    IF e->>'refusal' IS NOT NULL THEN
+        outcome := e->>'refusal';
+        note := ps_connect_note('info', 'connect event of the other mode audited; it changed nothing', e);
         RETURN;
     END IF;
     IF v_account IS NULL THEN
@@ -466,13 +372,19 @@ BEGIN
     END LOOP;
 END $$;
 
--- Why a payment call on behalf of p_account must not be made, or NULL.
--- Stripe would refuse it with account_invalid; this says so first.
-CREATE FUNCTION ps_account_refusal(p_account text, p_charge boolean) RETURNS jsonb
+-- Why a payment call on behalf of p_account must not be made for p_actor,
+-- or NULL. An actor that is no admin and not linked to the account
+-- (account_links) gets the answer of an account that does not exist, word
+-- for word: nothing about accounts leaks to them. Stripe would refuse an
+-- inactive account with account_invalid; this says so first.
+CREATE FUNCTION ps_account_refusal(p_account text, p_charge boolean, p_actor text,
+                                   p_admin boolean) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT CASE
         WHEN p_account IS NULL THEN NULL
-        WHEN a.id IS NULL THEN ps_error('account_unknown', 'no such connected account: ' || p_account, 'account')
+        WHEN a.id IS NULL OR NOT (p_admin OR EXISTS (SELECT 1 FROM account_links l
+                                                     WHERE l.account = a.id AND l.actor = p_actor))
+            THEN ps_error('account_unknown', 'no such connected account: ' || p_account, 'account')
         WHEN NOT a.is_active THEN ps_error('account_inactive', 'connected account ' || p_account
                                            || ' has deauthorized the platform; it takes no payments', 'account')
         WHEN p_charge AND NOT a.charges_enabled THEN
@@ -480,73 +392,6 @@ LANGUAGE sql STABLE AS $$
                      || ' cannot take charges yet (' || a.state || ')', 'account')
         ELSE NULL END
     FROM (SELECT p_account) x LEFT JOIN connected_accounts a ON a.id = p_account
-$$;
-
--- Payments on behalf of a connected account: payment.create takes an
--- optional account, and the gateway's calls carry it (Stripe-Account).
-ALTER FUNCTION ps_payment_create(text, text, boolean, jsonb) RENAME TO ps_payment_create_for_order;
-CREATE FUNCTION ps_payment_create(p_id text, p_actor text, p_admin boolean, p jsonb,
-                                  OUT http_status integer, OUT result jsonb)
-LANGUAGE plpgsql AS $$
-BEGIN
-    result := ps_account_refusal(p->>'account', true);
-    IF result IS NOT NULL THEN
-        http_status := CASE result->'error'->>'code' WHEN 'account_unknown' THEN 404 ELSE 409 END;
-        RETURN;
-    END IF;
-    SELECT c.http_status, c.result INTO http_status, result
-    FROM ps_payment_create_for_order(p_id, p_actor, p_admin, p) c;
-    IF http_status = 201 AND p->>'account' IS NOT NULL THEN
-        UPDATE payments SET account = p->>'account' WHERE id = p_id;
-        result := ps_payment_json(p_id);
-    END IF;
-END $$;
-
-ALTER FUNCTION ps_gateway_begin(jsonb) RENAME TO ps_gateway_begin_for_payment;
-CREATE FUNCTION ps_gateway_begin(c jsonb, OUT call jsonb, OUT duplicate boolean)
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_id      text := c->>'command_id';
-    v_account text;
-    v_refusal jsonb;
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM commands WHERE id = v_id)
-       AND NOT EXISTS (SELECT 1 FROM gateway_calls WHERE command_id = v_id) THEN
-        SELECT p.account INTO v_account
-        FROM ps_payment_for(c->>'resource_id', c->>'actor', coalesce((c->>'admin')::boolean, false)) p;
-        v_refusal := ps_account_refusal(v_account, c->>'type' = 'payment.process');
-        IF v_refusal IS NOT NULL THEN
-            INSERT INTO commands (id, actor, type, resource_id, request_sha256, message_id,
-                                  http_status, result)
-            VALUES (v_id, c->>'actor', c->>'type', c->>'resource_id', c->>'request_sha256',
-                    c->>'message_id', 409, v_refusal);
-            PERFORM pg_notify('ps_commands', v_id);
-            duplicate := false;
-            RETURN;
-        END IF;
-    END IF;
-    SELECT b.call, b.duplicate INTO call, duplicate FROM ps_gateway_begin_for_payment(c) b;
-END $$;
-
-CREATE OR REPLACE FUNCTION ps_gateway_call_json(g gateway_calls, p payments) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_build_object('kind', g.kind, 'gateway', g.gateway, 'amount_minor', g.amount_minor,
-                              'currency', g.currency, 'payment_method', g.payment_method,
-                              'reason', g.reason, 'payment_id', p.id, 'order_id', p.order_id,
-                              'gateway_payment_id', p.gateway_payment_id, 'account', p.account)
-$$;
-
-CREATE OR REPLACE FUNCTION ps_payment_json(p_id text) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-        'id', p.id, 'object', 'payment', 'order_id', p.order_id, 'status', p.status,
-        'amount_minor', p.amount_minor, 'currency', p.currency,
-        'captured_minor', p.captured_minor, 'refunded_minor', p.refunded_minor,
-        'gateway', p.gateway, 'gateway_payment_id', p.gateway_payment_id,
-        'gateway_status', p.gateway_status, 'payment_method', p.payment_method,
-        'account', p.account,
-        'failure_code', p.failure_code, 'failure_message', p.failure_message,
-        'created_at', p.created_at, 'updated_at', p.updated_at)
-    FROM payments p WHERE p.id = p_id
 $$;
 
 -- Dashboards: accounts by state, and the ones that cannot be paid out.
