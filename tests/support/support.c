@@ -211,13 +211,10 @@ static PGconn *pg_conn(void)
     return conn;
 }
 
-static char *sql_va(const char *sql, va_list ap)
+/* The first column of the first row of sql with params on conn. */
+static char *sql_on(PGconn *conn, const char *sql, const char *const *params, int n)
 {
-    const char *params[16];
-    int n = 0;
-    for (const char *p = va_arg(ap, const char *); p && n < 16; p = va_arg(ap, const char *))
-        params[n++] = p;
-    PGresult *res = PQexecParams(pg_conn(), sql, n, NULL, params, NULL, NULL, 0);
+    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
     cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", sql,
                  PQresultErrorMessage(res));
     char *v = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? strdup(PQgetvalue(res, 0, 0))
@@ -226,12 +223,30 @@ static char *sql_va(const char *sql, va_list ap)
     return v;
 }
 
+static char *sql_va(const char *sql, va_list ap)
+{
+    const char *params[16];
+    int n = 0;
+    for (const char *p = va_arg(ap, const char *); p && n < 16; p = va_arg(ap, const char *))
+        params[n++] = p;
+    return sql_on(pg_conn(), sql, params, n);
+}
+
 char *ts_sql(const char *sql, ...)
 {
     va_list ap;
     va_start(ap, sql);
     char *v = sql_va(sql, ap);
     va_end(ap);
+    return v;
+}
+
+char *ts_sql_at(const char *dsn, const char *sql)
+{
+    PGconn *conn = PQconnectdb(dsn);
+    cr_assert_eq(PQstatus(conn), CONNECTION_OK, "postgresql: %s", PQerrorMessage(conn));
+    char *v = sql_on(conn, sql, NULL, 0);
+    PQfinish(conn);
     return v;
 }
 

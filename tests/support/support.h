@@ -74,6 +74,10 @@ void ts_unique(char *buf, size_t len, const char *prefix);
  * NULL when there is no row. Parameters are text, NULL-terminated list. */
 char *ts_sql(const char *sql, ...) __attribute__((sentinel));
 
+/* The same on the database of dsn (a connection of its own), without
+ * parameters. */
+char *ts_sql_at(const char *dsn, const char *sql);
+
 /* Runs a statement that returns no rows (DDL, say), asserting it succeeded. */
 void ts_sql_exec(const char *sql);
 
