@@ -477,7 +477,7 @@ int ps_worker_start(int argc, char **argv, const char *service, const char *summ
     if (argc > 1 && !do_migrate) {
         int help = strcmp(argv[1], "--help") == 0;
         char text[1024];
-        snprintf(text, sizeof(text), "%s\n  --migrate  apply the schema migrations and exit\n"
+        snprintf(text, sizeof(text), "%s\n  --migrate  bring the database's schema up to date and exit\n"
                  "  --help     this text", summary);
         ps_config_usage(help ? stdout : stderr, prog, text, config, nconfig);
         return help ? 0 : 2;

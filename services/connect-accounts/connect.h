@@ -13,7 +13,7 @@ extern const size_t connect_nstatements;
 void connect_events_init(int livemode);
 
 /* events.c: applies a poll batch of Connect events exactly once in effect
- * (ps_apply_connect_events, in schemas/006_connect.sql). A
+ * (ps_apply_connect_events, in schemas/functions/connect.sql). A
  * ps_apply_batch_fn. */
 int connect_apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                         ps_apply_stats_t *stats, volatile sig_atomic_t *run);

@@ -2,7 +2,7 @@
  * domain events of paystream.domain.events. An order's lines are reserved
  * when it is created, committed when it is paid, released when it is
  * cancelled or expires and put back on a full refund; the rules live in
- * ps_apply_inventory_events (schemas/007_orders_domain_events.sql), where
+ * ps_apply_inventory_events (schemas/functions/stock.sql), where
  * the database's locks and checks keep stock from going negative. */
 #include <stdio.h>
 

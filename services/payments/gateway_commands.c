@@ -1,8 +1,8 @@
 /* Commands that call a gateway, in three steps: the begin statement
  * (ps_gateway_begin, ps_billing_begin) checks the rules and returns the call
  * (one transaction), the gateway is called, the finish statement records
- * its answer (another). See schemas/004_payment_commands.sql and
- * 005_billing.sql for why this is exactly once in effect. */
+ * its answer (another). See schemas/functions/payments.sql and billing.sql
+ * for why this is exactly once in effect. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -33,7 +33,7 @@ typedef struct {
     {"PAYSTREAM_LOG_LEVEL", PS_CFG_LOGLEVEL, "info", 0, 0,                            \
      "lowest log level written: debug, info, warn or error"},                         \
     {"PAYSTREAM_SCHEMA_DIR", PS_CFG_STRING, PS_DEFAULT_SCHEMA_DIR, 0, 0,              \
-     "folder of the SQL migrations applied by --migrate"}
+     "the schemas/ folder whose migrations/ and functions/ --migrate applies"}
 
 /* The mode of the platform's Stripe account, for the workers that apply
  * Stripe's events: an event of the other mode is recorded and changes

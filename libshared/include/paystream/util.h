@@ -26,7 +26,7 @@ void ps_random_bytes(void *buf, size_t len);
 /* Writes 32 lowercase hex digits: the wall-clock time in microseconds (14
  * digits), then 72 random bits. Later ids sort later, so an index keyed by
  * them takes new rows at its right end (the same shape as ps_new_id in
- * schemas/001). out holds at least PS_ORDERED_HEX_LEN + 1 bytes. */
+ * schemas/migrations/0001_baseline.sql). out holds at least PS_ORDERED_HEX_LEN + 1 bytes. */
 void ps_ordered_hex(char *out);
 
 /* Lowercase hex bytes into out (at least 2 * len + 1 bytes). */
