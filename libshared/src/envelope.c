@@ -85,3 +85,17 @@ int ps_envelope_from_headers(const rd_kafka_headers_t *hdrs, ps_envelope_t *env,
     }
     return 0;
 }
+
+rd_kafka_resp_err_t ps_envelope_produce(rd_kafka_t *rk, const char *topic, const char *key,
+                                        const void *value, size_t len, const ps_envelope_t *env,
+                                        void *opaque)
+{
+    rd_kafka_headers_t *hdrs = ps_envelope_to_headers(env);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (err)
+        rd_kafka_headers_destroy(hdrs); /* producev takes them only when it queues */
+    return err;
+}

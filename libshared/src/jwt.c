@@ -66,8 +66,8 @@ static size_t b64url_encode(const unsigned char *in, size_t len, char *out)
  * refused: two "alg" would mean what each reader chooses), or NULL. */
 static json_t *decode_object(const char *part, size_t len)
 {
-    unsigned char *raw = malloc(len * 3 / 4 + 1);
-    long n = raw ? b64url_decode(part, len, raw) : -1;
+    unsigned char *raw = ps_xmalloc(len * 3 / 4 + 1);
+    long n = b64url_decode(part, len, raw);
     json_t *obj = n < 0 ? NULL : json_loadb((const char *)raw, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
     free(raw);
     if (obj != NULL && !json_is_object(obj)) {

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "paystream/util.h"
+
 #define MAX_SERIES 64
 #define MAX_BOUNDS 16
 #define LABELS_MAX 128
@@ -37,9 +39,7 @@ static ps_metric_t *metric_new(const char *name, const char *help, kind_t kind)
 {
     if (registry_count == PS_METRICS_MAX)
         return NULL;
-    ps_metric_t *m = calloc(1, sizeof(*m));
-    if (m == NULL)
-        return NULL;
+    ps_metric_t *m = ps_xcalloc(1, sizeof(*m));
     m->name = name;
     m->help = help;
     m->kind = kind;
@@ -109,15 +109,12 @@ void ps_metric_observe(ps_metric_t *m, const char *labels, double value)
 typedef struct {
     char *buf;
     size_t len, cap;
-    int failed;
 } strbuf_t;
 
 static void sb_printf(strbuf_t *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(strbuf_t *sb, const char *fmt, ...)
 {
     for (;;) {
-        if (sb->failed)
-            return;
         va_list ap;
         va_start(ap, fmt);
         int n = vsnprintf(sb->buf + sb->len, sb->cap - sb->len, fmt, ap);
@@ -126,12 +123,7 @@ static void sb_printf(strbuf_t *sb, const char *fmt, ...)
             sb->len += (size_t)n;
             return;
         }
-        char *grown = realloc(sb->buf, sb->cap * 2);
-        if (grown == NULL) {
-            sb->failed = 1;
-            return;
-        }
-        sb->buf = grown;
+        sb->buf = ps_xrealloc(sb->buf, sb->cap * 2);
         sb->cap *= 2;
     }
 }
@@ -167,9 +159,7 @@ static void render_histogram(strbuf_t *sb, const ps_metric_t *m, const series_t 
 char *ps_metrics_render(void)
 {
     static const char *const kinds[] = {"counter", "histogram"};
-    strbuf_t sb = {.buf = malloc(4096), .cap = 4096};
-    if (sb.buf == NULL)
-        return NULL;
+    strbuf_t sb = {.buf = ps_xmalloc(4096), .cap = 4096};
     sb.buf[0] = '\0';
     for (size_t i = 0; i < registry_count; i++) {
         ps_metric_t *m = registry[i];
@@ -184,10 +174,6 @@ char *ps_metrics_render(void)
             }
         }
         pthread_mutex_unlock(&m->lock);
-    }
-    if (sb.failed) {
-        free(sb.buf);
-        return NULL;
     }
     return sb.buf;
 }

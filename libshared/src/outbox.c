@@ -98,18 +98,13 @@ static int produce_row(PGresult *res, int i, int *status)
     ps_strlcpy(env.type, PQgetvalue(res, i, 3), sizeof(env.type));
     ps_strlcpy(env.source, PQgetvalue(res, i, 4), sizeof(env.source));
     env.received_at_ms = strtoll(PQgetvalue(res, i, 6), NULL, 10);
-    rd_kafka_headers_t *hdrs = ps_envelope_to_headers(&env);
-    const char *key = PQgetvalue(res, i, 2), *value = PQgetvalue(res, i, 5);
+    const char *value = PQgetvalue(res, i, 5);
     *status = PENDING;
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        relay.producer, RD_KAFKA_V_TOPIC(PS_TOPIC_DOMAIN_EVENTS),
-        RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)value, strlen(value)),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-        RD_KAFKA_V_OPAQUE(status), RD_KAFKA_V_END);
-    if (err) {
-        rd_kafka_headers_destroy(hdrs);
+    rd_kafka_resp_err_t err = ps_envelope_produce(relay.producer, PS_TOPIC_DOMAIN_EVENTS,
+                                                  PQgetvalue(res, i, 2), value, strlen(value),
+                                                  &env, status);
+    if (err)
         *status = (int)err;
-    }
     return (int)err;
 }
 
@@ -272,30 +267,4 @@ int ps_outbox_relay_start_worker(const char *client_id)
         return 0;
     ps_log_error("cannot start the outbox relay", "detail", err, NULL);
     return -1;
-}
-
-void ps_domain_event_prepare(ps_batch_msg_t *m)
-{
-    if (ps_batch_msg_envelope(m) < 0)
-        return;
-    json_error_t jerr;
-    json_t *root = json_loadb(m->msg->payload ? m->msg->payload : "", m->msg->len, 0, &jerr);
-    const char *type = json_string_value(json_object_get(root, "type"));
-    const char *aggregate = json_string_value(json_object_get(root, "aggregate"));
-    json_t *data = json_object_get(root, "data");
-    if (type == NULL || *type == '\0' || aggregate == NULL || *aggregate == '\0' ||
-        !json_is_object(data)) {
-        ps_batch_msg_bad(m, "not a domain event",
-                         root ? "type, aggregate or data missing" : jerr.text);
-        json_decref(root);
-        return;
-    }
-    json_t *e = json_pack("{s:s, s:s, s:s, s:O?, s:O}", "message_id", m->env.message_id, "type",
-                          type, "aggregate", aggregate, "occurred_at",
-                          json_object_get(root, "occurred_at"), "data", data);
-    m->json = json_dumps(e, JSON_COMPACT);
-    json_decref(e);
-    json_decref(root);
-    if (m->json == NULL)
-        abort(); /* only for want of memory */
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "paystream/log.h"
+#include "paystream/util.h"
 
 struct ps_pg {
     char *dsn;
@@ -86,13 +87,9 @@ static int open_conn(ps_pg_t *pg, ps_pg_err_t *err)
 ps_pg_t *ps_pg_connect(const char *dsn, const ps_pg_stmt_t *stmts, size_t nstmts,
                        char *err, size_t errlen)
 {
-    ps_pg_t *pg = calloc(1, sizeof(*pg));
+    ps_pg_t *pg = ps_xcalloc(1, sizeof(*pg));
     ps_pg_err_t e;
-    if (pg == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    pg->dsn = strdup(dsn);
+    pg->dsn = ps_xstrdup(dsn);
     pg->stmts = stmts;
     pg->nstmts = nstmts;
     if (open_conn(pg, &e) < 0) {

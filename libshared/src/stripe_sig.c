@@ -33,7 +33,7 @@ int ps_sig_keys_parse(const char *csv, ps_sig_keys_t *keys, char *err, size_t er
             ps_sig_keys_free(keys);
             return -1;
         }
-        keys->secrets[keys->count++] = strndup(start, (size_t)(end - start));
+        keys->secrets[keys->count++] = ps_xstrndup(start, (size_t)(end - start));
     }
     if (keys->count == 0) {
         snprintf(err, errlen, "no secret given");

@@ -194,3 +194,8 @@ char *ps_xstrdup(const char *s)
 {
     return or_abort(strdup(s), strlen(s) + 1);
 }
+
+char *ps_xstrndup(const char *s, size_t n)
+{
+    return or_abort(strndup(s, n), n + 1);
+}

@@ -83,8 +83,7 @@ static void count_outcomes(ps_apply_stats_t *stats, ps_batch_msg_t **ms, size_t 
             log_note(ms[ord - 1], PQgetvalue(res, row, 3));
         if (ord >= 1 && (size_t)ord <= count)
             ps_log_debug("message applied", "message_id", ms[ord - 1]->env.message_id,
-                         ms[ord - 1]->command_id[0] ? "command_id" : "event_id",
-                         PQgetvalue(res, row, 1), "outcome", outcome, NULL);
+                         PQfname(res, 1), PQgetvalue(res, row, 1), "outcome", outcome, NULL);
     }
 }
 
@@ -206,7 +205,7 @@ int ps_apply_group(ps_pg_t *pg, rd_kafka_t *dlq, const char *stmt, ps_batch_msg_
 {
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
-        if (ms[i]->begin == NULL || alone == NULL)
+        if (!ms[i]->alone || alone == NULL)
             continue;
         if (apply_run(pg, dlq, stmt, ms + start, i - start, stats, run) < 0 ||
             alone(pg, dlq, ms[i], stats, run) < 0)
@@ -265,6 +264,7 @@ int ps_batch_msg_envelope(ps_batch_msg_t *m)
 void ps_batch_msg_release(ps_batch_msg_t *m)
 {
     free(m->json);
+    free(m->ctx);
     memset(m, 0, sizeof(*m));
 }
 
@@ -477,7 +477,8 @@ int ps_worker_start(int argc, char **argv, const char *service, const char *summ
     if (argc > 1 && !do_migrate) {
         int help = strcmp(argv[1], "--help") == 0;
         char text[1024];
-        snprintf(text, sizeof(text), "%s\n  --migrate  bring the database's schema up to date and exit\n"
+        snprintf(text, sizeof(text),
+                 "%s\n  --migrate  bring the database's schema up to date and exit\n"
                  "  --help     this text", summary);
         ps_config_usage(help ? stdout : stderr, prog, text, config, nconfig);
         return help ? 0 : 2;

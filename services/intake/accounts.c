@@ -3,9 +3,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
+#include "resources.h"
 
 #define ACCOUNT_ID_MAX 64
+
+const ps_pg_stmt_t accounts_statements[] = {
+    {"account", "SELECT ps_account_json(id)::text FROM connected_accounts WHERE id = $1", 1},
+};
+const size_t accounts_nstatements = sizeof(accounts_statements) / sizeof(accounts_statements[0]);
 
 /* Whether id looks like a Stripe account id; answers 400 when not. */
 int account_id_check(api_call_t *call, const char *id, const char *param)
@@ -35,6 +40,6 @@ void accounts_get(api_call_t *call)
     if (PQntuples(res) == 0)
         api_errorf(call, 404, "resource_missing", "id", "no such connected account: %s", call->id);
     else
-        http_finish(call->req, 200, strdup(PQgetvalue(res, 0, 0)));
+        http_finish(call->req, 200, ps_xstrdup(PQgetvalue(res, 0, 0)));
     PQclear(res);
 }

@@ -1,76 +1,27 @@
-/* The /api/v1 endpoints (and /billing/create-payment): routing, a pool of threads that serve them (each
- * with a PostgreSQL connection of its own, so that a query never holds an
- * HTTP thread that webhooks need), authentication and the write limit in
- * front of every handler, and JSON answers. */
-#include <ctype.h>
+/* The API's threads and the queue in front of them: see api.h. Each
+ * thread authenticates a call, applies the write limit and runs its route's
+ * handler; the statements of every API module are prepared on its
+ * connection. */
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api.h"
+#include "auth.h"
+#include "call.h"
+#include "commands.h"
 #include "paystream/log.h"
+#include "resources.h"
+#include "validate.h"
 
 #define QUEUE_MAX 4096 /* requests waiting for an API thread; more get 503 */
-
-typedef void (*api_fn)(api_call_t *call);
-
-const ps_pg_stmt_t api_statements[] = {
-    /* Comparing hashes of 160-bit random keys: timing reveals nothing useful. */
-    {"api_key", "SELECT actor, sandbox, admin FROM api_keys "
-                "WHERE id = $1 AND secret_sha256 = $2 AND revoked_at IS NULL", 2},
-    {"command", "SELECT " COMMAND_COLUMNS " FROM commands WHERE id = $1", 1},
-    {"order", "SELECT ps_order_json(id)::text, status, currency FROM orders "
-              "WHERE id = $1 AND (actor = $2 OR $3::boolean)", 3},
-    {"orders_page", "SELECT ps_orders_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
-    {"order_open", "SELECT status, currency, ps_order_open_minor(id) FROM orders "
-                   "WHERE id = $1 AND (actor = $2 OR $3::boolean)", 3},
-    {"payment", "SELECT ps_payment_json(id)::text, coalesce(order_id, ''), status, currency "
-                "FROM payments WHERE id = $1 AND (actor = $2 OR $3::boolean)", 3},
-    {"payments_page", "SELECT ps_payments_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
-    {"transactions_page",
-     "SELECT ps_transactions_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
-    {"customer", "SELECT ps_customer_json(id)::text, currency, ps_customer_payable_minor(id) "
-                 "FROM customers WHERE id = $1", 1},
-    {"account", "SELECT ps_account_json(id)::text FROM connected_accounts WHERE id = $1", 1},
-    {"account_refusal", "SELECT r::text, r->'error'->>'code' "
-                        "FROM ps_account_refusal($1, true, $2, $3::boolean) r", 3},
-};
-const size_t api_nstatements = sizeof(api_statements) / sizeof(api_statements[0]);
-
-/* An endpoint: method and path, where "*" stands for one id. */
-static const struct {
-    const char *method, *path;
-    int write;        /* counted by the rate limit */
-    const char *args; /* the query parameters it takes, space-separated */
-    api_fn fn;
-} endpoints[] = {
-    {"POST", "/api/v1/orders", 1, "", orders_create},
-    {"GET", "/api/v1/orders", 0, "limit starting_after status", orders_list},
-    {"GET", "/api/v1/orders/*", 0, "", orders_get},
-    {"PUT", "/api/v1/orders/*", 1, "", orders_update},
-    {"DELETE", "/api/v1/orders/*", 1, "", orders_cancel},
-    {"POST", "/api/v1/payments", 1, "", payments_create},
-    {"GET", "/api/v1/payments", 0, "limit starting_after order_id", payments_list},
-    {"GET", "/api/v1/payments/*", 0, "", payments_get},
-    {"POST", "/api/v1/payments/*/process", 1, "", payments_process},
-    {"POST", "/api/v1/payments/*/refund", 1, "", payments_refund},
-    {"GET", "/api/v1/transactions", 0, "limit payment_id", transactions_list},
-    {"GET", "/api/v1/transactions/*", 0, "", transactions_get},
-    {"GET", "/api/v1/commands/*", 0, "", commands_get},
-    {"POST", "/api/v1/customers", 1, "", customers_create},
-    {"GET", "/api/v1/customers/me", 0, "", customers_me},
-    {"POST", "/api/v1/usage", 1, "", usage_create},
-    {"POST", "/billing/create-payment", 1, "", billing_create_payment},
-    {"GET", "/api/v1/accounts/*", 0, "", accounts_get},
-};
-#define NENDPOINTS (sizeof(endpoints) / sizeof(endpoints[0]))
+#define STATEMENTS_MAX 32
 
 /* A call waiting for an API thread. */
 typedef struct job {
     api_call_t call;
-    size_t endpoint;
     struct job *next;
 } job_t;
 
@@ -83,189 +34,38 @@ static struct {
     pthread_t *threads;
     int nthreads;
     const char *dsn;
+    ps_pg_stmt_t statements[STATEMENTS_MAX]; /* of every module, prepared on each connection */
+    size_t nstatements;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER};
 
-static void answer_text(request_t *req, unsigned status, char *text)
+/* Gathers the statements of the API's modules, each of which owns its SQL. */
+static int gather_statements(char *err, size_t errlen)
 {
-    http_finish(req, status, text ? text : strdup("{}"));
-}
-
-void api_reply(api_call_t *call, unsigned status, json_t *body)
-{
-    answer_text(call->req, status, json_dumps(body, JSON_COMPACT));
-    json_decref(body);
-}
-
-void api_error(api_call_t *call, unsigned status, const char *code, const char *message,
-               const char *param)
-{
-    api_reply(call, status,
-              json_pack("{s:{s:s, s:s, s:s, s:s?}}", "error", "type",
-                        status >= 500 ? "api_error" : "invalid_request_error", "code", code,
-                        "message", message, "param", param));
-}
-
-void api_errorf(api_call_t *call, unsigned status, const char *code, const char *param,
-                const char *fmt, ...)
-{
-    char msg[384];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    api_error(call, status, code, msg, param);
-}
-
-void api_db_error(api_call_t *call, const ps_pg_err_t *err)
-{
-    ps_log_error("database query failed", "sqlstate", err->sqlstate, "detail", err->message,
-                 "path", call->path, NULL);
-    api_error(call, err->transient ? 503 : 500, "database_unavailable",
-              "the database cannot answer now; retry later", NULL);
-}
-
-PGresult *api_read_owned(api_call_t *call, const char *stmt, const char *what)
-{
-    ps_pg_err_t err;
-    const char *params[] = {call->id, call->actor.id, call->actor.admin ? "true" : "false"};
-    PGresult *res = ps_pg_exec_prepared(call->pg, stmt, 3, params, &err);
-    if (res == NULL) {
-        api_db_error(call, &err);
-        return NULL;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        api_errorf(call, 404, "resource_missing", "id", "no such %s: %s", what, call->id);
-        return NULL;
-    }
-    return res;
-}
-
-int api_limit(api_call_t *call, char out[8])
-{
-    const char *text = api_arg(call, "limit");
-    snprintf(out, 8, "%d", API_LIMIT_DEFAULT);
-    if (text == NULL)
-        return 0;
-    char *end;
-    long n = strtol(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || n < 1 || n > API_LIMIT_MAX) {
-        api_errorf(call, 400, "parameter_invalid", "limit",
-                   "limit must be a whole number from 1 to %d", API_LIMIT_MAX);
-        return -1;
-    }
-    snprintf(out, 8, "%ld", n);
-    return 0;
-}
-
-/* Runs a page statement of (actor, admin, filter, cursor, limit) and
- * answers its JSON. */
-void api_list_page(api_call_t *call, const char *stmt, const char *filter, const char *cursor)
-{
-    char limit[8];
-    if (api_limit(call, limit) < 0)
-        return;
-    if (cursor && (*cursor == '\0' || strlen(cursor) > API_ID_MAX)) {
-        api_error(call, 400, "parameter_invalid", "starting_after must be an id from a page",
-                  "starting_after");
-        return;
-    }
-    ps_pg_err_t err;
-    const char *params[] = {call->actor.id, call->actor.admin ? "true" : "false", filter, cursor,
-                            limit};
-    PGresult *res = ps_pg_exec_prepared(call->pg, stmt, 5, params, &err);
-    if (res == NULL) {
-        api_db_error(call, &err);
-        return;
-    }
-    http_finish(call->req, 200, strdup(PQgetvalue(res, 0, 0)));
-    PQclear(res);
-}
-
-int api_checks_state(const api_call_t *call)
-{
-    return call->idempotency_key == NULL;
-}
-
-const char *api_arg(const api_call_t *call, const char *name)
-{
-    for (int i = 0; i < call->nargs; i++) {
-        if (strcmp(call->args[i].name, name) == 0)
-            return call->args[i].value;
-    }
-    return NULL;
-}
-
-void api_resource_path(const char *command_type, const char *resource_id, char *out,
-                       size_t outlen)
-{
-    if (strncmp(command_type, "order.", 6) == 0)
-        snprintf(out, outlen, "/api/v1/orders/%s", resource_id);
-    else if (strncmp(command_type, "payment.", 8) == 0)
-        snprintf(out, outlen, "/api/v1/payments/%s", resource_id);
-    else if (strcmp(command_type, "customer.create") == 0)
-        snprintf(out, outlen, "/api/v1/customers/me");
-    else
-        out[0] = '\0';
-}
-
-/* Ids in paths are letters, digits and underscores. */
-static int id_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > API_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (!isalnum((unsigned char)s[i]) && s[i] != '_')
-            return 0;
-    }
-    return 1;
-}
-
-/* Matches path against an endpoint's, where "*" stands for one id; copies
- * that id into id. */
-static int path_match(const char *pattern, const char *path, char *id)
-{
-    while (*pattern) {
-        if (*pattern != '*') {
-            if (*pattern++ != *path++)
-                return 0;
-            continue;
+    static const struct {
+        const ps_pg_stmt_t *stmts;
+        const size_t *n;
+    } modules[] = {
+        {auth_statements, &auth_nstatements},       {commands_statements, &commands_nstatements},
+        {orders_statements, &orders_nstatements},   {payments_statements, &payments_nstatements},
+        {billing_statements, &billing_nstatements}, {accounts_statements, &accounts_nstatements},
+    };
+    pool.nstatements = 0;
+    for (size_t m = 0; m < sizeof(modules) / sizeof(modules[0]); m++) {
+        for (size_t i = 0; i < *modules[m].n; i++) {
+            if (pool.nstatements == STATEMENTS_MAX) {
+                snprintf(err, errlen, "more than %d API statements", STATEMENTS_MAX);
+                return -1;
+            }
+            pool.statements[pool.nstatements++] = modules[m].stmts[i];
         }
-        size_t len = strcspn(path, "/");
-        if (!id_valid(path, len))
-            return 0;
-        memcpy(id, path, len);
-        id[len] = '\0';
-        path += len;
-        pattern++;
     }
-    return *path == '\0';
-}
-
-/* Finds the endpoint of req; answers 404 or 405 itself and returns -1. */
-static int route(request_t *req, char *id)
-{
-    int path_known = 0;
-    for (size_t i = 0; i < NENDPOINTS; i++) {
-        if (!path_match(endpoints[i].path, req->url, id))
-            continue;
-        path_known = 1;
-        if (strcmp(endpoints[i].method, req->method) == 0)
-            return (int)i;
-    }
-    if (path_known)
-        http_respond_error(req, 405, "invalid_request_error", "method_not_allowed",
-                           "method not allowed on this path", NULL);
-    else
-        http_respond_error(req, 404, "invalid_request_error", "not_found", "no such endpoint",
-                           NULL);
-    return -1;
+    return 0;
 }
 
 static char *header_copy(request_t *req, const char *name)
 {
     const char *v = http_header(req, name);
-    return v ? strdup(v) : NULL;
+    return v ? ps_xstrdup(v) : NULL;
 }
 
 static enum MHD_Result copy_arg(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -277,8 +77,8 @@ static enum MHD_Result copy_arg(void *cls, enum MHD_ValueKind kind, const char *
         call->nargs++; /* counted, to refuse the request */
         return MHD_YES;
     }
-    call->args[call->nargs].name = strdup(key);
-    call->args[call->nargs].value = strdup(value ? value : "");
+    call->args[call->nargs].name = ps_xstrdup(key);
+    call->args[call->nargs].value = ps_xstrdup(value ? value : "");
     call->nargs++;
     return MHD_YES;
 }
@@ -294,25 +94,17 @@ static void call_free(api_call_t *call)
     }
 }
 
-/* On the HTTP thread: routes, copies what the handler needs and queues the
- * call for an API thread. */
-void handle_api(request_t *req)
+/* On the HTTP thread: copies what the handler needs and queues the call for
+ * an API thread. */
+void api_dispatch(request_t *req)
 {
-    char id[API_ID_MAX + 1] = "";
-    int endpoint = route(req, id);
-    if (endpoint < 0)
-        return;
-    job_t *job = calloc(1, sizeof(*job));
-    if (job == NULL) {
-        http_respond_error(req, 503, "api_error", "overloaded", "out of memory; retry later", NULL);
-        return;
-    }
+    job_t *job = ps_xcalloc(1, sizeof(*job));
     api_call_t *call = &job->call;
-    job->endpoint = (size_t)endpoint;
     call->req = req;
+    call->route = req->route;
     ps_strlcpy(call->method, req->method, sizeof(call->method));
     ps_strlcpy(call->path, req->url, sizeof(call->path));
-    memcpy(call->id, id, sizeof(call->id));
+    memcpy(call->id, req->id, sizeof(call->id));
     call->authorization = header_copy(req, "Authorization");
     call->prefer = header_copy(req, "Prefer");
     call->idempotency_key = header_copy(req, "Idempotency-Key");
@@ -336,8 +128,8 @@ void handle_api(request_t *req)
         call_free(call);
         free(job);
         http_finish(req, 503,
-                    strdup("{\"error\":{\"type\":\"api_error\",\"code\":\"overloaded\","
-                           "\"message\":\"too many requests in progress; retry later\"}}"));
+                    ps_xstrdup("{\"error\":{\"type\":\"api_error\",\"code\":\"overloaded\","
+                               "\"message\":\"too many requests in progress; retry later\"}}"));
     }
 }
 
@@ -355,7 +147,8 @@ static int parse_prefer(api_call_t *call)
             const char *v = strchr(p, '=');
             char *end;
             long n = v ? strtol(v + 1, &end, 10) : -1;
-            if (v == NULL || end == v + 1 || n < 0 || (*end && *end != ',' && *end != ';' && *end != ' ')) {
+            if (v == NULL || end == v + 1 || n < 0 ||
+                (*end && *end != ',' && *end != ';' && *end != ' ')) {
                 api_error(call, 400, "invalid_header",
                           "Prefer: wait must be a whole number of seconds", "Prefer");
                 return -1;
@@ -381,7 +174,7 @@ static int check_args(api_call_t *call, const char *allowed)
         const char *name = call->args[i].name;
         if (!ps_has_word(allowed, name)) {
             char shown[48];
-            api_printable(shown, name, sizeof(shown));
+            validate_printable(shown, name, sizeof(shown));
             api_errorf(call, 400, "parameter_unknown", shown,
                        "%s is not a query parameter of this endpoint", shown);
             return -1;
@@ -390,22 +183,17 @@ static int check_args(api_call_t *call, const char *allowed)
     return 0;
 }
 
-/* Authenticates, limits writes, then runs the endpoint's handler. */
-static void serve(job_t *job)
+/* Authenticates, limits writes, then runs the route's handler. */
+static void serve(api_call_t *call)
 {
-    api_call_t *call = &job->call;
-    if (check_args(call, endpoints[job->endpoint].args) < 0)
+    if (check_args(call, call->route->args) < 0)
         return;
     if (auth_authenticate(call) < 0 || parse_prefer(call) < 0)
         return;
-    if (endpoints[job->endpoint].write) {
-        /* A retry gets the first answer whatever changed since. */
-        if (commands_replay(call))
-            return;
-        if (auth_take_write(call) < 0)
-            return;
-    }
-    endpoints[job->endpoint].fn(call);
+    /* A retry of a write gets the first answer whatever changed since. */
+    if (call->route->write && (commands_replay(call) || auth_take_write(call) < 0))
+        return;
+    call->route->api(call);
 }
 
 /* An API thread: connects lazily (the intake takes webhooks while
@@ -430,14 +218,14 @@ static void *api_thread(void *arg)
             break; /* stopping, and nothing left */
         ps_pg_err_t err = {.transient = true};
         if (pg == NULL) {
-            pg = ps_pg_connect(pool.dsn, api_statements, api_nstatements, err.message,
+            pg = ps_pg_connect(pool.dsn, pool.statements, pool.nstatements, err.message,
                                sizeof(err.message));
         }
         job->call.pg = pg;
         if (pg == NULL || ps_pg_ensure(pg, &err) < 0)
             api_db_error(&job->call, &err);
         else
-            serve(job);
+            serve(&job->call);
         call_free(&job->call);
         free(job);
     }
@@ -447,12 +235,10 @@ static void *api_thread(void *arg)
 
 int api_start(const char *dsn, int threads, char *err, size_t errlen)
 {
-    pool.dsn = dsn;
-    pool.threads = calloc((size_t)threads, sizeof(pthread_t));
-    if (pool.threads == NULL) {
-        snprintf(err, errlen, "out of memory");
+    if (gather_statements(err, errlen) < 0)
         return -1;
-    }
+    pool.dsn = dsn;
+    pool.threads = ps_xcalloc((size_t)threads, sizeof(pthread_t));
     for (; pool.nthreads < threads; pool.nthreads++) {
         if (pthread_create(&pool.threads[pool.nthreads], NULL, api_thread, NULL) != 0) {
             snprintf(err, errlen, "cannot start API thread %d", pool.nthreads);

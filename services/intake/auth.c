@@ -13,7 +13,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "api.h"
+#include "auth.h"
 #include "paystream/config.h"
 #include "paystream/hmac.h"
 #include "paystream/log.h"
@@ -24,6 +24,13 @@
 #define KEY_NEGATIVE_MS 5000
 #define KEY_ID_HEX 16
 #define KEY_SECRET_HEX 40
+
+/* Comparing hashes of 160-bit random keys: timing reveals nothing useful. */
+const ps_pg_stmt_t auth_statements[] = {
+    {"api_key", "SELECT actor, sandbox, admin FROM api_keys "
+                "WHERE id = $1 AND secret_sha256 = $2 AND revoked_at IS NULL", 2},
+};
+const size_t auth_nstatements = sizeof(auth_statements) / sizeof(auth_statements[0]);
 
 static const char *jwt_secret;
 static ratelimit_t *writes, *failures; /* by actor, by client address */

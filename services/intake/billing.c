@@ -10,13 +10,21 @@
 #include <string.h>
 #include <time.h>
 
-#include "api.h"
+#include "commands.h"
 #include "paystream/kafka.h"
+#include "resources.h"
+#include "validate.h"
 
 #define IDENTIFIER_MAX 100
 #define QUANTITY_MAX 1000000000LL
 #define USAGE_PAST_S (35 * 24 * 3600) /* Stripe takes meter events this old at most */
 #define USAGE_FUTURE_S 300
+
+const ps_pg_stmt_t billing_statements[] = {
+    {"customer", "SELECT ps_customer_json(id)::text, currency, ps_customer_payable_minor(id) "
+                 "FROM customers WHERE id = $1", 1},
+};
+const size_t billing_nstatements = sizeof(billing_statements) / sizeof(billing_statements[0]);
 
 /* The customer's row (json, currency, payable minor units), or NULL: when
  * there is none, answers 404 if missing_answers, else returns NULL quietly
@@ -46,13 +54,13 @@ static PGresult *customer_read(api_call_t *call, const char *id, int missing_ans
 void customers_create(api_call_t *call)
 {
     static const char *const fields[] = {"email", "name", NULL};
-    json_t *body = body_object(call);
+    json_t *body = validate_body(call);
     if (body == NULL)
         return;
     const char *email, *name;
-    if (check_fields(call, body, "", fields) < 0 ||
-        field_email(call, body, "", "email", 1, &email) < 0 ||
-        field_name(call, body, "", "name", &name) < 0)
+    if (validate_fields(call, body, "", fields) < 0 ||
+        validate_email(call, body, "", "email", 1, &email) < 0 ||
+        validate_name(call, body, "", "name", &name) < 0)
         goto done;
     int missing;
     PGresult *res = customer_read(call, call->actor.id, 0, &missing);
@@ -76,7 +84,7 @@ void customers_me(api_call_t *call)
     PGresult *res = customer_read(call, call->actor.id, 1, &missing);
     if (res == NULL)
         return;
-    http_finish(call->req, 200, strdup(PQgetvalue(res, 0, 0)));
+    http_finish(call->req, 200, ps_xstrdup(PQgetvalue(res, 0, 0)));
     PQclear(res);
 }
 
@@ -89,12 +97,12 @@ static int usage_fields(api_call_t *call, json_t *body, int64_t *quantity, int64
     if (price == NULL) {
         char names[256], shown[64];
         ps_billing_meter_names(&intake.billing, names, sizeof(names));
-        api_printable(shown, meter ? meter : "", sizeof(shown));
+        validate_printable(shown, meter ? meter : "", sizeof(shown));
         api_errorf(call, 400, "meter_unknown", "meter", "meter \"%s\" is not priced; meters: %s",
                    shown, names);
         return -1;
     }
-    if (field_int(call, body, "", "quantity", 1, QUANTITY_MAX, quantity) < 0)
+    if (validate_int(call, body, "", "quantity", 1, QUANTITY_MAX, quantity) < 0)
         return -1;
     if (price->unit_minor > 0 && *quantity > API_AMOUNT_MAX / price->unit_minor) {
         api_error(call, 400, "parameter_invalid",
@@ -105,7 +113,7 @@ static int usage_fields(api_call_t *call, json_t *body, int64_t *quantity, int64
     int64_t now = (int64_t)time(NULL);
     *timestamp = now;
     if (json_object_get(body, "timestamp") &&
-        field_int(call, body, "", "timestamp", now - USAGE_PAST_S, now + USAGE_FUTURE_S,
+        validate_int(call, body, "", "timestamp", now - USAGE_PAST_S, now + USAGE_FUTURE_S,
                   timestamp) < 0)
         return -1;
     return 0;
@@ -115,15 +123,15 @@ void usage_create(api_call_t *call)
 {
     static const char *const fields[] = {"customer", "meter", "quantity", "timestamp",
                                          "identifier", NULL};
-    json_t *body = body_object(call);
+    json_t *body = validate_body(call);
     if (body == NULL)
         return;
     const char *customer, *identifier;
     int64_t quantity, timestamp;
     PGresult *res = NULL;
-    if (check_fields(call, body, "", fields) < 0 ||
-        field_string(call, body, "", "customer", 0, PS_JWT_SUB_MAX, &customer) < 0 ||
-        field_string(call, body, "", "identifier", 1, IDENTIFIER_MAX, &identifier) < 0)
+    if (validate_fields(call, body, "", fields) < 0 ||
+        validate_string(call, body, "", "customer", 0, PS_JWT_SUB_MAX, &customer) < 0 ||
+        validate_string(call, body, "", "identifier", 1, IDENTIFIER_MAX, &identifier) < 0)
         goto done;
     if (!ps_is_token(identifier, IDENTIFIER_MAX)) {
         api_error(call, 400, "parameter_invalid",
@@ -156,17 +164,17 @@ done:
 void billing_create_payment(api_call_t *call)
 {
     static const char *const fields[] = {"amount", NULL};
-    json_t *body = body_object(call);
+    json_t *body = validate_body(call);
     if (body == NULL)
         return;
     PGresult *res = NULL;
     int missing;
     int64_t amount;
-    if (check_fields(call, body, "", fields) < 0 ||
+    if (validate_fields(call, body, "", fields) < 0 ||
         (res = customer_read(call, call->actor.id, 1, &missing)) == NULL)
         goto done;
     const char *currency = PQgetvalue(res, 0, 1), *payable = PQgetvalue(res, 0, 2);
-    if (field_amount(call, body, "", "amount", currency, 1, &amount) < 0)
+    if (validate_amount(call, body, "", "amount", currency, 1, &amount) < 0)
         goto done;
     if (api_checks_state(call) && amount > strtoll(payable, NULL, 10)) {
         api_errorf(call, 400, "amount_exceeds_balance", "amount",

@@ -11,34 +11,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
+#include "command_row.h"
+#include "commands.h"
 #include "paystream/envelope.h"
 #include "paystream/hmac.h"
 #include "paystream/kafka.h"
 #include "paystream/log.h"
+#include "waiter.h"
 
 #define IDEMPOTENCY_KEY_MAX 255
 
-int command_row_read(PGresult *res, int i, command_row_t *row)
-{
-    memset(row, 0, sizeof(*row));
-    if (ps_strlcpy(row->id, PQgetvalue(res, i, 0), sizeof(row->id)) >= sizeof(row->id) ||
-        ps_strlcpy(row->actor, PQgetvalue(res, i, 1), sizeof(row->actor)) >= sizeof(row->actor) ||
-        ps_strlcpy(row->type, PQgetvalue(res, i, 2), sizeof(row->type)) >= sizeof(row->type) ||
-        ps_strlcpy(row->resource_id, PQgetvalue(res, i, 3), sizeof(row->resource_id)) >=
-            sizeof(row->resource_id))
-        return -1;
-    ps_strlcpy(row->request_sha256, PQgetvalue(res, i, 4), sizeof(row->request_sha256));
-    row->http_status = (unsigned)strtoul(PQgetvalue(res, i, 5), NULL, 10);
-    row->result = strdup(PQgetvalue(res, i, 6));
-    return row->result ? 0 : -1;
-}
+const ps_pg_stmt_t commands_statements[] = {
+    {"command", "SELECT " COMMAND_COLUMNS " FROM commands WHERE id = $1", 1},
+};
+const size_t commands_nstatements = sizeof(commands_statements) / sizeof(commands_statements[0]);
 
-void command_row_free(command_row_t *row)
-{
-    free(row->result);
-    row->result = NULL;
-}
+/* Who waits for a command's answer, and how it is to be answered. */
+typedef struct {
+    actor_t actor;
+    char request_sha256[65]; /* "" when not compared */
+    int as_command;
+} answer_ctx_t;
 
 static char *error_text(const char *code, const char *message)
 {
@@ -46,7 +39,24 @@ static char *error_text(const char *code, const char *message)
                           "code", code, "message", message);
     char *text = json_dumps(e, JSON_COMPACT);
     json_decref(e);
+    if (text == NULL)
+        abort(); /* only for want of memory */
     return text;
+}
+
+/* The API path of a command's resource, e.g. /api/v1/orders/ord_...; "" for
+ * a type without one. */
+static void resource_path(const char *command_type, const char *resource_id, char *out,
+                          size_t outlen)
+{
+    if (strncmp(command_type, "order.", 6) == 0)
+        snprintf(out, outlen, "/api/v1/orders/%s", resource_id);
+    else if (strncmp(command_type, "payment.", 8) == 0)
+        snprintf(out, outlen, "/api/v1/payments/%s", resource_id);
+    else if (strcmp(command_type, "customer.create") == 0)
+        snprintf(out, outlen, "/api/v1/customers/me");
+    else
+        out[0] = '\0';
 }
 
 /* The command object of GET /api/v1/commands/{id}. */
@@ -63,8 +73,14 @@ static char *command_object(const command_row_t *row)
     return text;
 }
 
-void commands_answer(request_t *req, const command_row_t *row, const actor_t *actor,
-                     const char *request_sha256, int as_command, int replayed)
+/* Answers req with a command found in commands: 404 when actor may not see
+ * it; 422 when request_sha256 (when not NULL) is not the one the command was
+ * made from; else, as_command, the command object of GET
+ * /api/v1/commands/{id}, or otherwise the command's own status and result
+ * (with a Location for a 201). replayed marks an answer repeated for an
+ * Idempotency-Key. */
+static void answer(request_t *req, const command_row_t *row, const actor_t *actor,
+                   const char *request_sha256, int as_command, int replayed)
 {
     if (strcmp(row->actor, actor->id) != 0 && !actor->admin) {
         http_finish(req, 404, error_text("resource_missing", "no such command"));
@@ -84,11 +100,33 @@ void commands_answer(request_t *req, const command_row_t *row, const actor_t *ac
     }
     if (row->http_status == 201) {
         char location[160];
-        api_resource_path(row->type, row->resource_id, location, sizeof(location));
+        resource_path(row->type, row->resource_id, location, sizeof(location));
         if (location[0])
             http_add_header(req, "Location", location);
     }
-    http_finish(req, row->http_status, strdup(row->result));
+    http_finish(req, row->http_status, ps_xstrdup(row->result));
+}
+
+/* A waiter's answer (waiter_answer_fn): ctx is an answer_ctx_t. */
+static void answer_waiter(request_t *req, const command_row_t *row, void *ctx)
+{
+    const answer_ctx_t *a = ctx;
+    answer(req, row, &a->actor, a->request_sha256[0] ? a->request_sha256 : NULL, a->as_command,
+           0);
+}
+
+/* Makes the request of call wait for command_id (see waiter_add). */
+static waiter_t *wait_for(api_call_t *call, const char *command_id, const char *request_sha256,
+                          int as_command, int published, unsigned timeout_status,
+                          const char *timeout_body, const char *timeout_location)
+{
+    answer_ctx_t *ctx = ps_xcalloc(1, sizeof(*ctx));
+    ctx->actor = call->actor;
+    ps_strlcpy(ctx->request_sha256, request_sha256 ? request_sha256 : "",
+               sizeof(ctx->request_sha256));
+    ctx->as_command = as_command;
+    return waiter_add(call->req, command_id, answer_waiter, ctx, call->wait_ms, published,
+                      timeout_status, timeout_body, timeout_location);
 }
 
 /* Looks command_id up; returns 1 with row filled, 0 when it is not there,
@@ -144,16 +182,11 @@ static void publish(api_call_t *call, waiter_t *w, const char *topic, const char
     snprintf(env.actor_roles, sizeof(env.actor_roles), "%s%s%s",
              call->actor.admin ? "admin" : "", call->actor.admin && call->actor.sandbox ? " " : "",
              call->actor.sandbox ? "sandbox" : "");
-    rd_kafka_headers_t *hdrs = ps_envelope_to_headers(&env);
     publish_t *pub = waiter_publish(w);
     pub->produced_us = ps_mono_us();
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        intake.producer, RD_KAFKA_V_TOPIC(topic),
-        RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)text, strlen(text)),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-        RD_KAFKA_V_OPAQUE(pub), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err =
+        ps_envelope_produce(intake.producer, topic, key, text, strlen(text), &env, pub);
     if (err) {
-        rd_kafka_headers_destroy(hdrs);
         ps_log_error("cannot queue the command for kafka; answering 503", "message_id",
                      env.message_id, "detail", rd_kafka_err2str(err), NULL);
         pub->done(pub, err); /* no report will come: answer as if it had failed */
@@ -181,7 +214,7 @@ int commands_replay(api_call_t *call)
     command_row_t row;
     int found = command_find(call, command_id, &row);
     if (found > 0) {
-        commands_answer(call->req, &row, &call->actor, digest, 0, 1);
+        answer(call->req, &row, &call->actor, digest, 0, 1);
         command_row_free(&row);
     }
     return found != 0;
@@ -210,16 +243,12 @@ void commands_submit(api_call_t *call, const char *topic, const char *type,
     char *text = json_dumps(msg, JSON_COMPACT), *accepted_text = json_dumps(accepted, JSON_COMPACT);
     json_decref(msg);
     json_decref(accepted);
+    if (text == NULL || accepted_text == NULL)
+        abort(); /* only for want of memory: both are valid JSON */
     char location[96];
     snprintf(location, sizeof(location), "/api/v1/commands/%s", command_id);
-    waiter_t *w = text && accepted_text
-                      ? waiter_add(call->req, command_id, digest, &call->actor, 0, call->wait_ms,
-                                   0, 202, accepted_text, location)
-                      : NULL;
-    if (w == NULL)
-        api_error(call, 503, "overloaded", "out of memory; retry later", NULL);
-    else
-        publish(call, w, topic, type, aggregate ? aggregate : rid, text);
+    waiter_t *w = wait_for(call, command_id, digest, 0, 0, 202, accepted_text, location);
+    publish(call, w, topic, type, aggregate ? aggregate : rid, text);
     free(text);
     free(accepted_text);
 }
@@ -247,7 +276,7 @@ void commands_get(api_call_t *call)
     command_row_t row;
     int found = command_find(call, call->id, &row);
     if (found > 0) {
-        commands_answer(call->req, &row, &call->actor, NULL, 1, 0);
+        answer(call->req, &row, &call->actor, NULL, 1, 0);
         command_row_free(&row);
         return;
     }
@@ -258,8 +287,6 @@ void commands_get(api_call_t *call)
         return;
     }
     char *body = error_text("resource_missing", not_found);
-    if (body == NULL ||
-        waiter_add(call->req, call->id, NULL, &call->actor, 1, call->wait_ms, 1, 404, body, "") == NULL)
-        api_error(call, 503, "overloaded", "out of memory; retry later", NULL);
+    wait_for(call, call->id, NULL, 1, 1, 404, body, "");
     free(body);
 }

@@ -1,6 +1,8 @@
-/* The HTTP layer: libmicrohttpd glue, the route table, bodies, JSON answers,
- * and answers deferred until a Kafka delivery report arrives. */
+/* The HTTP layer: libmicrohttpd glue, finding a request's route (routes.c),
+ * bodies, JSON answers, and answers deferred until a Kafka delivery report
+ * or an API thread answers. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,45 +13,60 @@
 #include "paystream/log.h"
 #include "paystream/util.h"
 
-/* Operators' routes (admin set) go to the admin listener when there is
- * one; the others face the internet. */
-static const route_t routes[] = {
-    {"POST", "/webhooks/stripe", handle_stripe_webhook, 0},
-    {"POST", "/webhooks/stripe/connect", handle_stripe_connect_webhook, 0},
-    {"GET", "/health", handle_health, 1},
-    {"GET", "/ready", handle_ready, 1},
-    {"GET", "/metrics", handle_metrics, 1},
-    {"*", "/api/", handle_api, 0},
-    {"*", "/billing/", handle_api, 0},
-};
-#define NROUTES (sizeof(routes) / sizeof(routes[0]))
-
-/* Whether listener serves route r. */
+/* Whether listener serves route r: operators' routes go to the admin
+ * listener when there is one, the others face the internet. */
 static int serves(listener_t listener, const route_t *r)
 {
     return listener == LISTEN_ALL || (listener == LISTEN_ADMIN) == r->admin;
 }
 
-/* Finds the route of listener for method and path; *path_known tells a
- * wrong method (405) from an unknown path (404). A route of method "*"
- * takes every method and every path under its own (the API routes further
- * itself). */
-static const route_t *route_find(listener_t listener, const char *method, const char *path,
-                                 int *path_known)
+/* Ids in paths are letters, digits and underscores. */
+static int id_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > ROUTE_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+            return 0;
+    }
+    return 1;
+}
+
+/* Matches path against a route's, where "*" stands for one id; copies that
+ * id into id. */
+static int path_match(const char *pattern, const char *path, char *id)
+{
+    while (*pattern) {
+        if (*pattern != '*') {
+            if (*pattern++ != *path++)
+                return 0;
+            continue;
+        }
+        size_t len = strcspn(path, "/");
+        if (!id_valid(path, len))
+            return 0;
+        memcpy(id, path, len);
+        id[len] = '\0';
+        path += len;
+        pattern++;
+    }
+    return *path == '\0';
+}
+
+/* Finds the route of listener for req's method and path, with the id of its
+ * path in req->id; *path_known tells a wrong method (405) from an unknown
+ * path (404). */
+static const route_t *route_find(listener_t listener, request_t *req, int *path_known)
 {
     *path_known = 0;
-    for (size_t i = 0; i < NROUTES; i++) {
-        if (!serves(listener, &routes[i]))
-            continue;
-        if (routes[i].method[0] == '*' &&
-            strncmp(routes[i].path, path, strlen(routes[i].path)) == 0)
-            return &routes[i];
-        if (strcmp(routes[i].path, path) != 0)
+    for (size_t i = 0; i < nroutes; i++) {
+        if (!serves(listener, &routes[i]) || !path_match(routes[i].path, req->url, req->id))
             continue;
         *path_known = 1;
-        if (strcmp(routes[i].method, method) == 0)
+        if (strcmp(routes[i].method, req->method) == 0)
             return &routes[i];
     }
+    req->id[0] = '\0';
     return NULL;
 }
 
@@ -136,9 +153,7 @@ static void answer_ready(request_t *req)
 
 static request_t *request_new(struct MHD_Connection *conn, const char *url, const char *method)
 {
-    request_t *req = calloc(1, sizeof(*req));
-    if (req == NULL)
-        return NULL;
+    request_t *req = ps_xcalloc(1, sizeof(*req));
     req->conn = conn;
     req->method = method;
     req->url = url;
@@ -158,12 +173,7 @@ static void body_append(request_t *req, const char *data, size_t size)
         size_t cap = req->cap ? req->cap : 4096;
         while (cap < req->len + size + 1)
             cap *= 2;
-        char *grown = realloc(req->body, cap);
-        if (grown == NULL) {
-            req->too_large = 1;
-            return;
-        }
-        req->body = grown;
+        req->body = ps_xrealloc(req->body, cap);
         req->cap = cap;
     }
     memcpy(req->body + req->len, data, size);
@@ -189,7 +199,10 @@ static void dispatch(request_t *req)
     }
     if (req->body == NULL)
         body_append(req, "", 0);
-    req->route->handler(req);
+    if (req->route->api)
+        api_dispatch(req);
+    else
+        req->route->handler(req);
     if (!req->deferred)
         return;
     pthread_mutex_lock(&req->lock);
@@ -214,7 +227,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         *con_cls = req;
         int path_known;
-        req->route = route_find(*(const listener_t *)cls, method, url, &path_known);
+        req->route = route_find(*(const listener_t *)cls, req, &path_known);
         if (req->route == NULL) {
             if (path_known)
                 http_respond_error(req, 405, "invalid_request_error", "method_not_allowed",

@@ -1,5 +1,7 @@
-/* Internal interfaces of paystream-intake: the HTTP layer (http.c), the
- * webhook handlers (webhooks.c) and the probes (probes.c). */
+/* The bottom of paystream-intake: the HTTP layer (http.c) with the one
+ * route table (routes.c), the state the service shares (main.c), the
+ * webhook handlers (webhooks.c) and the probes (probes.c). The API (api.h
+ * and the headers it names) sits on top of this. */
 #ifndef PAYSTREAM_INTAKE_H
 #define PAYSTREAM_INTAKE_H
 
@@ -14,15 +16,28 @@
 
 typedef struct request request_t;
 typedef void (*handler_fn)(request_t *req);
+struct api_call;
+typedef void (*api_fn)(struct api_call *call);
 
-/* A route: method and exact path (its label in the metrics), its handler,
- * and whether it is for operators (health, readiness, metrics). */
+#define ROUTE_ID_MAX 64 /* longest id in a path */
+
+/* A route: method and path, where "*" stands for one id (letters, digits
+ * and underscores); the path is its label in the metrics. A route has a
+ * handler run on the HTTP thread (webhooks, probes), or an API handler run
+ * on an API thread after authentication (api.h). */
 typedef struct {
     const char *method;
     const char *path;
     handler_fn handler;
-    int admin;
+    api_fn api;
+    int admin;        /* for operators: on the admin listener when there is one */
+    int write;        /* API: a write, counted by the write limit */
+    const char *args; /* API: the query parameters it takes, space-separated */
 } route_t;
+
+/* routes.c: every route of the intake. */
+extern const route_t routes[];
+extern const size_t nroutes;
 
 /* What a listener serves: everything, or (with PAYSTREAM_ADMIN_PORT set)
  * webhooks and the API on one and the operators' routes on the other. */
@@ -36,6 +51,7 @@ struct request {
     const route_t *route;
     const char *method;
     const char *url; /* the path, without the query; owned by the server */
+    char id[ROUTE_ID_MAX + 1]; /* the id the route's "*" matched, or "" */
     char *body;
     size_t len, cap;
     int too_large;

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "api.h"
+#include "auth.h"
+#include "waiter.h"
 #include "intake.h"
 #include "paystream/config.h"
 #include "paystream/kafka.h"
@@ -151,7 +153,8 @@ int main(int argc, char **argv)
     if (ps_billing_parse(ps_config_str("PAYSTREAM_BILLING_CURRENCY"),
                          ps_config_str("PAYSTREAM_METER_PRICES"), &intake.billing, err,
                          sizeof(err)) < 0) {
-        fprintf(stderr, "paystream-intake: PAYSTREAM_BILLING_CURRENCY or PAYSTREAM_METER_PRICES: %s\n",
+        fprintf(stderr,
+                "paystream-intake: PAYSTREAM_BILLING_CURRENCY or PAYSTREAM_METER_PRICES: %s\n",
                 err);
         return 2;
     }
@@ -176,7 +179,8 @@ int main(int argc, char **argv)
                 (double)ps_config_int("PAYSTREAM_AUTH_FAILURES_PER_S"),
                 (double)ps_config_int("PAYSTREAM_AUTH_FAILURE_BURST"));
     if (waiter_start(intake.pg_dsn, err, sizeof(err)) < 0 ||
-        api_start(intake.pg_dsn, (int)ps_config_int("PAYSTREAM_API_THREADS"), err, sizeof(err)) < 0) {
+        api_start(intake.pg_dsn, (int)ps_config_int("PAYSTREAM_API_THREADS"), err,
+                  sizeof(err)) < 0) {
         ps_log_error("cannot start the API", "detail", err, NULL);
         rd_kafka_destroy(intake.producer);
         return 1;

@@ -4,7 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api.h"
+#include "resources.h"
+#include "validate.h"
 
 #define ITEMS_MAX 100
 #define QUANTITY_MAX 100000
@@ -34,11 +35,11 @@ json_t *order_items_params(api_call_t *call, json_t *items, const char *currency
             api_errorf(call, 400, "parameter_invalid", where, "%s must be an object", where);
             goto bad;
         }
-        if (check_fields(call, item, where, fields) < 0 ||
-            field_string(call, item, where, "product_id", 1, 64, &product_id) < 0 ||
-            field_name(call, item, where, "name", &name) < 0 ||
-            field_int(call, item, where, "quantity", 1, QUANTITY_MAX, &quantity) < 0 ||
-            field_amount(call, item, where, "unit_price", currency, 0, &unit_price) < 0)
+        if (validate_fields(call, item, where, fields) < 0 ||
+            validate_string(call, item, where, "product_id", 1, 64, &product_id) < 0 ||
+            validate_name(call, item, where, "name", &name) < 0 ||
+            validate_int(call, item, where, "quantity", 1, QUANTITY_MAX, &quantity) < 0 ||
+            validate_amount(call, item, where, "unit_price", currency, 0, &unit_price) < 0)
             goto bad;
         /* Both are bounded, so the product fits; the sum is checked as it grows. */
         total += quantity * unit_price;
@@ -68,7 +69,8 @@ int order_details_params(api_call_t *call, json_t *body, json_t *params)
                   {"metadata", 1, METADATA_BYTES_MAX}};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         json_t *v;
-        if (field_object(call, body, "", fields[i].name, fields[i].depth, fields[i].bytes, &v) < 0)
+        if (validate_object(call, body, "", fields[i].name, fields[i].depth, fields[i].bytes,
+                            &v) < 0)
             return -1;
         if (v)
             json_object_set(params, fields[i].name, v);
@@ -82,15 +84,15 @@ static int customer_params(api_call_t *call, json_t *body, json_t *params)
 {
     const char *email, *name;
     int64_t expires_in;
-    if (field_email(call, body, "", "email", 0, &email) < 0 ||
-        field_name(call, body, "", "customer_name", &name) < 0)
+    if (validate_email(call, body, "", "email", 0, &email) < 0 ||
+        validate_name(call, body, "", "customer_name", &name) < 0)
         return -1;
     if (email)
         json_object_set_new(params, "email", json_string(email));
     if (name)
         json_object_set_new(params, "customer_name", json_string(name));
     if (json_object_get(body, "expires_in")) {
-        if (field_int(call, body, "", "expires_in", 1, EXPIRES_IN_MAX, &expires_in) < 0)
+        if (validate_int(call, body, "", "expires_in", 1, EXPIRES_IN_MAX, &expires_in) < 0)
             return -1;
         json_object_set_new(params, "expires_in", json_integer(expires_in));
     }
@@ -103,8 +105,8 @@ json_t *order_create_params(api_call_t *call, json_t *body)
                                          "billing_address", "metadata", "email",
                                          "customer_name", "expires_in", NULL};
     char currency[4];
-    if (check_fields(call, body, "", fields) < 0 ||
-        field_currency(call, body, "", "currency", currency) < 0)
+    if (validate_fields(call, body, "", fields) < 0 ||
+        validate_currency(call, body, "", "currency", currency) < 0)
         return NULL;
     if (json_object_get(body, "items") == NULL) {
         api_error(call, 400, "parameter_invalid", "items is required", "items");

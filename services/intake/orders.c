@@ -6,8 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
+#include "commands.h"
 #include "paystream/kafka.h"
+#include "resources.h"
+#include "validate.h"
+
+const ps_pg_stmt_t orders_statements[] = {
+    {"order", "SELECT ps_order_json(id)::text, status, currency FROM orders "
+              "WHERE id = $1 AND (actor = $2 OR $3::boolean)", 3},
+    {"orders_page", "SELECT ps_orders_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
+};
+const size_t orders_nstatements = sizeof(orders_statements) / sizeof(orders_statements[0]);
 
 static const char *const order_statuses[] = {"pending", "paid", "processing", "shipped",
                                              "delivered", "cancelled", "expired", "refunded",
@@ -15,7 +24,7 @@ static const char *const order_statuses[] = {"pending", "paid", "processing", "s
 
 void orders_create(api_call_t *call)
 {
-    json_t *body = body_object(call);
+    json_t *body = validate_body(call);
     if (body == NULL)
         return;
     json_t *params = order_create_params(call, body);
@@ -37,7 +46,7 @@ void orders_get(api_call_t *call)
     PGresult *res = order_read(call);
     if (res == NULL)
         return;
-    http_finish(call->req, 200, strdup(PQgetvalue(res, 0, 0)));
+    http_finish(call->req, 200, ps_xstrdup(PQgetvalue(res, 0, 0)));
     PQclear(res);
 }
 
@@ -60,12 +69,12 @@ void orders_update(api_call_t *call)
 {
     static const char *const fields[] = {"items", "shipping_address", "billing_address",
                                          "metadata", NULL};
-    json_t *body = body_object(call);
+    json_t *body = validate_body(call);
     if (body == NULL)
         return;
     json_t *params = json_object();
     PGresult *res = NULL;
-    if (check_fields(call, body, "", fields) < 0)
+    if (validate_fields(call, body, "", fields) < 0)
         goto done;
     if (json_object_size(body) == 0) {
         api_error(call, 400, "parameter_missing", "nothing to change: send items, an address "
@@ -97,7 +106,8 @@ void orders_cancel(api_call_t *call)
     if (res == NULL)
         return;
     PQclear(res);
-    commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "order.cancel", NULL, NULL, call->id, json_object());
+    commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "order.cancel", NULL, NULL, call->id,
+                    json_object());
 }
 
 void orders_list(api_call_t *call)

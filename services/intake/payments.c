@@ -7,8 +7,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
+#include "commands.h"
 #include "paystream/kafka.h"
+#include "resources.h"
+#include "validate.h"
+
+const ps_pg_stmt_t payments_statements[] = {
+    {"payment", "SELECT ps_payment_json(id)::text, coalesce(order_id, ''), status, currency "
+                "FROM payments WHERE id = $1 AND (actor = $2 OR $3::boolean)", 3},
+    {"payments_page", "SELECT ps_payments_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
+    {"transactions_page",
+     "SELECT ps_transactions_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
+    {"order_open", "SELECT status, currency, ps_order_open_minor(id) FROM orders "
+                   "WHERE id = $1 AND (actor = $2 OR $3::boolean)", 3},
+    {"account_refusal", "SELECT r::text, r->'error'->>'code' "
+                        "FROM ps_account_refusal($1, true, $2, $3::boolean) r", 3},
+};
+const size_t payments_nstatements = sizeof(payments_statements) / sizeof(payments_statements[0]);
 
 /* The payment of the path as call->actor may see it (json, order_id,
  * status, currency), or NULL after answering. */
@@ -29,13 +44,14 @@ void payments_get(api_call_t *call)
     PGresult *res = payment_read(call);
     if (res == NULL)
         return;
-    http_finish(call->req, 200, strdup(PQgetvalue(res, 0, 0)));
+    http_finish(call->req, 200, ps_xstrdup(PQgetvalue(res, 0, 0)));
     PQclear(res);
 }
 
 void payments_list(api_call_t *call)
 {
-    api_list_page(call, "payments_page", api_arg(call, "order_id"), api_arg(call, "starting_after"));
+    api_list_page(call, "payments_page", api_arg(call, "order_id"),
+                  api_arg(call, "starting_after"));
 }
 
 void transactions_list(api_call_t *call)
@@ -79,7 +95,7 @@ static int account_can_charge(api_call_t *call, const char *account)
         rc = 0;
     } else {
         unsigned status = strcmp(PQgetvalue(res, 0, 1), "account_unknown") == 0 ? 404 : 409;
-        http_finish(call->req, status, strdup(PQgetvalue(res, 0, 0)));
+        http_finish(call->req, status, ps_xstrdup(PQgetvalue(res, 0, 0)));
     }
     PQclear(res);
     return rc;
@@ -88,18 +104,18 @@ static int account_can_charge(api_call_t *call, const char *account)
 void payments_create(api_call_t *call)
 {
     static const char *const fields[] = {"order_id", "amount", "currency", "account", NULL};
-    json_t *body = body_object(call);
+    json_t *body = validate_body(call);
     if (body == NULL)
         return;
     const char *order_id, *account;
     char currency[4];
     int64_t amount;
     PGresult *res = NULL;
-    if (check_fields(call, body, "", fields) < 0 ||
-        field_string(call, body, "", "order_id", 1, API_ID_MAX, &order_id) < 0 ||
-        field_currency(call, body, "", "currency", currency) < 0 ||
-        field_amount(call, body, "", "amount", currency, 1, &amount) < 0 ||
-        field_string(call, body, "", "account", 0, API_ID_MAX, &account) < 0 ||
+    if (validate_fields(call, body, "", fields) < 0 ||
+        validate_string(call, body, "", "order_id", 1, ROUTE_ID_MAX, &order_id) < 0 ||
+        validate_currency(call, body, "", "currency", currency) < 0 ||
+        validate_amount(call, body, "", "amount", currency, 1, &amount) < 0 ||
+        validate_string(call, body, "", "account", 0, ROUTE_ID_MAX, &account) < 0 ||
         (account && (account_id_check(call, account, "account") < 0 ||
                      (api_checks_state(call) && account_can_charge(call, account) < 0))))
         goto done;
@@ -143,13 +159,13 @@ done:
 void payments_process(api_call_t *call)
 {
     static const char *const fields[] = {"payment_method", NULL};
-    json_t *body = body_object(call);
+    json_t *body = validate_body(call);
     if (body == NULL)
         return;
     const char *method;
     PGresult *res = NULL;
-    if (check_fields(call, body, "", fields) < 0 ||
-        field_string(call, body, "", "payment_method", 1, 100, &method) < 0)
+    if (validate_fields(call, body, "", fields) < 0 ||
+        validate_string(call, body, "", "payment_method", 1, 100, &method) < 0)
         goto done;
     if (strncmp(method, "pm_", 3) != 0) {
         api_error(call, 400, "parameter_invalid", "payment_method must be a pm_ id",
@@ -165,7 +181,8 @@ void payments_process(api_call_t *call)
                    status);
         goto done;
     }
-    commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "payment.process", payment_key(res, call->id), NULL, call->id,
+    commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "payment.process",
+                    payment_key(res, call->id), NULL, call->id,
                     json_pack("{s:s}", "payment_method", method));
 done:
     PQclear(res);
@@ -176,13 +193,13 @@ void payments_refund(api_call_t *call)
 {
     static const char *const fields[] = {"amount", "reason", NULL};
     static const char *const reasons[] = {"duplicate", "fraudulent", "requested_by_customer", NULL};
-    json_t *body = body_object(call);
+    json_t *body = validate_body(call);
     if (body == NULL)
         return;
     const char *reason;
     PGresult *res = NULL;
-    if (check_fields(call, body, "", fields) < 0 ||
-        field_string(call, body, "", "reason", 0, 32, &reason) < 0)
+    if (validate_fields(call, body, "", fields) < 0 ||
+        validate_string(call, body, "", "reason", 0, 32, &reason) < 0)
         goto done;
     if (reason) {
         size_t i = 0;
@@ -199,13 +216,14 @@ void payments_refund(api_call_t *call)
     json_t *params = json_pack("{s:s?}", "reason", reason);
     if (json_object_get(body, "amount")) {
         int64_t amount;
-        if (field_amount(call, body, "", "amount", PQgetvalue(res, 0, 3), 1, &amount) < 0) {
+        if (validate_amount(call, body, "", "amount", PQgetvalue(res, 0, 3), 1, &amount) < 0) {
             json_decref(params);
             goto done;
         }
         json_object_set_new(params, "amount_minor", json_integer((json_int_t)amount));
     }
-    commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "payment.refund", payment_key(res, call->id), NULL, call->id, params);
+    commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "payment.refund",
+                    payment_key(res, call->id), NULL, call->id, params);
 done:
     PQclear(res);
     json_decref(body);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
+#include "auth.h"
 
 #define SLOTS 4096
 #define PROBES 8

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api.h"
+#include "validate.h"
 #include "paystream/money.h"
 
 #define PARAM_MAX 96
@@ -21,7 +21,7 @@ static int invalid(api_call_t *call, const char *where, const char *name, const 
     return -1;
 }
 
-void api_printable(char *dst, const char *src, size_t dstlen)
+void validate_printable(char *dst, const char *src, size_t dstlen)
 {
     size_t i = 0;
     for (; src[i] && i + 1 < dstlen; i++)
@@ -29,7 +29,8 @@ void api_printable(char *dst, const char *src, size_t dstlen)
     dst[i] = '\0';
 }
 
-json_t *body_object(api_call_t *call)
+json_t *validate_body(api_call_t *call)
+
 {
     const request_t *req = call->req;
     if (req->len == 0) {
@@ -52,7 +53,7 @@ json_t *body_object(api_call_t *call)
     return root;
 }
 
-int check_fields(api_call_t *call, json_t *obj, const char *where, const char *const *allowed)
+int validate_fields(api_call_t *call, json_t *obj, const char *where, const char *const *allowed)
 {
     const char *key;
     json_t *value;
@@ -63,15 +64,15 @@ int check_fields(api_call_t *call, json_t *obj, const char *where, const char *c
         if (allowed[i] == NULL) {
             char shown[48] = "\"\""; /* an empty key, shown as one */
             if (*key)
-                api_printable(shown, key, sizeof(shown));
+                validate_printable(shown, key, sizeof(shown));
             return invalid(call, where, shown, "is not a field of this request");
         }
     }
     return 0;
 }
 
-int field_string(api_call_t *call, json_t *obj, const char *where, const char *name,
-                 int required, size_t maxlen, const char **out)
+int validate_string(api_call_t *call, json_t *obj, const char *where, const char *name,
+                    int required, size_t maxlen, const char **out)
 {
     json_t *v = json_object_get(obj, name);
     *out = NULL;
@@ -92,10 +93,10 @@ int field_string(api_call_t *call, json_t *obj, const char *where, const char *n
     return 0;
 }
 
-int field_name(api_call_t *call, json_t *obj, const char *where, const char *name,
-               const char **out)
+int validate_name(api_call_t *call, json_t *obj, const char *where, const char *name,
+                  const char **out)
 {
-    if (field_string(call, obj, where, name, 0, API_NAME_MAX, out) < 0)
+    if (validate_string(call, obj, where, name, 0, API_NAME_MAX, out) < 0)
         return -1;
     for (const char *c = *out; c && *c; c++) {
         if ((unsigned char)*c < ' ' || *c == 0x7f)
@@ -104,22 +105,23 @@ int field_name(api_call_t *call, json_t *obj, const char *where, const char *nam
     return 0;
 }
 
-int field_email(api_call_t *call, json_t *obj, const char *where, const char *name,
-                int required, const char **out)
+int validate_email(api_call_t *call, json_t *obj, const char *where, const char *name,
+                   int required, const char **out)
 {
-    if (field_string(call, obj, where, name, required, API_EMAIL_MAX, out) < 0)
+    if (validate_string(call, obj, where, name, required, API_EMAIL_MAX, out) < 0)
         return -1;
     const char *s = *out, *at = s ? strchr(s, '@') : NULL;
     if (s == NULL)
         return 0;
     int ok = at && at != s && at[1] && strchr(at + 1, '@') == NULL && strchr(at + 1, '.');
     for (const char *c = s; ok && *c; c++)
-        ok = (unsigned char)*c > ' ' && (unsigned char)*c < 0x7f && strchr("<>,;\"()[]\\", *c) == NULL;
+        ok = (unsigned char)*c > ' ' && (unsigned char)*c < 0x7f &&
+             strchr("<>,;\"()[]\\", *c) == NULL;
     return ok ? 0 : invalid(call, where, name, "must be an email address");
 }
 
-int field_int(api_call_t *call, json_t *obj, const char *where, const char *name, int64_t min,
-              int64_t max, int64_t *out)
+int validate_int(api_call_t *call, json_t *obj, const char *where, const char *name, int64_t min,
+                 int64_t max, int64_t *out)
 {
     json_t *v = json_object_get(obj, name);
     if (v == NULL)
@@ -133,19 +135,19 @@ int field_int(api_call_t *call, json_t *obj, const char *where, const char *name
     return 0;
 }
 
-int field_currency(api_call_t *call, json_t *obj, const char *where, const char *name,
-                   char out[4])
+int validate_currency(api_call_t *call, json_t *obj, const char *where, const char *name,
+                      char out[4])
 {
     const char *code;
-    if (field_string(call, obj, where, name, 1, 3, &code) < 0)
+    if (validate_string(call, obj, where, name, 1, 3, &code) < 0)
         return -1;
     if (ps_currency_normalize(code, out) < 0)
         return invalid(call, where, name, "must be an ISO 4217 currency code such as \"usd\"");
     return 0;
 }
 
-int field_amount(api_call_t *call, json_t *obj, const char *where, const char *name,
-                 const char *currency, int64_t min, int64_t *out)
+int validate_amount(api_call_t *call, json_t *obj, const char *where, const char *name,
+                    const char *currency, int64_t min, int64_t *out)
 {
     json_t *v = json_object_get(obj, name);
     if (v == NULL)
@@ -181,8 +183,8 @@ static int shallow(json_t *v, int depth)
     return 1;
 }
 
-int field_object(api_call_t *call, json_t *obj, const char *where, const char *name,
-                 int max_depth, size_t max_bytes, json_t **out)
+int validate_object(api_call_t *call, json_t *obj, const char *where, const char *name,
+                    int max_depth, size_t max_bytes, json_t **out)
 {
     json_t *v = json_object_get(obj, name);
     *out = NULL;

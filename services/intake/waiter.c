@@ -14,8 +14,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "api.h"
 #include "paystream/log.h"
+#include "paystream/util.h"
+#include "waiter.h"
 
 #define IDLE_POLL_MS 200
 #define RECONNECT_MS 1000
@@ -24,9 +25,8 @@ struct waiter {
     publish_t pub; /* first: the message's opaque */
     request_t *req;
     char command_id[48];
-    char request_sha256[65]; /* "" when not compared */
-    actor_t actor;
-    int as_command;
+    waiter_answer_fn answer;
+    void *ctx;
     int64_t deadline_us;
     int published; /* Kafka acknowledged the command (or there is none to publish) */
     int check;     /* look the command up at the next round */
@@ -67,6 +67,7 @@ static void unlink_waiter(waiter_t *w)
 static void waiter_free(waiter_t *w)
 {
     free(w->timeout_body);
+    free(w->ctx);
     free(w);
 }
 
@@ -90,8 +91,8 @@ static void delivered(publish_t *pub, rd_kafka_resp_err_t err)
         ps_log_error("kafka did not acknowledge the command; answering 503", "command_id",
                      w->command_id, "detail", rd_kafka_err2str(err), NULL);
         http_finish(w->req, 503,
-                    strdup("{\"error\":{\"type\":\"api_error\",\"code\":\"kafka_unavailable\","
-                           "\"message\":\"the command could not be stored; retry later\"}}"));
+                    ps_xstrdup("{\"error\":{\"type\":\"api_error\",\"code\":\"kafka_unavailable\","
+                               "\"message\":\"the command could not be stored; retry later\"}}"));
         waiter_free(w);
     } else if (ps_mono_us() >= w->deadline_us) {
         unlink_waiter(w); /* not waiting: 202 now */
@@ -104,22 +105,17 @@ static void delivered(publish_t *pub, rd_kafka_resp_err_t err)
     pthread_mutex_unlock(&ws.lock);
 }
 
-waiter_t *waiter_add(request_t *req, const char *command_id, const char *request_sha256,
-                     const actor_t *actor, int as_command, int wait_ms, int published,
-                     unsigned timeout_status, const char *timeout_body,
-                     const char *timeout_location)
+waiter_t *waiter_add(request_t *req, const char *command_id, waiter_answer_fn answer, void *ctx,
+                     int wait_ms, int published, unsigned timeout_status,
+                     const char *timeout_body, const char *timeout_location)
 {
-    waiter_t *w = calloc(1, sizeof(*w));
-    if (w == NULL || (w->timeout_body = strdup(timeout_body)) == NULL) {
-        free(w);
-        return NULL;
-    }
+    waiter_t *w = ps_xcalloc(1, sizeof(*w));
+    w->timeout_body = ps_xstrdup(timeout_body);
     w->pub.done = delivered;
     w->req = req;
     ps_strlcpy(w->command_id, command_id, sizeof(w->command_id));
-    ps_strlcpy(w->request_sha256, request_sha256 ? request_sha256 : "", sizeof(w->request_sha256));
-    w->actor = *actor;
-    w->as_command = as_command;
+    w->answer = answer;
+    w->ctx = ctx;
     w->deadline_us = ps_mono_us() + (int64_t)wait_ms * 1000;
     w->published = published;
     w->check = published;
@@ -157,9 +153,7 @@ static void mark(const char *command_id)
 static char *take_marked(void)
 {
     size_t cap = 64, len = 1;
-    char *ids = malloc(cap);
-    if (ids == NULL)
-        return NULL;
+    char *ids = ps_xmalloc(cap);
     ids[0] = '{';
     pthread_mutex_lock(&ws.lock);
     for (waiter_t *w = ws.head; w; w = w->next) {
@@ -167,11 +161,8 @@ static char *take_marked(void)
             continue;
         size_t n = strlen(w->command_id);
         if (len + n + 3 > cap) {
-            char *grown = realloc(ids, cap * 2 + n);
-            if (grown == NULL)
-                break; /* the rest stay marked for the next round */
-            ids = grown;
             cap = cap * 2 + n;
+            ids = ps_xrealloc(ids, cap);
         }
         if (len > 1)
             ids[len++] = ',';
@@ -198,8 +189,7 @@ static void resolve(const command_row_t *row)
         waiter_t *next = w->next;
         if (w->published && strcmp(w->command_id, row->id) == 0) {
             unlink_waiter(w);
-            commands_answer(w->req, row, &w->actor, w->request_sha256[0] ? w->request_sha256 : NULL,
-                            w->as_command, 0);
+            w->answer(w->req, row, w->ctx);
             waiter_free(w);
         }
         w = next;
@@ -215,9 +205,9 @@ static int look_up(PGconn *conn)
     if (ids == NULL)
         return 0;
     const char *params[] = {ids};
-    PGresult *res = PQexecParams(conn,
-                                 "SELECT " COMMAND_COLUMNS " FROM commands WHERE id = ANY($1::text[])",
-                                 1, NULL, params, NULL, NULL, 0);
+    PGresult *res = PQexecParams(
+        conn, "SELECT " COMMAND_COLUMNS " FROM commands WHERE id = ANY($1::text[])", 1, NULL,
+        params, NULL, NULL, 0);
     free(ids);
     int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     for (int i = 0; ok && i < PQntuples(res); i++) {
@@ -352,8 +342,9 @@ void waiter_stop(void)
             answer_timeout(w);
         } else {
             http_finish(w->req, 503,
-                        strdup("{\"error\":{\"type\":\"api_error\",\"code\":\"shutting_down\","
-                               "\"message\":\"the server stopped before the command was stored; retry\"}}"));
+                        ps_xstrdup("{\"error\":{\"type\":\"api_error\","
+                                   "\"code\":\"shutting_down\",\"message\":\"the server "
+                                   "stopped before the command was stored; retry\"}}"));
             waiter_free(w);
         }
     }

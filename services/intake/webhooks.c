@@ -174,33 +174,24 @@ static void publish(request_t *req, endpoint_t *ep, json_t *root)
     const char *key = event_key(root, object, ep == &connect_ep);
     ps_envelope_t env;
     ps_envelope_init(&env, ep->source, object_string(root, "type"));
-    event_publish_t *pub = calloc(1, sizeof(*pub));
-    if (pub == NULL) {
-        http_respond_error(req, 503, "api_error", "overloaded", "out of memory; retry later", NULL);
-        return;
-    }
+    event_publish_t *pub = ps_xcalloc(1, sizeof(*pub));
     pub->req = req;
     pub->base.done = delivered;
     pub->base.produced_us = ps_mono_us();
     memcpy(pub->message_id, env.message_id, sizeof(pub->message_id));
     ps_strlcpy(pub->event_id, object_string(root, "id"), sizeof(pub->event_id));
-    rd_kafka_headers_t *hdrs = ps_envelope_to_headers(&env);
     http_defer(req);
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        intake.producer, RD_KAFKA_V_TOPIC(ep->topic),
-        RD_KAFKA_V_KEY(key, key ? strlen(key) : 0), RD_KAFKA_V_VALUE(req->body, req->len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-        RD_KAFKA_V_OPAQUE(pub), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err =
+        ps_envelope_produce(intake.producer, ep->topic, key, req->body, req->len, &env, pub);
     if (err) {
         /* Not even queued (queue full, fatal idempotence error): no report
          * will come, so answer now. */
-        rd_kafka_headers_destroy(hdrs);
         ps_metric_add(intake.publish_failures, "", 1);
         ps_log_error("cannot queue the event for kafka; answering 503", "message_id",
                      pub->message_id, "event_id", pub->event_id, "detail",
                      rd_kafka_err2str(err), NULL);
-        char *body = strdup("{\"error\":{\"type\":\"api_error\",\"code\":\"kafka_unavailable\","
-                            "\"message\":\"the event could not be stored; retry later\"}}");
+        char *body = ps_xstrdup("{\"error\":{\"type\":\"api_error\",\"code\":\"kafka_unavailable\","
+                                "\"message\":\"the event could not be stored; retry later\"}}");
         free(pub);
         http_finish(req, 503, body);
         return;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "paystream/config.h"
+#include "paystream/domain_event.h"
 #include "paystream/kafka.h"
 #include "paystream/log.h"
 #include "paystream/outbox.h"

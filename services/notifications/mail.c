@@ -17,9 +17,7 @@ static void add_crlf(char **out, size_t *len, const char *s)
     size_t n = strlen(s), extra = 0;
     for (size_t i = 0; i < n; i++)
         extra += s[i] == '\n';
-    char *p = realloc(*out, *len + n + extra + 1);
-    if (p == NULL)
-        abort(); /* only for want of memory */
+    char *p = ps_xrealloc(*out, *len + n + extra + 1);
     *out = p;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '\r')

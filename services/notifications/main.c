@@ -10,6 +10,7 @@
 
 #include "notifications.h"
 #include "paystream/config.h"
+#include "paystream/domain_event.h"
 #include "paystream/kafka.h"
 #include "paystream/log.h"
 #include "paystream/outbox.h"

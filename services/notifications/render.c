@@ -29,9 +29,7 @@ static void buf_add(buf_t *b, const char *s, size_t n)
 {
     if (b->len + n + 1 > b->cap) {
         b->cap = (b->len + n + 1) * 2;
-        b->s = realloc(b->s, b->cap);
-        if (b->s == NULL)
-            abort(); /* only for want of memory */
+        b->s = ps_xrealloc(b->s, b->cap);
     }
     memcpy(b->s + b->len, s, n);
     b->len += n;
@@ -78,8 +76,9 @@ static int split_subject(char *text, char **subject, char **body)
     char *eol = strchr(text, '\n');
     if (strncmp(text, prefix, sizeof(prefix) - 1) != 0 || eol == NULL || eol[1] != '\n')
         return -1;
-    *subject = strndup(text + sizeof(prefix) - 1, (size_t)(eol - text) - (sizeof(prefix) - 1));
-    *body = strdup(eol + 2);
+    *subject = ps_xstrndup(text + sizeof(prefix) - 1,
+                           (size_t)(eol - text) - (sizeof(prefix) - 1));
+    *body = ps_xstrdup(eol + 2);
     return 0;
 }
 
@@ -160,7 +159,7 @@ static char *money_text(json_int_t minor, const char *currency)
     if (currency == NULL || ps_money_format(minor, currency, amount, sizeof(amount)) < 0)
         return NULL;
     snprintf(out, sizeof(out), "%s %s", amount, currency);
-    return strdup(out);
+    return ps_xstrdup(out);
 }
 
 /* Adds value v of key (prefixed) to values; see render_values. */

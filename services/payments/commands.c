@@ -60,15 +60,12 @@ void command_prepare(ps_batch_msg_t *ec)
     const char *type = json_string_value(json_object_get(root, "type"));
     json_t *params = json_object_get(root, "params");
     int sandbox = ps_has_word(ec->env.actor_roles, "sandbox");
-    ps_strlcpy(ec->command_id, json_string_value(json_object_get(root, "command_id")),
-               sizeof(ec->command_id));
-    if (strcmp(type, "payment.process") == 0 || strcmp(type, "payment.refund") == 0) {
-        ec->begin = "gateway_begin";
-        ec->finish = "gateway_finish";
-    } else if (strcmp(type, "customer.create") == 0 || strcmp(type, "checkout.create") == 0) {
-        ec->begin = "billing_begin";
-        ec->finish = "billing_finish";
-    }
+    if (strcmp(type, "payment.process") == 0 || strcmp(type, "payment.refund") == 0)
+        gateway_command_mark(ec, json_string_value(json_object_get(root, "command_id")),
+                             "gateway_begin", "gateway_finish");
+    else if (strcmp(type, "customer.create") == 0 || strcmp(type, "checkout.create") == 0)
+        gateway_command_mark(ec, json_string_value(json_object_get(root, "command_id")),
+                             "billing_begin", "billing_finish");
     if (strcmp(type, "payment.create") == 0 || strcmp(type, "customer.create") == 0)
         json_object_set_new(params, "gateway", json_string(gateway_for(sandbox)));
     if (strcmp(type, "customer.create") == 0)

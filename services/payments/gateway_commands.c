@@ -29,6 +29,24 @@ static int gateway_wait(const ps_batch_msg_t *ec, const char *why, int attempt,
     return *run ? 0 : -1;
 }
 
+/* What a command that calls a gateway carries through the batch (its
+ * message's ctx). */
+typedef struct {
+    const char *begin, *finish; /* its two statements */
+    char command_id[48];        /* the gateway's Idempotency-Key */
+} gateway_command_t;
+
+void gateway_command_mark(ps_batch_msg_t *ec, const char *command_id, const char *begin,
+                          const char *finish)
+{
+    gateway_command_t *g = ps_xcalloc(1, sizeof(*g));
+    g->begin = begin;
+    g->finish = finish;
+    ps_strlcpy(g->command_id, command_id, sizeof(g->command_id));
+    ec->ctx = g;
+    ec->alone = 1;
+}
+
 static const char *str(json_t *o, const char *key)
 {
     return json_string_value(json_object_get(o, key));
@@ -40,9 +58,10 @@ static const char *str(json_t *o, const char *key)
 static int ask_gateway(const ps_batch_msg_t *ec, json_t *callj, json_t **outcome,
                        volatile sig_atomic_t *run)
 {
+    const gateway_command_t *g = ec->ctx;
     char err[256];
     for (int attempt = 0;; attempt++) {
-        if (gateway_call(callj, ec->command_id, outcome, err, sizeof(err)) == 0)
+        if (gateway_call(callj, g->command_id, outcome, err, sizeof(err)) == 0)
             return 0;
         if (gateway_wait(ec, err, attempt, run) < 0)
             return -1;
@@ -64,9 +83,10 @@ static int dead(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *ec, const char *st
 int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *ec,
                           ps_apply_stats_t *stats, volatile sig_atomic_t *run)
 {
+    const gateway_command_t *g = ec->ctx;
     ps_pg_err_t err = {0};
     PGresult *res;
-    ps_pg_call_t begin = {.stmt = ec->begin, .nparams = 1, .values = {ec->json}};
+    ps_pg_call_t begin = {.stmt = g->begin, .nparams = 1, .values = {ec->json}};
     int r = ps_db_run(pg, &begin, &res, &err, run);
     if (r != 0)
         return r < 0 ? -1 : dead(pg, dlq, ec, "the command", &err, stats, run);
@@ -88,9 +108,9 @@ int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *ec,
     json_decref(callj);
     char *outcome_text = json_dumps(outcome, JSON_COMPACT);
     ps_log_info("gateway answered", "message_id", ec->env.message_id, "command_id",
-                ec->command_id, "outcome", str(outcome, "outcome"), NULL);
+                g->command_id, "outcome", str(outcome, "outcome"), NULL);
     json_decref(outcome);
-    ps_pg_call_t finish = {.stmt = ec->finish, .nparams = 2,
+    ps_pg_call_t finish = {.stmt = g->finish, .nparams = 2,
                            .values = {ec->json, outcome_text}};
     r = ps_db_run(pg, &finish, &res, &err, run);
     free(outcome_text);

@@ -55,8 +55,8 @@ typedef struct {
 /* A new empty request, or NULL with err. Free with form_free. */
 static form_t *form_new(char *err, size_t errlen)
 {
-    form_t *f = calloc(1, sizeof(*f));
-    if (f == NULL || (f->curl = curl_easy_init()) == NULL) {
+    form_t *f = ps_xcalloc(1, sizeof(*f));
+    if ((f->curl = curl_easy_init()) == NULL) {
         free(f);
         snprintf(err, errlen, "cannot set up the request to Stripe");
         return NULL;
@@ -96,9 +96,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
     size_t add = size * n;
     if (a->len + add > BODY_MAX)
         return 0; /* not Stripe: fail the transfer */
-    char *grown = realloc(a->body, a->len + add + 1);
-    if (grown == NULL)
-        return 0;
+    char *grown = ps_xrealloc(a->body, a->len + add + 1);
     memcpy(grown + a->len, data, add);
     a->len += add;
     grown[a->len] = '\0';

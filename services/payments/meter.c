@@ -151,9 +151,9 @@ static void *reporter_loop(void *arg)
 
 int meter_reporter_start(const char *dsn, char *err, size_t errlen)
 {
-    reporter.dsn = strdup(dsn);
+    reporter.dsn = ps_xstrdup(dsn);
     atomic_store(&reporter.running, 1);
-    if (reporter.dsn == NULL || pthread_create(&reporter.thread, NULL, reporter_loop, NULL) != 0) {
+    if (pthread_create(&reporter.thread, NULL, reporter_loop, NULL) != 0) {
         snprintf(err, errlen, "cannot start the meter reporter thread");
         free(reporter.dsn);
         reporter.dsn = NULL;

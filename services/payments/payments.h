@@ -44,6 +44,12 @@ const char *command_shape_error(json_t *root);
 int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                 ps_apply_stats_t *stats, volatile sig_atomic_t *run);
 
+/* gateway_commands.c: marks ec, a command of command_id that calls a
+ * gateway, to be applied alone by gateway_command_apply with statements
+ * begin and finish. */
+void gateway_command_mark(ps_batch_msg_t *ec, const char *command_id, const char *begin,
+                          const char *finish);
+
 /* gateway_commands.c: applies a command that calls a gateway
  * (payment.process, payment.refund, customer.create, checkout.create)
  * exactly once in effect: its begin statement checks the rules and returns

@@ -102,8 +102,6 @@ void usage_prepare(ps_batch_msg_t *ec)
         for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
             json_object_set(record, keys[i], json_object_get(root, keys[i]));
         json_object_set_new(record, "actor", json_string(ec->env.actor));
-        ps_strlcpy(ec->command_id, json_string_value(json_object_get(root, "command_id")),
-                   sizeof(ec->command_id));
         json_decref(root);
     }
     char why[512];

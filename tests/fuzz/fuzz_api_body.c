@@ -6,8 +6,9 @@
 #include <jansson.h>
 #include <stdarg.h>
 
-#include "api.h"
 #include "fuzz.h"
+#include "resources.h"
+#include "validate.h"
 
 static unsigned answered, answers;
 
@@ -64,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     api_call_t call = {0};
     call.req = &req;
     answered = answers = 0;
-    json_t *body = body_object(&call), *params = NULL;
+    json_t *body = validate_body(&call), *params = NULL;
     if (body != NULL)
         params = order_create_params(&call, body);
     if (params != NULL) {

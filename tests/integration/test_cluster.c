@@ -290,7 +290,9 @@ Test(cluster, a_group_whose_committed_offset_was_deleted_stops_loudly_instead_of
 
     /* A worker of its own group applies (deduplicates) the event and commits. */
     int status;
-    free(ts_sh(&status, "PAYSTREAM_PAYMENTS_GROUP=%s PAYSTREAM_LOG_LEVEL=debug "
+    /* Bounded by timeout: a failed assertion below must not leave it running
+     * (it would reconnect to the next run's database). */
+    free(ts_sh(&status, "PAYSTREAM_PAYMENTS_GROUP=%s PAYSTREAM_LOG_LEVEL=debug timeout 300 "
                "'%s/services/payments/paystream-payments' >'%s' 2>&1 & echo $! >'%s.pid'",
                group, bin, log, log));
     char evt0[96];

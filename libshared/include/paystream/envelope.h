@@ -40,4 +40,13 @@ rd_kafka_headers_t *ps_envelope_to_headers(const ps_envelope_t *env);
 int ps_envelope_from_headers(const rd_kafka_headers_t *hdrs, ps_envelope_t *env,
                              char *err, size_t errlen);
 
+/* Queues value (len bytes, copied) for topic with key and env as its
+ * headers; opaque goes to the delivery report, which alone says whether
+ * Kafka has it. Returns 0, or the error when the message could not even be
+ * queued (no report will come). The one way paystream produces a message
+ * of its own. */
+rd_kafka_resp_err_t ps_envelope_produce(rd_kafka_t *rk, const char *topic, const char *key,
+                                        const void *value, size_t len, const ps_envelope_t *env,
+                                        void *opaque);
+
 #endif

@@ -13,7 +13,6 @@
 
 #include <stddef.h>
 
-#include "paystream/worker.h"
 
 /* Starts the relay thread of this process with its own PostgreSQL
  * connection (dsn) and producer (brokers). Returns 0, or -1 with err. */
@@ -27,10 +26,5 @@ int ps_outbox_relay_start_worker(const char *client_id);
 
 /* Stops it after the round in progress. */
 void ps_outbox_relay_stop(void);
-
-/* For consumers of paystream.domain.events (a ps_prepare_fn): makes a
- * message's element {message_id, type, aggregate, occurred_at, data}, or
- * marks it bad when it is not a domain event. */
-void ps_domain_event_prepare(ps_batch_msg_t *m);
 
 #endif

@@ -70,5 +70,6 @@ void *ps_xmalloc(size_t size);
 void *ps_xcalloc(size_t n, size_t size);
 void *ps_xrealloc(void *p, size_t size);
 char *ps_xstrdup(const char *s);
+char *ps_xstrndup(const char *s, size_t n);
 
 #endif

@@ -42,9 +42,8 @@ typedef struct {
     char *json;            /* one element of the array its batch statement takes */
     char reason[256];      /* why it cannot be applied, when bad is set */
     int bad;
-    const char *begin;     /* a message applied alone, around an outside call: */
-    const char *finish;    /* its two statements (see ps_apply_alone_fn) */
-    char command_id[48];   /* of a command */
+    int alone;             /* applied alone, in its place in the log (see ps_apply_alone_fn) */
+    void *ctx;             /* the worker's own, for alone; malloc'd, freed with the message */
 } ps_batch_msg_t;
 
 /* Marks m as not applicable for reason "what: detail". */
@@ -54,11 +53,12 @@ void ps_batch_msg_bad(ps_batch_msg_t *m, const char *what, const char *detail);
  * bad. */
 int ps_batch_msg_envelope(ps_batch_msg_t *m);
 
-/* Frees m->json and clears m. */
+/* Frees m->json and m->ctx and clears m. */
 void ps_batch_msg_release(ps_batch_msg_t *m);
 
-/* Applies a message that has begin set, alone and in its place in the log.
- * Returns 0 when it was applied, refused or dead-lettered, -1 on shutdown. */
+/* Applies a message that has alone set, alone and in its place in the log
+ * (around a call outside the database, say). Returns 0 when it was applied,
+ * refused or dead-lettered, -1 on shutdown. */
 typedef int (*ps_apply_alone_fn)(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *m,
                                  ps_apply_stats_t *stats, volatile sig_atomic_t *run);
 
@@ -68,8 +68,8 @@ typedef int (*ps_apply_alone_fn)(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *m
  * anything else (counted as recorded), and optionally a fourth column, a
  * log line to write for that message: a JSON object with level, msg and
  * fields (the message id is added). The runs between messages that have
- * begin set go in one transaction each, and those messages go to alone
- * (NULL for a worker whose messages never have begin set).
+ * alone set go in one transaction each, and those messages go to alone
+ * (NULL for a worker whose messages never have it set).
  * A run that fails for a reason of its messages is applied message by
  * message, with bounded retries and then a dead letter; failures of the
  * database itself are waited out. Returns 0 when every message was applied

@@ -1,0 +1,14 @@
+/* The consumers' side of domain events: what paystream-inventory and
+ * paystream-notifications read off paystream.domain.events, as the outbox
+ * relay (paystream/outbox.h) published it: {type, aggregate, occurred_at,
+ * data}, with the envelope's message id in the headers. */
+#ifndef PAYSTREAM_DOMAIN_EVENT_H
+#define PAYSTREAM_DOMAIN_EVENT_H
+
+#include "paystream/worker.h"
+
+/* A ps_prepare_fn: makes a message's element {message_id, type, aggregate,
+ * occurred_at, data}, or marks it bad when it is not a domain event. */
+void ps_domain_event_prepare(ps_batch_msg_t *m);
+
+#endif
