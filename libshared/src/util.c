@@ -175,6 +175,14 @@ static void *or_abort(void *p, size_t size)
     return p;
 }
 
+void ps_printable(char *dst, const char *src, size_t dstlen)
+{
+    size_t i = 0;
+    for (; src[i] && i + 1 < dstlen; i++)
+        dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+    dst[i] = '\0';
+}
+
 void *ps_xmalloc(size_t size)
 {
     return or_abort(malloc(size), size);

@@ -174,7 +174,7 @@ static int check_args(api_call_t *call, const char *allowed)
         const char *name = call->args[i].name;
         if (!ps_has_word(allowed, name)) {
             char shown[48];
-            validate_printable(shown, name, sizeof(shown));
+            ps_printable(shown, name, sizeof(shown));
             api_errorf(call, 400, "parameter_unknown", shown,
                        "%s is not a query parameter of this endpoint", shown);
             return -1;

@@ -97,7 +97,7 @@ static int usage_fields(api_call_t *call, json_t *body, int64_t *quantity, int64
     if (price == NULL) {
         char names[256], shown[64];
         ps_billing_meter_names(&intake.billing, names, sizeof(names));
-        validate_printable(shown, meter ? meter : "", sizeof(shown));
+        ps_printable(shown, meter ? meter : "", sizeof(shown));
         api_errorf(call, 400, "meter_unknown", "meter", "meter \"%s\" is not priced; meters: %s",
                    shown, names);
         return -1;

@@ -21,14 +21,6 @@ static int invalid(api_call_t *call, const char *where, const char *name, const 
     return -1;
 }
 
-void validate_printable(char *dst, const char *src, size_t dstlen)
-{
-    size_t i = 0;
-    for (; src[i] && i + 1 < dstlen; i++)
-        dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
-    dst[i] = '\0';
-}
-
 json_t *validate_body(api_call_t *call)
 
 {
@@ -40,8 +32,11 @@ json_t *validate_body(api_call_t *call)
     json_error_t jerr;
     json_t *root = json_loadb(req->body, req->len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
+        /* The parser quotes the body near the fault: bytes of any kind. */
+        char why[JSON_ERROR_TEXT_LENGTH];
+        ps_printable(why, jerr.text, sizeof(why));
         api_errorf(call, 400, "malformed_json", NULL,
-                   "the body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                   "the body is not valid JSON: %s (line %d, column %d)", why, jerr.line,
                    jerr.column);
         return NULL;
     }
@@ -64,7 +59,7 @@ int validate_fields(api_call_t *call, json_t *obj, const char *where, const char
         if (allowed[i] == NULL) {
             char shown[48] = "\"\""; /* an empty key, shown as one */
             if (*key)
-                validate_printable(shown, key, sizeof(shown));
+                ps_printable(shown, key, sizeof(shown));
             return invalid(call, where, shown, "is not a field of this request");
         }
     }

@@ -14,11 +14,6 @@
 #define API_EMAIL_MAX 254               /* longest email address (RFC 5321 path) */
 #define API_NAME_MAX 200                /* longest name of a person or an item, in bytes */
 
-/* Copies src into dst (dstlen bytes, NUL-terminated) with every byte that
- * is not printable ASCII replaced by '?': for names from a request quoted in
- * an error. */
-void validate_printable(char *dst, const char *src, size_t dstlen);
-
 /* The body as a JSON object (duplicate keys refused), or NULL after 400.
  * Free it with json_decref. */
 json_t *validate_body(api_call_t *call);

@@ -216,8 +216,9 @@ static void handle_webhook(request_t *req, endpoint_t *ep)
     json_error_t jerr;
     json_t *root = json_loadb(req->body, req->len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        char msg[256];
-        snprintf(msg, sizeof(msg), "body is not valid JSON: %s (line %d, column %d)", jerr.text,
+        char msg[256], why[JSON_ERROR_TEXT_LENGTH];
+        ps_printable(why, jerr.text, sizeof(why)); /* it quotes the body: bytes of any kind */
+        snprintf(msg, sizeof(msg), "body is not valid JSON: %s (line %d, column %d)", why,
                  jerr.line, jerr.column);
         http_respond_error(req, 400, "invalid_request_error", "malformed_json", msg, NULL);
         return;

@@ -62,6 +62,11 @@ int64_t ps_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms);
  * thread starts. */
 void ps_malloc_tune(void);
 
+/* Copies src into dst (dstlen bytes, NUL-terminated) with every byte that
+ * is not printable ASCII replaced by '?': for text from a request (a field's
+ * name, a parser's quote of the body) put into an answer or a log line. */
+void ps_printable(char *dst, const char *src, size_t dstlen);
+
 /* malloc, calloc, realloc and strdup that abort the process when memory
  * runs out: paystream's one policy for it. A worker that cannot allocate
  * restarts from its committed offsets, and the intake from nothing it
