@@ -216,7 +216,7 @@ size_t ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t max
     return n;
 }
 
-int ps_kafka_commit_batch(rd_kafka_t *rk, rd_kafka_message_t *const *msgs, size_t n)
+int ps_kafka_commit_batch(rd_kafka_t *rk, rd_kafka_message_t *const *msgs, size_t n, int wait)
 {
     if (n == 0)
         return 0;
@@ -230,7 +230,7 @@ int ps_kafka_commit_batch(rd_kafka_t *rk, rd_kafka_message_t *const *msgs, size_
         if (msgs[i]->offset + 1 > p->offset)
             p->offset = msgs[i]->offset + 1;
     }
-    rd_kafka_resp_err_t err = rd_kafka_commit(rk, offsets, 1);
+    rd_kafka_resp_err_t err = rd_kafka_commit(rk, offsets, !wait);
     rd_kafka_topic_partition_list_destroy(offsets);
     if (err) {
         ps_log_error("offset commit failed; the batch will be redelivered and deduplicated",

@@ -378,7 +378,9 @@ int ps_worker_consume(ps_worker_t *w, size_t batch_max, ps_apply_batch_fn apply,
             stats.batches++;
             if (apply(w->pg, w->dlq, msgs, n, &stats, run) == 0) {
                 int64_t t2 = ps_mono_us();
-                ps_kafka_commit_batch(w->consumer, msgs, n);
+                /* The batch that a stop signal ended is committed before
+                 * the group hands its partitions over. */
+                ps_kafka_commit_batch(w->consumer, msgs, n, !*run);
                 log_batch(n, t1 - t0, t2 - t1, ps_mono_us() - t2);
             }
         }

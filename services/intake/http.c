@@ -75,6 +75,8 @@ static void queue(request_t *req, unsigned status, const char *body, size_t len)
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     MHD_add_response_header(resp, "Content-Type", "application/json");
+    if (atomic_load(&intake.draining))
+        MHD_add_response_header(resp, "Connection", "close");
     for (int i = 0; i < req->nheaders; i++)
         MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
     MHD_queue_response(req->conn, status, resp);
@@ -159,6 +161,9 @@ static request_t *request_new(struct MHD_Connection *conn, const char *url, cons
     req->url = url;
     req->started_us = ps_mono_us();
     pthread_mutex_init(&req->lock, NULL);
+    /* Counted before the caller looks at draining: http_wait_answered then
+     * sees every request that got past that check. */
+    atomic_fetch_add(&intake.open_requests, 1);
     return req;
 }
 
@@ -237,6 +242,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                    "no such endpoint", NULL);
             return MHD_YES;
         }
+        if (atomic_load(&intake.draining) && !req->route->admin) {
+            http_add_header(req, "Retry-After", "1");
+            http_respond_error(req, 503, "api_error", "shutting_down",
+                               "this server is stopping; retry", NULL);
+            return MHD_YES;
+        }
         if (content_length_over(conn)) {
             /* Refuse before reading a byte of it. */
             req->too_large = 1;
@@ -285,6 +296,22 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(req->body);
     free(req);
     *con_cls = NULL;
+    atomic_fetch_sub(&intake.open_requests, 1);
+}
+
+int http_drain(struct MHD_Daemon *public_daemon)
+{
+    atomic_store(&intake.draining, 1);
+    return public_daemon ? MHD_quiesce_daemon(public_daemon) : MHD_INVALID_SOCKET;
+}
+
+int http_wait_answered(int timeout_ms)
+{
+    int64_t deadline = ps_mono_ms() + timeout_ms;
+    int open;
+    while ((open = atomic_load(&intake.open_requests)) > 0 && ps_mono_ms() < deadline)
+        ps_sleep_ms(10);
+    return open;
 }
 
 struct MHD_Daemon *http_start(const char *addr, int port, int threads, listener_t listener,
@@ -297,7 +324,8 @@ struct MHD_Daemon *http_start(const char *addr, int port, int threads, listener_
         return NULL;
     }
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+            MHD_USE_ERROR_LOG,
         (uint16_t)port, NULL, NULL, on_request, (void *)&kinds[listener],
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,

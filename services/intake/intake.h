@@ -8,6 +8,7 @@
 #include <librdkafka/rdkafka.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -90,6 +91,8 @@ typedef struct {
     ps_billing_t billing;
     ps_metric_t *requests, *verify_failures, *publish_latency, *publish_failures;
     ps_metric_t *auth_failures, *key_lookups;
+    atomic_int draining;      /* stopping: new requests get 503 (http_drain) */
+    atomic_int open_requests; /* taken and not yet answered in full */
 } intake_t;
 
 extern intake_t intake;
@@ -98,6 +101,17 @@ extern intake_t intake;
  * polling threads. Returns it, or NULL with err saying why. */
 struct MHD_Daemon *http_start(const char *addr, int port, int threads, listener_t listener,
                               char *err, size_t errlen);
+
+/* Stopping: from here on every new request of the public listener gets
+ * 503 shutting_down and every answer closes its connection, so clients
+ * retry elsewhere; /ready answers 503. public_daemon stops accepting;
+ * returns its listening socket, for the caller to close once the daemon
+ * is stopped (or MHD_INVALID_SOCKET). */
+int http_drain(struct MHD_Daemon *public_daemon);
+
+/* Waits until every request taken before http_drain has been answered in
+ * full, or timeout_ms passed; returns how many are still open. */
+int http_wait_answered(int timeout_ms);
 
 /* Answers req with status and a JSON body (copied). */
 void http_respond_json(request_t *req, unsigned status, const char *json);

@@ -1,9 +1,12 @@
 /* paystream-intake: the thin HTTP front. Verifies webhooks and publishes them
  * to Kafka, answering only once Kafka has acknowledged them. */
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "auth.h"
@@ -58,6 +61,7 @@ static const ps_cfg_var_t config[] = {
 #define NCONFIG (sizeof(config) / sizeof(config[0]))
 
 static volatile sig_atomic_t run = 1;
+static atomic_int polling = 1; /* until the stop's drain is over */
 
 static void stop(int sig)
 {
@@ -69,7 +73,7 @@ static void stop(int sig)
 static void *poll_producer(void *arg)
 {
     (void)arg;
-    while (run)
+    while (atomic_load(&polling))
         rd_kafka_poll(intake.producer, 100);
     return NULL;
 }
@@ -81,6 +85,31 @@ void intake_delivered(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
     publish_t *pub = msg->_private;
     ps_metric_observe(intake.publish_latency, "", (double)(ps_mono_us() - pub->produced_us) / 1e6);
     pub->done(pub, msg->err);
+}
+
+/* A graceful stop: take no new request, let every one already taken get
+ * its answer (webhooks their delivery report, API writes their queued
+ * turn, waiting commands 202), then go. Everything answered 200 is in
+ * Kafka; what was refused with 503 is retried by its sender. */
+static int drain(struct MHD_Daemon *http)
+{
+    int64_t started = ps_mono_ms();
+    int bound = (int)ps_config_int("PAYSTREAM_PUBLISH_TIMEOUT_MS") + 1000;
+    ps_log_info("intake stopping: new requests get 503", NULL);
+    int listen_fd = http_drain(http);
+    api_stop();
+    /* Each message in flight gets its report within the publish timeout. */
+    for (int64_t end = ps_mono_ms() + bound; rd_kafka_outq_len(intake.producer) > 0 &&
+                                              ps_mono_ms() < end;)
+        ps_sleep_ms(10);
+    waiter_stop();
+    int left = http_wait_answered(bound);
+    atomic_store(&polling, 0);
+    char took[24], open[16];
+    snprintf(took, sizeof(took), "%" PRId64, ps_mono_ms() - started);
+    snprintf(open, sizeof(open), "%d", left);
+    ps_log_info("intake drained", "took_ms", took, "unanswered", open, NULL);
+    return listen_fd;
 }
 
 static void register_metrics(void)
@@ -199,20 +228,16 @@ int main(int argc, char **argv)
     }
     while (run)
         ps_sleep_ms(200);
+    int listen_fd = drain(http);
     pthread_join(poller, NULL);
     probes_stop();
-    /* Stop taking requests, then let every waiting webhook and command get
-     * its delivery report (and so its answer) before the server goes away;
-     * requests still waiting for a command's result get 202. */
-    if (http)
-        MHD_quiesce_daemon(http);
-    api_stop();
-    rd_kafka_flush(intake.producer, (int)ps_config_int("PAYSTREAM_PUBLISH_TIMEOUT_MS") + 1000);
-    waiter_stop();
     if (http)
         MHD_stop_daemon(http);
     if (admin)
         MHD_stop_daemon(admin);
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd);
+    rd_kafka_flush(intake.producer, 1000);
     rd_kafka_destroy(intake.producer);
     webhooks_free();
     auth_free();

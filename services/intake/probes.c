@@ -74,11 +74,13 @@ void probes_stop(void)
 void handle_ready(request_t *req)
 {
     int k = atomic_load(&kafka_ok), p = atomic_load(&pg_ok);
-    json_t *body = json_pack("{s:s, s:s, s:s}", "status", k && p ? "ready" : "not_ready",
-                             "kafka", k ? "ok" : "unreachable", "postgresql",
-                             p ? "ok" : "unreachable");
+    int stopping = atomic_load(&intake.draining);
+    int ready = k && p && !stopping;
+    json_t *body = json_pack("{s:s, s:s, s:s}", "status",
+                             stopping ? "stopping" : ready ? "ready" : "not_ready", "kafka",
+                             k ? "ok" : "unreachable", "postgresql", p ? "ok" : "unreachable");
     char *text = json_dumps(body, JSON_COMPACT);
-    http_respond_json(req, k && p ? 200 : 503, text);
+    http_respond_json(req, ready ? 200 : 503, text);
     free(text);
     json_decref(body);
 }

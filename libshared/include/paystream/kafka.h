@@ -50,11 +50,13 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
 size_t ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t max,
                            int timeout_ms, int *fatal);
 
-/* Commits, per partition, the offset after the last of msgs, without
- * waiting for the broker: a commit that fails later only means the batch is
- * delivered again, which the database's dedupe absorbs. Returns 0, or -1
- * (logged) when the commit could not be sent. */
-int ps_kafka_commit_batch(rd_kafka_t *rk, rd_kafka_message_t *const *msgs, size_t n);
+/* Commits, per partition, the offset after the last of msgs. Without wait,
+ * it does not wait for the broker: a commit that fails later only means the
+ * batch is delivered again, which the database's dedupe absorbs. With wait
+ * (a worker's last batch before it stops) it returns once the broker took
+ * it, so the next owner of the partitions starts after it. Returns 0, or -1
+ * (logged) when the commit failed or could not be sent. */
+int ps_kafka_commit_batch(rd_kafka_t *rk, rd_kafka_message_t *const *msgs, size_t n, int wait);
 
 /* Publishes one message and waits up to timeout_ms for its delivery report.
  * For producers created with ps_kafka_dr_sync as dr_cb. hdrs are consumed
