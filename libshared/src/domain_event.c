@@ -21,9 +21,10 @@ void ps_domain_event_prepare(ps_batch_msg_t *m)
         json_decref(root);
         return;
     }
-    json_t *e = json_pack("{s:s, s:s, s:s, s:O?, s:O}", "message_id", m->env.message_id, "type",
-                          type, "aggregate", aggregate, "occurred_at",
-                          json_object_get(root, "occurred_at"), "data", data);
+    json_t *e = json_pack("{s:s, s:I, s:s, s:s, s:O?, s:O}", "message_id", m->env.message_id,
+                          "at_ms", (json_int_t)m->env.received_at_ms, "type", type, "aggregate",
+                          aggregate, "occurred_at", json_object_get(root, "occurred_at"), "data",
+                          data);
     m->json = json_dumps(e, JSON_COMPACT);
     json_decref(e);
     json_decref(root);

@@ -181,35 +181,6 @@ static int upgrade_legacy(ps_pg_t *pg, const char *schemas, char *err, size_t er
     return 1;
 }
 
-/* Applies the numbered migrations not yet recorded. Returns how many, or -1. */
-static int apply_migrations(ps_pg_t *pg, const char *schemas, char *err, size_t errlen)
-{
-    char dir[PATH_MAX_LEN], done[8];
-    files_t files = {0};
-    int applied = upgrade_legacy(pg, schemas, err, errlen);
-    snprintf(dir, sizeof(dir), "%s/migrations", schemas);
-    if (applied < 0 || list_migrations(dir, &files, err, errlen) < 0)
-        goto fail;
-    for (int i = 0; i < files.n; i++) {
-        const char *params[] = {files.names[i]};
-        if (query_value(pg, "SELECT count(*) FROM schema_migrations WHERE name = $1", 1, params,
-                        done, sizeof(done), err, errlen) < 0)
-            goto fail;
-        if (strcmp(done, "0") != 0)
-            continue;
-        if (run_file(pg, dir, files.names[i], err, errlen) < 0 ||
-            record_migration(pg, files.names[i], err, errlen) < 0)
-            goto fail;
-        ps_log_info("migration applied", "name", files.names[i], NULL);
-        applied++;
-    }
-    files_free(&files);
-    return applied;
-fail:
-    files_free(&files);
-    return -1;
-}
-
 /* Drops what the function files define: triggers that call paystream's
  * functions, the dashboards' views, the functions no table depends on (a
  * table's default, such as ps_new_id, belongs to the migrations) and the
@@ -243,6 +214,51 @@ static const char drop_definitions[] =
     "    EXECUTE format('DROP TYPE %I', r.typname);\n"
     "  END LOOP;\n"
     "END $$";
+
+/* Before the first migration changes a table, what the function files
+ * defined goes (a view or a function's argument would hold on to the
+ * table a migration replaces), and schema_functions is emptied so that it
+ * is all applied again on the new tables. */
+static int drop_for_migration(ps_pg_t *pg, int *dropped, char *err, size_t errlen)
+{
+    if (*dropped)
+        return 0;
+    *dropped = 1;
+    if (exec_or_fail(pg, drop_definitions, err, errlen) < 0 ||
+        exec_or_fail(pg, "DELETE FROM schema_functions", err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+/* Applies the numbered migrations not yet recorded. Returns how many, or -1. */
+static int apply_migrations(ps_pg_t *pg, const char *schemas, char *err, size_t errlen)
+{
+    char dir[PATH_MAX_LEN], done[8];
+    files_t files = {0};
+    int applied = upgrade_legacy(pg, schemas, err, errlen), dropped = 0;
+    snprintf(dir, sizeof(dir), "%s/migrations", schemas);
+    if (applied < 0 || list_migrations(dir, &files, err, errlen) < 0)
+        goto fail;
+    for (int i = 0; i < files.n; i++) {
+        const char *params[] = {files.names[i]};
+        if (query_value(pg, "SELECT count(*) FROM schema_migrations WHERE name = $1", 1, params,
+                        done, sizeof(done), err, errlen) < 0)
+            goto fail;
+        if (strcmp(done, "0") != 0)
+            continue;
+        if (drop_for_migration(pg, &dropped, err, errlen) < 0 ||
+            run_file(pg, dir, files.names[i], err, errlen) < 0 ||
+            record_migration(pg, files.names[i], err, errlen) < 0)
+            goto fail;
+        ps_log_info("migration applied", "name", files.names[i], NULL);
+        applied++;
+    }
+    files_free(&files);
+    return applied;
+fail:
+    files_free(&files);
+    return -1;
+}
 
 /* The function files and their SHA-256s. */
 typedef struct {

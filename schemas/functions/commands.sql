@@ -11,6 +11,17 @@ LANGUAGE sql IMMUTABLE AS $$
         'type', 'invalid_request_error', 'code', p_code, 'message', p_message, 'param', p_param)))
 $$;
 
+-- The result of a command whose resource (or gateway call) exists while the
+-- command is not in commands: its Idempotency-Key was used before, longer
+-- ago than commands keeps it (PAYSTREAM_IDEMPOTENCY_HOURS; see
+-- retention.sql). Nothing is made or called again.
+CREATE FUNCTION ps_key_expired() RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ps_error('idempotency_key_expired',
+                    'this Idempotency-Key was used longer ago than its result is kept; '
+                    || 'send a new request with a new key', 'Idempotency-Key')
+$$;
+
 -- Records command c's result and announces it (see ps_apply_commands).
 CREATE FUNCTION ps_command_record(c jsonb, p_status integer, p_result jsonb) RETURNS void
 LANGUAGE sql AS $$

@@ -255,7 +255,7 @@ BEGIN
     INSERT INTO account_audit_log (event_id, account, type, created, outcome, message_id)
     VALUES (e->>'event_id', v_account, v_type, to_timestamp(v_at),
             coalesce(e->>'refusal', 'unhandled'), e->>'message_id')
-    ON CONFLICT (event_id) DO NOTHING;
+    ON CONFLICT (event_id, created) DO NOTHING;
     IF NOT FOUND THEN
         outcome := 'duplicate';
         RETURN;
@@ -308,7 +308,8 @@ BEGIN
     END IF;
     IF v_changes IS NULL THEN
         outcome := 'stale';
-        UPDATE account_audit_log SET outcome = 'stale' WHERE event_id = e->>'event_id';
+        UPDATE account_audit_log SET outcome = 'stale'
+        WHERE event_id = e->>'event_id' AND created = to_timestamp(v_at);
         note := ps_connect_note('debug', 'older connect event changed nothing', e);
         RETURN;
     END IF;
@@ -325,7 +326,7 @@ BEGIN
                                        (SELECT jsonb_agg(k ORDER BY k)
                                         FROM jsonb_object_keys(e->'previous_attributes') k))
                ELSE '{}' END
-    WHERE event_id = e->>'event_id';
+    WHERE event_id = e->>'event_id' AND created = to_timestamp(v_at);
     note := ps_connect_note('info', 'connect event applied', e,
                             jsonb_build_object('changes', v_changes, 'state', b.state));
 

@@ -101,7 +101,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
     o orders;
 BEGIN
-    IF p_type = 'order.create' THEN
+    IF p_type = 'order.create' AND EXISTS (SELECT 1 FROM orders WHERE id = p_id) THEN
+        http_status := 409;
+        result := ps_key_expired();
+        RETURN;
+    ELSIF p_type = 'order.create' THEN
         INSERT INTO orders (id, actor, currency, total_minor, shipping_address,
                             billing_address, metadata, email, customer_name, expires_at)
         VALUES (p_id, p_actor, p->>'currency', 0, p->'shipping_address',

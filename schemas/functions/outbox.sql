@@ -16,3 +16,12 @@ BEGIN
     VALUES (p_aggregate, p_type, p_source, ps_outbox_payload(p_type, p_aggregate, p_data));
     PERFORM pg_notify('ps_outbox', '');
 END $$;
+
+-- The time of a domain event as a consumer's batch element carries it
+-- (at_ms: its envelope's received_at, the outbox row's created_at, which
+-- every publication of the row repeats): what the consumers' dedupe logs
+-- are partitioned by.
+CREATE FUNCTION ps_message_at(e jsonb) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT to_timestamp((e->>'at_ms')::bigint / 1000.0)
+$$;

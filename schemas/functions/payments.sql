@@ -87,6 +87,11 @@ DECLARE
     o      orders;
     v_open bigint;
 BEGIN
+    IF EXISTS (SELECT 1 FROM payments WHERE id = p_id) THEN
+        http_status := 409;
+        result := ps_key_expired();
+        RETURN;
+    END IF;
     IF ps_order_stock(p->>'order_id') = 'rejected_out_of_stock' THEN
         http_status := 409;
         result := ps_error('order_out_of_stock', 'order ' || (p->>'order_id')
@@ -162,7 +167,12 @@ BEGIN
     END IF;
     p := ps_payment_for(v_pid, c->>'actor', v_admin);
     SELECT * INTO g FROM gateway_calls WHERE command_id = v_id;
-    IF g.command_id IS NOT NULL THEN
+    IF g.command_id IS NOT NULL AND g.finished_at IS NOT NULL THEN
+        -- Finished, and its result expired: the gateway keeps an
+        -- idempotency key only so long, so the call is never made again.
+        PERFORM ps_command_record(c, 409, ps_key_expired());
+        RETURN;
+    ELSIF g.command_id IS NOT NULL THEN
         -- Delivered again after the call began: make the same call again.
         call := ps_gateway_call_json(g, p);
         RETURN;

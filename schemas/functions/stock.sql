@@ -63,10 +63,10 @@ $$;
 
 -- The domain events of a batch as rows, in log order (ord from 1).
 CREATE FUNCTION ps_inventory_rows(p_events jsonb)
-RETURNS TABLE (ord bigint, message_id text, type text, order_id text, data jsonb)
+RETURNS TABLE (ord bigint, message_id text, type text, order_id text, data jsonb, at timestamptz)
 LANGUAGE sql IMMUTABLE AS $$
     SELECT x.ordinality, x.value->>'message_id', x.value->>'type', x.value->'data'->>'order_id',
-           x.value->'data'
+           x.value->'data', ps_message_at(x.value)
     FROM jsonb_array_elements(p_events) WITH ORDINALITY x
 $$;
 
@@ -209,13 +209,13 @@ BEGIN
 
     RETURN QUERY
     WITH res AS (
-        SELECT e.ord, e.message_id, e.type, e.order_id, v_short[e.ord - p_lo + 1] AS short,
+        SELECT e.ord, e.message_id, e.type, e.order_id, e.at, v_short[e.ord - p_lo + 1] AS short,
                v_unknown[e.ord - p_lo + 1] AS unknown,
                CASE WHEN v_short[e.ord - p_lo + 1] IS NULL THEN 'applied' ELSE 'refused' END AS outcome
         FROM ps_inventory_rows(p_events) e WHERE e.ord BETWEEN p_lo AND p_hi
     ), inbox AS (
-        INSERT INTO inventory_inbox (message_id, type, outcome)
-        SELECT res.message_id, res.type, res.outcome FROM res WHERE p_inbox
+        INSERT INTO inventory_inbox (message_id, type, outcome, message_at)
+        SELECT res.message_id, res.type, res.outcome, res.at FROM res WHERE p_inbox
     )
     SELECT res.ord, res.message_id, res.outcome,
            CASE WHEN res.unknown IS NOT NULL THEN
@@ -240,9 +240,11 @@ DECLARE
     v_type  text := e->>'type';
     v_msg   text := e->>'message_id';
     v_order text := e->'data'->>'order_id';
+    v_at    timestamptz := ps_message_at(e);
     v_moved integer;
 BEGIN
-    INSERT INTO inventory_inbox (message_id, type, outcome) VALUES (v_msg, v_type, 'applied')
+    INSERT INTO inventory_inbox (message_id, type, outcome, message_at)
+    VALUES (v_msg, v_type, 'applied', v_at)
     ON CONFLICT DO NOTHING;
     IF NOT FOUND THEN
         outcome := 'duplicate';
@@ -279,7 +281,8 @@ BEGIN
         outcome := 'ignored';
     END CASE;
     IF outcome <> 'applied' THEN
-        UPDATE inventory_inbox SET outcome = ps_apply_inventory_event.outcome WHERE message_id = v_msg;
+        UPDATE inventory_inbox SET outcome = ps_apply_inventory_event.outcome
+        WHERE message_id = v_msg AND message_at = v_at;
     END IF;
 END $$;
 
@@ -316,7 +319,7 @@ BEGIN
                  AND count(*) OVER (PARTITION BY e.message_id) = 1
                  AND count(*) OVER (PARTITION BY e.order_id) = 1
                  AND (SELECT b.message_id FROM inventory_inbox b
-                      WHERE b.message_id = e.message_id) IS NULL
+                      WHERE b.message_id = e.message_id AND b.message_at = e.at) IS NULL
                  AND (SELECT s.line FROM stock_reservations s
                       WHERE s.order_id = e.order_id LIMIT 1) IS NULL
                  AS plain

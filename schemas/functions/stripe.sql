@@ -153,7 +153,7 @@ BEGIN
     v_refusal := ps_stripe_refusal(e, p);
     INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload, outcome)
     VALUES (e.event_id, e.type, e.account, v_at, e.livemode, e.message_id, e.payload, v_refusal)
-    ON CONFLICT (id) DO NOTHING;
+    ON CONFLICT (id, created) DO NOTHING;
     IF NOT FOUND THEN
         RETURN 'duplicate';
     ELSIF v_refusal IS NOT NULL THEN
@@ -298,7 +298,7 @@ BEGIN
         SELECT pre.event_id, pre.type, pre.account, pre.at, pre.livemode, pre.message_id,
                pre.payload, pre.refused
         FROM pre
-        ON CONFLICT (id) DO NOTHING
+        ON CONFLICT (id, created) DO NOTHING
         RETURNING stripe_events.id
     ), todo AS MATERIALIZED (
         -- The events to apply, each with its payment's id: the one it has,
@@ -423,7 +423,8 @@ BEGIN
                     WHEN 'invoice' THEN ps_apply_invoice(r.e->'billing', to_timestamp((r.e->>'created')::bigint))
                 END;
                 IF v_outcome NOT IN ('applied', 'stale') THEN
-                    UPDATE stripe_events SET outcome = v_outcome WHERE id = r.id;
+                    UPDATE stripe_events SET outcome = v_outcome
+                    WHERE id = r.id AND created = to_timestamp((r.e->>'created')::bigint);
                 END IF;
             END IF;
         END IF;

@@ -35,18 +35,52 @@ static const ps_cfg_var_t config[] = {
      "where Stripe Checkout sends a customer after paying (needed for Stripe Checkout)"},
     {"PAYSTREAM_CHECKOUT_CANCEL_URL", PS_CFG_STRING, "", 0, 0,
      "where Stripe Checkout sends a customer who goes back (needed for Stripe Checkout)"},
+    {"PAYSTREAM_LOG_RETENTION_DAYS", PS_CFG_INT, "30", 4, 3650,
+     "days the logs that dedupe messages (stripe_events, account_audit_log, inventory_inbox) "
+     "and finished notifications are kept; longer than the topics' retention in Kafka"},
+    {"PAYSTREAM_IDEMPOTENCY_HOURS", PS_CFG_INT, "24", 1, 8760,
+     "hours an applied command (and so its Idempotency-Key) is kept at least"},
 };
 #define NCONFIG (sizeof(config) / sizeof(config[0]))
 
 static volatile sig_atomic_t run = 1;
 
-/* Between batches, once a second: pending orders whose time ran out
- * expire (and release their stock, through order.expired). */
-static void expire_orders(ps_pg_t *pg)
+#define RETENTION_EVERY_MS (3600 * 1000)
+
+/* Retention (schemas/functions/retention.sql): logs its every action. */
+static void retention(ps_pg_t *pg)
 {
+    char days[16], hours[16];
+    snprintf(days, sizeof(days), "%lld", (long long)ps_config_int("PAYSTREAM_LOG_RETENTION_DAYS"));
+    snprintf(hours, sizeof(hours), "%lld", (long long)ps_config_int("PAYSTREAM_IDEMPOTENCY_HOURS"));
+    const char *params[] = {days, hours};
+    ps_pg_err_t err;
+    PGresult *res = ps_pg_query(pg, "SELECT tbl, action, items::text "
+                                    "FROM ps_retention_run(now(), $1::integer, $2::integer)",
+                                2, params, &err);
+    if (res == NULL) {
+        ps_log_warn("retention did not run; next time it will", "detail", err.message, NULL);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++)
+        ps_log_info("retention", "table", PQgetvalue(res, i, 0), "action", PQgetvalue(res, i, 1),
+                    "items", PQgetvalue(res, i, 2), NULL);
+    PQclear(res);
+}
+
+/* Between batches, once a second: pending orders whose time ran out
+ * expire (and release their stock, through order.expired); at start and
+ * hourly, retention. */
+static void housekeeping(ps_pg_t *pg)
+{
+    static int64_t retention_due;
     ps_pg_err_t err;
     if (ps_pg_exec(pg, "SELECT ps_orders_expire(500)", &err) < 0)
         ps_log_warn("cannot expire orders", "detail", err.message, NULL);
+    if (ps_mono_ms() >= retention_due) {
+        retention(pg);
+        retention_due = ps_mono_ms() + RETENTION_EVERY_MS;
+    }
 }
 
 int main(int argc, char **argv)
@@ -74,7 +108,7 @@ int main(int argc, char **argv)
     if (ps_worker_open(&w, "paystream-payments", ps_config_str("PAYSTREAM_PAYMENTS_GROUP"), topics,
                        payments_statements, payments_nstatements) < 0)
         return 1;
-    w.tick = expire_orders;
+    w.tick = housekeeping;
     w.tick_ms = 1000;
     /* Orders and payments write domain events to the outbox. */
     if (ps_outbox_relay_start_worker("paystream-payments-outbox") < 0) {

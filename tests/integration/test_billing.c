@@ -389,11 +389,11 @@ static void deliver(const char *user, const session_event_t *events, const int *
     int64_t t0 = time(NULL);
     for (size_t k = 0; k < n; k++) {
         int i = order[k];
-        /* Two of the events share an id: the same event delivered twice. */
-        const char *evt = i == (int)n - 1 ? evts[0] : evts[i];
-        const session_event_t *e = &events[i == (int)n - 1 ? 0 : i];
+        /* The last is the first delivered again: its id, its time. */
+        int same = i == (int)n - 1 ? 0 : i;
+        const session_event_t *e = &events[same];
         char *obj = session_object(sid, user, e->status, e->payment_status, 100);
-        post_event(evt, e->type, t0 + i, obj);
+        post_event(evts[same], e->type, t0 + same, obj);
         free(obj);
     }
     const char *ids[8];

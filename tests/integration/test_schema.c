@@ -50,19 +50,26 @@ static char *migrate(const char *dsn, const char *dir)
 }
 
 /* What defines a schema, object by object: every table's columns, the
- * constraints, indexes, functions, triggers and views. */
+ * constraints, indexes, functions, triggers and views. Partitions are left
+ * out: which days have one depends on the rows, not on the definition. */
 static char *schema_of(const char *dsn)
 {
     return psql(dsn,
+        "WITH part AS (SELECT oid, relname::text AS name FROM pg_class WHERE relispartition) "
         "SELECT string_agg(x, chr(10) ORDER BY x) FROM ("
         " SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' ||"
         "        is_nullable || ' ' || coalesce(column_default, '') || ' ' ||"
         "        coalesce(generation_expression, '') AS x"
         " FROM information_schema.columns WHERE table_schema = 'public'"
+        "   AND table_name::text NOT IN (SELECT name FROM part)"
         " UNION ALL SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' ||"
         "        pg_get_constraintdef(oid) FROM pg_constraint"
         " WHERE connamespace = 'public'::regnamespace AND conrelid <> 0"
+        "   AND conrelid NOT IN (SELECT oid FROM part)"
         " UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'"
+        "   AND tablename::text NOT IN (SELECT name FROM part)"
+        " UNION ALL SELECT 'partitioned ' || partrelid::regclass || ' ' ||"
+        "        pg_get_partkeydef(partrelid) FROM pg_partitioned_table"
         " UNION ALL SELECT 'function ' || oid::regprocedure || ' ' || md5(prosrc) FROM pg_proc"
         " WHERE pronamespace = 'public'::regnamespace"
         " UNION ALL SELECT 'trigger ' || tgname || ' ' || tgrelid::regclass FROM pg_trigger"

@@ -7,8 +7,10 @@
 
 #include "paystream/worker.h"
 
-/* A ps_prepare_fn: makes a message's element {message_id, type, aggregate,
- * occurred_at, data}, or marks it bad when it is not a domain event. */
+/* A ps_prepare_fn: makes a message's element {message_id, at_ms (the
+ * envelope's time, the same in every publication of the event), type,
+ * aggregate, occurred_at, data}, or marks it bad when it is not a domain
+ * event. */
 void ps_domain_event_prepare(ps_batch_msg_t *m);
 
 #endif
