@@ -83,8 +83,32 @@ static int send_email(const char *to, const char *template, json_t *event, long 
     return rc;
 }
 
+/* Records an attempt's outcome. PostgreSQL gone for a moment (a restart)
+ * is waited out, reconnecting, while the lease lasts (until lease_end_ms):
+ * after that another sender may take the message again, and a sent email
+ * cannot be taken back. Returns the statement's result, or NULL. */
+static PGresult *record(ps_pg_t **pg, const char *const *params, int64_t lease_end_ms,
+                        ps_pg_err_t *err)
+{
+    for (;;) {
+        PGresult *res = ps_pg_exec_prepared(*pg, "done", 5, params, err);
+        if (res || !err->transient || ps_mono_ms() + IDLE_MS >= lease_end_ms ||
+            !atomic_load(&senders.running))
+            return res;
+        ps_sleep_ms(IDLE_MS);
+        char why[256];
+        ps_pg_t *again = ps_pg_connect(senders.c.dsn, statements,
+                                       sizeof(statements) / sizeof(statements[0]), why,
+                                       sizeof(why));
+        if (again) {
+            ps_pg_close(*pg);
+            *pg = again;
+        }
+    }
+}
+
 /* Sends row 0 of a take and records how it went. */
-static void send_taken(ps_pg_t *pg, PGresult *taken)
+static void send_taken(ps_pg_t **pg, PGresult *taken, int64_t lease_end_ms)
 {
     const char *id = PQgetvalue(taken, 0, 0), *channel = PQgetvalue(taken, 0, 1);
     const char *target = PQgetvalue(taken, 0, 2), *attempts = PQgetvalue(taken, 0, 5);
@@ -111,7 +135,7 @@ static void send_taken(ps_pg_t *pg, PGresult *taken)
     snprintf(cap, sizeof(cap), "%lld", senders.c.retry_max_ms);
     const char *params[] = {id, rc == 0 ? NULL : err, max_attempts, base, cap};
     ps_pg_err_t perr;
-    PGresult *res = ps_pg_exec_prepared(pg, "done", 5, params, &perr);
+    PGresult *res = record(pg, params, lease_end_ms, &perr);
     const char *status = res && PQntuples(res) ? PQgetvalue(res, 0, 0) : "unrecorded";
     /* The target is a subscriber id or a customer's address: only the
      * former is logged. */
@@ -149,6 +173,7 @@ static void *sender_loop(void *arg)
         }
         const char *params[] = {lease};
         ps_pg_err_t perr;
+        int64_t lease_end = ps_mono_ms() + senders.c.timeout_ms + LEASE_EXTRA_MS;
         PGresult *taken = ps_pg_exec_prepared(pg, "take", 1, params, &perr);
         if (taken == NULL) {
             ps_log_warn("cannot take notifications", "detail", perr.message, NULL);
@@ -158,7 +183,7 @@ static void *sender_loop(void *arg)
             continue;
         }
         if (PQntuples(taken) == 1)
-            send_taken(pg, taken);
+            send_taken(&pg, taken, lease_end);
         else
             idle(IDLE_MS);
         PQclear(taken);
