@@ -328,7 +328,8 @@ struct MHD_Daemon *http_start(const char *addr, int port, int threads, listener_
             MHD_USE_ERROR_LOG,
         (uint16_t)port, NULL, NULL, on_request, (void *)&kinds[listener],
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+        /* One thread is no pool: libmicrohttpd warns about a pool of 1. */
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(threads > 1 ? threads : 0),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,

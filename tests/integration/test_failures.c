@@ -84,6 +84,45 @@ Test(failures, a_schema_the_worker_does_not_expect_stalls_it_without_dead_letter
     free(body);
 }
 
+Test(failures, a_full_disk_stalls_the_worker_loudly_and_skips_nothing)
+{
+    char evt[64], pi[64];
+    ts_unique(evt, sizeof(evt), "evt_full_");
+    ts_unique(pi, sizeof(pi), "pi_full_");
+    char *body = succeeded(evt, pi, 900);
+    /* What PostgreSQL answers when its disk is full (SQLSTATE 53100). */
+    ts_sql_exec("CREATE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' "
+                "USING ERRCODE = 'disk_full'; END $$");
+    ts_sql_exec("CREATE TRIGGER test_disk_full BEFORE INSERT ON stripe_events "
+                "FOR EACH ROW EXECUTE FUNCTION test_disk_full()");
+    ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    ts_http_free(&r);
+    int status;
+    char *warned = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(warned);
+        warned = ts_sh(&status, "grep -c '\"sqlstate\":\"53100\"' '%s/logs/payments.log' || true",
+                       ts_env("PAYSTREAM_RUN_DIR"));
+        if (atoi(warned) > 0)
+            break;
+        usleep(100 * 1000);
+    }
+    char *dead = ts_sql("SELECT count(*) FROM dead_letters WHERE "
+                        "position(convert_to($1, 'UTF8') IN payload) > 0", evt, NULL);
+    ts_sql_exec("DROP TRIGGER test_disk_full ON stripe_events");
+    ts_sql_exec("DROP FUNCTION test_disk_full()");
+    cr_assert_gt(atoi(warned), 0, "no warning with the SQLSTATE in the worker's log");
+    cr_assert_str_eq(dead, "0", "the event was dead-lettered for the disk's fault");
+    /* Room again: the worker goes on where it stalled. */
+    cr_assert(ts_wait_sql("completed", "SELECT status FROM payments WHERE gateway_payment_id = $1",
+                          pi, NULL), "not applied once the disk had room");
+    free(warned);
+    free(dead);
+    free(body);
+}
+
 #define STREAM 400
 
 typedef struct {
