@@ -349,9 +349,11 @@ Test(billing, a_session_completed_twice_lowers_the_balance_once)
     char e1[64], e2[64];
     ts_unique(e1, sizeof(e1), "evt_");
     ts_unique(e2, sizeof(e2), "evt_");
-    post_event(e1, "checkout.session.completed", time(NULL), obj);
-    post_event(e1, "checkout.session.completed", time(NULL), obj); /* Stripe's redelivery */
-    post_event(e2, "checkout.session.completed", time(NULL) + 1, obj); /* and another event */
+    /* A redelivery repeats the event's created time: read the clock once. */
+    int64_t created = time(NULL);
+    post_event(e1, "checkout.session.completed", created, obj);
+    post_event(e1, "checkout.session.completed", created, obj); /* Stripe's redelivery */
+    post_event(e2, "checkout.session.completed", created + 1, obj); /* and another event */
     const char *evts[] = {e1, e2};
     wait_events(evts, 2);
     char *bal = balance(user);

@@ -214,8 +214,10 @@ Test(connect, an_event_delivered_twice_is_applied_once)
     char *version = ts_sql("SELECT version FROM connected_accounts WHERE id = $1", account, NULL);
     ts_unique(evt, sizeof(evt), "evt_cap_");
     char *o = capability_object(account, "card_payments", "inactive");
-    connect_post(evt, "capability.updated", account, time(NULL) - 50, o, NULL);
-    connect_post(evt, "capability.updated", account, time(NULL) - 50, o, NULL);
+    /* A redelivery repeats the event's created time. */
+    int64_t created = time(NULL) - 50;
+    connect_post(evt, "capability.updated", account, created, o, NULL);
+    connect_post(evt, "capability.updated", account, created, o, NULL);
     free(applied(evt));
     /* A later event of the same account comes after both copies. */
     char later[64];
