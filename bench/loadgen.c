@@ -3,13 +3,17 @@
  * and answer latency.
  *
  *   paystream-loadgen --url http://127.0.0.1:8080 --secret whsec_... \
- *                     --events N --connections K [--rate R] [--prefix P]
+ *                     --events N --connections K [--rate R] [--prefix P] [--mix stripe]
  *   paystream-loadgen --url ... --orders --token BEARER [--skus K] [--sku-prefix S]
  *                     --events N ...
  *   paystream-loadgen --url ... --payments FILE --token BEARER ...
  *
- * Each event is payment_intent.succeeded of its own payment intent
- * pi_<P>_<n>, so the payments worker applies every one; with --pay FILE
+ * With --mix stripe the events are Stripe's mix (stripe_mix.h): the events
+ * of payment intent pi_<P>_<k>, k = 0, 1, ..., in Stripe's order, each posted
+ * as soon as a connection is free (so, as Stripe does, the events of one
+ * intent may overlap). With --mix minimal (the default) each event is
+ * payment_intent.succeeded of its own payment intent pi_<P>_<n>, so the
+ * payments worker applies every one; with --pay FILE
  * (lines "ORDER_ID PAYMENT_ID TOTAL_MINOR") event n is the intent of the
  * payment of line n, made through the API for that order: it names the
  * payment in metadata.payment_id, as the gateway does, and pays it in full.
@@ -39,12 +43,13 @@
 
 #include "paystream/stripe_sig.h"
 #include "paystream/util.h"
+#include "stripe_mix.h"
 
-enum { RESPONSE_MAX = 8192, REQUEST_MAX = 2048 };
+enum { RESPONSE_MAX = 8192, REQUEST_MAX = MIX_EVENT_MAX + 1024 };
 
 typedef struct {
     const char *host, *secret, *prefix, *token, *sku_prefix;
-    int port, connections, orders, payments;
+    int port, connections, orders, payments, stripe_mix;
     long events, skus;
     double rate;
     char **pay;     /* --pay or --payments FILE: a line per request */
@@ -65,6 +70,9 @@ typedef struct {
     int *idle; /* stack of idle connection indexes */
     int nidle, nbusy;
     long next, ok, failed;
+    mix_intent_t intent; /* --mix stripe: the intent of event next, and its place in it */
+    long intents;
+    int in_intent;
     int64_t start_us, *latencies_us;
     size_t nlat;
 } run_t;
@@ -143,16 +151,45 @@ static int send_payment(const run_t *r, int fd, long n)
     return write(fd, req, (size_t)hlen) == hlen ? 0 : -1;
 }
 
+/* Writes the request of a signed event body. */
+static int send_signed(const options_t *o, int fd, const char *body, size_t blen, int64_t now)
+{
+    char sig[PS_SIG_HEADER_MAX], req[REQUEST_MAX];
+    ps_sig_sign(o->secret, body, blen, now, sig, sizeof(sig));
+    int hlen = snprintf(req, sizeof(req),
+                        "POST /webhooks/stripe HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                        "Stripe-Signature: %s\r\nContent-Length: %zu\r\n\r\n%s",
+                        o->host, sig, blen, body);
+    if (hlen >= (int)sizeof(req))
+        return -1;
+    return write(fd, req, (size_t)hlen) == hlen ? 0 : -1;
+}
+
+/* --mix stripe: the next event of Stripe's mix, intent after intent. */
+static int send_mix_event(run_t *r, int fd)
+{
+    int64_t now = time(NULL);
+    if (r->in_intent == r->intent.nevents) {
+        mix_intent(&r->intent, r->o.prefix, r->intents++, 1, now);
+        r->in_intent = 0;
+    }
+    char body[MIX_EVENT_MAX], id[64];
+    size_t blen = mix_event(&r->intent, r->in_intent++, body, id);
+    return send_signed(&r->o, fd, body, blen, now);
+}
+
 /* Writes event n as one request. A request is far below a socket buffer and
  * the connection has nothing else in flight, so one blocking write is whole. */
-static int send_event(const run_t *r, int fd, long n)
+static int send_event(run_t *r, int fd, long n)
 {
     const options_t *o = &r->o;
     if (o->orders)
         return send_order(r, fd, n);
     if (o->payments)
         return send_payment(r, fd, n);
-    char body[640], sig[PS_SIG_HEADER_MAX], req[REQUEST_MAX], metadata[192] = "";
+    if (o->stripe_mix)
+        return send_mix_event(r, fd);
+    char body[640], metadata[192] = "";
     long amount = 1000 + n % 9000;
     /* With --pay, event n pays the payment of line n in full. */
     char order[64], payment[64];
@@ -167,12 +204,7 @@ static int send_event(const run_t *r, int fd, long n)
                         "\"currency\":\"usd\",\"status\":\"succeeded\",\"latest_charge\":\"ch_%s_%ld\"}}}",
                         o->prefix, n, (long long)now, o->prefix, n, amount, amount, metadata,
                         o->prefix, n);
-    ps_sig_sign(o->secret, body, (size_t)blen, now, sig, sizeof(sig));
-    int hlen = snprintf(req, sizeof(req),
-                        "POST /webhooks/stripe HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                        "Stripe-Signature: %s\r\nContent-Length: %d\r\n\r\n%s",
-                        o->host, sig, blen, body);
-    return write(fd, req, (size_t)hlen) == hlen ? 0 : -1;
+    return send_signed(o, fd, body, (size_t)blen, now);
 }
 
 /* Records the answer of connection i (status, or -1 for a broken connection)
@@ -357,6 +389,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--sku-prefix") == 0) r.o.sku_prefix = argv[i + 1];
         else if (strcmp(argv[i], "--pay") == 0) pay = argv[i + 1];
         else if (strcmp(argv[i], "--payments") == 0) pay = argv[i + 1], r.o.payments = 1;
+        else if (strcmp(argv[i], "--mix") == 0) r.o.stripe_mix = strcmp(argv[i + 1], "stripe") == 0;
     }
     if (pay && (r.o.pay = read_lines(pay, &r.o.events)) == NULL) {
         fprintf(stderr, "paystream-loadgen: cannot read %s\n", pay);
@@ -367,7 +400,7 @@ int main(int argc, char **argv)
         r.o.events < 1 || r.o.connections < 1 || r.o.skus < 1) {
         fprintf(stderr, "usage: paystream-loadgen --url http://HOST:PORT (--secret S [--pay FILE] | "
                         "--orders --token T [--skus K] [--sku-prefix S] | "
-                        "--payments FILE --token T) [--events N] "
+                        "--payments FILE --token T) [--mix stripe|minimal] [--events N] "
                         "[--connections K] [--rate R] [--prefix P]\n");
         return 2;
     }

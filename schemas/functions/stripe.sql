@@ -1,7 +1,10 @@
 -- Stripe's events: what a verified event may change, and applying a poll
 -- batch of them exactly once in effect.
 
--- One element of a batch of Stripe events (see ps_stripe_batch_rows).
+-- One element of a batch of Stripe events (see ps_stripe_batch_rows),
+-- without its payload: statements that sort, hash and keep these rows would
+-- copy 1.4-3 KB of JSON each time. The payload is taken from the batch where
+-- it is stored (ps_stripe_payload).
 CREATE TYPE ps_stripe_event_row AS (
     ord bigint,
     fast boolean,           -- the set-based path of ps_apply_stripe_batch may apply it
@@ -10,7 +13,7 @@ CREATE TYPE ps_stripe_event_row AS (
     connect boolean,        -- came to the Connect endpoint
     refusal text,           -- decided before the database: livemode_mismatch
     billing boolean,        -- carries billing facts (a session, subscription, invoice)
-    created bigint, livemode boolean, message_id text, payload jsonb,
+    created bigint, livemode boolean, message_id text,
     payment_intent text, intent_status text, gateway_status text,
     amount bigint, currency text, captured bigint, refunded bigint,
     charge_id text, customer text, failure_code text, failure_message text,
@@ -30,19 +33,25 @@ LANGUAGE sql STABLE AS $$
              AND count(*) OVER (PARTITION BY e.event_id) = 1,
            e.event_id, e.type, e.account, coalesce(e.connect, false), e.refusal,
            e.billing IS NOT NULL, e.created, coalesce(e.livemode, false), e.message_id,
-           e.payload, e.payment_intent, e.intent_status, e.gateway_status, e.amount,
+           e.payment_intent, e.intent_status, e.gateway_status, e.amount,
            e.currency, e.captured, e.refunded, e.charge_id, e.customer, e.failure_code,
            e.failure_message, e.refunds, e.payment_id
     FROM ROWS FROM (jsonb_to_recordset(p_events) AS (
             event_id text, type text, account text, connect boolean, refusal text,
-            billing jsonb, created bigint, livemode boolean, message_id text, payload jsonb,
+            billing jsonb, created bigint, livemode boolean, message_id text,
             payment_intent text, intent_status text, gateway_status text, amount bigint,
             currency text, captured bigint, refunded bigint, charge_id text, customer text,
             failure_code text, failure_message text, refunds jsonb, payment_id text))
          WITH ORDINALITY AS e(event_id, type, account, connect, refusal, billing, created,
-            livemode, message_id, payload, payment_intent, intent_status, gateway_status,
+            livemode, message_id, payment_intent, intent_status, gateway_status,
             amount, currency, captured, refunded, charge_id, customer, failure_code,
             failure_message, refunds, payment_id, ord)
+$$;
+
+-- The payload of the batch's event ord (from 1).
+CREATE FUNCTION ps_stripe_payload(p_events jsonb, p_ord bigint) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT p_events -> (p_ord::integer - 1) -> 'payload'
 $$;
 
 -- Whether an event announcing lifecycle state to_status, created at, may move
@@ -134,7 +143,7 @@ END $$;
 -- Returns 'duplicate', a refusal, 'recorded' (no payment involved),
 -- 'applied' or 'stale' (the lifecycle move was refused; the money facts
 -- still count).
-CREATE FUNCTION ps_apply_stripe_event(e ps_stripe_event_row) RETURNS text
+CREATE FUNCTION ps_apply_stripe_event(e ps_stripe_event_row, p_payload jsonb) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     v_at      timestamptz := to_timestamp(e.created);
@@ -152,7 +161,7 @@ BEGIN
     END IF;
     v_refusal := ps_stripe_refusal(e, p);
     INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload, outcome)
-    VALUES (e.event_id, e.type, e.account, v_at, e.livemode, e.message_id, e.payload, v_refusal)
+    VALUES (e.event_id, e.type, e.account, v_at, e.livemode, e.message_id, p_payload, v_refusal)
     ON CONFLICT (id, created) DO NOTHING;
     IF NOT FOUND THEN
         RETURN 'duplicate';
@@ -296,7 +305,7 @@ BEGIN
         INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload,
                                    outcome)
         SELECT pre.event_id, pre.type, pre.account, pre.at, pre.livemode, pre.message_id,
-               pre.payload, pre.refused
+               ps_stripe_payload(p_events, pre.ord), pre.refused
         FROM pre
         ON CONFLICT (id, created) DO NOTHING
         RETURNING stripe_events.id
@@ -379,7 +388,7 @@ BEGIN
     FOR r IN SELECT * FROM ps_stripe_batch_rows(p_events) b WHERE NOT b.fast ORDER BY b.ord LOOP
         ord := r.ord;
         event_id := r.event_id;
-        outcome := ps_apply_stripe_event(r);
+        outcome := ps_apply_stripe_event(r, ps_stripe_payload(p_events, r.ord));
         RETURN NEXT;
     END LOOP;
 END $$;

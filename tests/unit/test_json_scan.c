@@ -1,0 +1,149 @@
+/* ps_json_scan: what it reads of Stripe's events is what jansson reads, and
+ * it refuses what jansson refuses. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "paystream/json_scan.h"
+#include "stripe_mix.h"
+
+static const char *const paths[] = {"id", "object", "type", "created", "account", "livemode",
+                                    "data.object", "data.object.id", "data.object.payment_intent",
+                                    "data.object.customer"};
+#define NPATHS (sizeof(paths) / sizeof(paths[0]))
+
+static int scan(const char *doc, ps_json_field_t *f, char *err)
+{
+    for (size_t i = 0; i < NPATHS; i++)
+        f[i].path = paths[i];
+    return ps_json_scan(doc, strlen(doc), f, NPATHS, err, 160);
+}
+
+Test(json_scan, reads_every_event_of_the_mix_as_jansson_does)
+{
+    long checked = 0;
+    for (long n = 0; n < 300; n++) {
+        mix_intent_t it;
+        mix_intent(&it, "scan", n, 7, 1790000000);
+        for (int i = 0; i < it.nevents; i++) {
+            char buf[MIX_EVENT_MAX], id[64], err[160];
+            size_t len = mix_event(&it, i, buf, id);
+            buf[len] = '\0';
+            ps_json_field_t f[NPATHS];
+            cr_assert_eq(scan(buf, f, err), 0, "%s: %s", err, buf);
+            json_t *root = json_loads(buf, JSON_REJECT_DUPLICATES, NULL);
+            json_t *object = json_object_get(json_object_get(root, "data"), "object");
+            cr_assert_str_eq(ps_json_str(&f[0]), json_string_value(json_object_get(root, "id")));
+            cr_assert_str_eq(ps_json_str(&f[0]), id);
+            cr_assert_str_eq(ps_json_str(&f[1]), "event");
+            cr_assert_str_eq(ps_json_str(&f[2]), json_string_value(json_object_get(root, "type")));
+            cr_assert_eq(f[3].kind, PS_JSON_INTEGER);
+            cr_assert_eq(f[3].integer, json_integer_value(json_object_get(root, "created")));
+            cr_assert_eq(f[5].kind, PS_JSON_FALSE);
+            cr_assert_eq(f[6].kind, PS_JSON_OBJECT);
+            cr_assert_str_eq(ps_json_str(&f[7]), json_string_value(json_object_get(object, "id")));
+            json_t *pi = json_object_get(object, "payment_intent");
+            if (json_is_string(pi))
+                cr_assert_str_eq(ps_json_str(&f[8]), json_string_value(pi));
+            else
+                cr_assert_neq(f[8].kind, PS_JSON_STRING);
+            json_decref(root);
+            checked++;
+        }
+    }
+    cr_assert_gt(checked, 1000);
+}
+
+Test(json_scan, unescapes_strings_and_names)
+{
+    ps_json_field_t f[NPATHS];
+    char err[160];
+    cr_assert_eq(scan("{\"\\u0069d\":\"evt_\\u00e9\\ud83d\\ude00\\n\",\"data\":{\"object\":"
+                      "{\"customer\":\"cus_\\\"q\\\"\"}}}", f, err), 0, "%s", err);
+    cr_assert_str_eq(ps_json_str(&f[0]), "evt_\xc3\xa9\xf0\x9f\x98\x80\n");
+    cr_assert_str_eq(ps_json_str(&f[9]), "cus_\"q\"");
+    cr_assert_eq(f[2].kind, PS_JSON_ABSENT);
+}
+
+Test(json_scan, a_member_in_an_array_or_under_a_dotted_name_is_not_the_one_asked_for)
+{
+    ps_json_field_t f[NPATHS];
+    char err[160];
+    cr_assert_eq(scan("{\"data\":[{\"object\":{}}],\"data.object\":{\"id\":\"x\"},"
+                      "\"list\":[{\"id\":\"evt_no\"}]}", f, err), 0, "%s", err);
+    cr_assert_eq(f[0].kind, PS_JSON_ABSENT);
+    cr_assert_eq(f[6].kind, PS_JSON_ABSENT);
+    cr_assert_eq(f[7].kind, PS_JSON_ABSENT);
+}
+
+Test(json_scan, a_string_too_long_to_copy_is_still_measured)
+{
+    char doc[1200] = "{\"id\":\"";
+    memset(doc + 7, 'a', 1000);
+    strcpy(doc + 1007, "\"}");
+    ps_json_field_t f[NPATHS];
+    char err[160];
+    cr_assert_eq(scan(doc, f, err), 0, "%s", err);
+    cr_assert_eq(f[0].kind, PS_JSON_STRING);
+    cr_assert_eq(f[0].str_len, 1000);
+    cr_assert_null(ps_json_str(&f[0]));
+}
+
+Test(json_scan, refuses_what_jansson_refuses)
+{
+    static const char *const bad[] = {
+        "", "   ", "\"evt\"", "12", "null", "{", "{\"id\"}", "{\"id\":}", "{\"id\":1,}", "[1,]",
+        "{\"id\":1}}", "{\"id\":1} x", "{\"id\":01}", "{\"id\":-}", "{\"id\":1.}", "{\"id\":1e}",
+        "{\"id\":tru}", "{\"id\":\"a\x01\"}", "{\"id\":\"\\x\"}", "{\"id\":\"\\u12\"}",
+        "{\"id\":\"\\ud800\"}", "{\"id\":\"\\udc00\"}", "{\"id\":\"\\ud800\\u0041\"}",
+        "{\"id\":\"\\u0000\"}", "{\"id\":\"\xc0\xaf\"}", "{\"id\":\"\xed\xa0\x80\"}",
+        "{\"id\":\"\xf4\x90\x80\x80\"}", "{\"id\":\"\xe2\x82\"}", "{\"id\":9223372036854775808}",
+        "{\"id\":-9223372036854775809}", "{\"id\":1e400}", "{\"id\":\"unterminated}",
+        "{'id':1}", "{\"id\":1 \"type\":2}", "[1 2]",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ps_json_field_t f[NPATHS];
+        char err[160] = "";
+        cr_assert_eq(scan(bad[i], f, err), -1, "accepted: %s", bad[i]);
+        cr_assert(strstr(err, " at byte "), "%s", err);
+        cr_assert_null(json_loads(bad[i], 0, NULL), "jansson accepts %s", bad[i]);
+    }
+}
+
+Test(json_scan, refuses_a_member_asked_for_given_twice)
+{
+    ps_json_field_t f[NPATHS];
+    char err[160] = "";
+    cr_assert_eq(scan("{\"id\":\"evt_a\",\"type\":\"x\",\"id\":\"evt_b\"}", f, err), -1);
+    cr_assert(strstr(err, "duplicate"), "%s", err);
+    cr_assert_eq(scan("{\"data\":{\"object\":{}},\"data\":{\"object\":{}}}", f, err), -1);
+    cr_assert_eq(scan("{\"other\":1,\"other\":2,\"id\":\"evt_a\"}", f, err), 0, "%s", err);
+}
+
+Test(json_scan, nesting_is_limited_as_in_jansson)
+{
+    static char deep[2 * 2100 + 1];
+    ps_json_field_t f[NPATHS];
+    char err[160];
+    for (int depth = 2048; depth <= 2049; depth++) {
+        memset(deep, '[', (size_t)depth);
+        memset(deep + depth, ']', (size_t)depth);
+        deep[2 * depth] = '\0';
+        int want = json_loads(deep, 0, NULL) ? 0 : -1;
+        json_t *j = json_loads(deep, 0, NULL);
+        json_decref(j);
+        cr_assert_eq(scan(deep, f, err), want, "depth %d: %s", depth, err);
+    }
+}
+
+Test(json_scan, accepts_numbers_and_literals_of_every_form)
+{
+    ps_json_field_t f[NPATHS];
+    char err[160];
+    cr_assert_eq(scan(" {\"created\":-9223372036854775808,\"livemode\":true,\"account\":null,"
+                      "\"x\":[0,-0,1.5,-2e-3,3E+2,1e-400,\"\",{},[]]}\r\n\t", f, err), 0, "%s", err);
+    cr_assert_eq(f[3].kind, PS_JSON_INTEGER);
+    cr_assert_eq(f[3].integer, INT64_MIN);
+    cr_assert_eq(f[5].kind, PS_JSON_TRUE);
+    cr_assert_eq(f[4].kind, PS_JSON_NULL);
+}
