@@ -134,9 +134,9 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
         conf_set(conf, "session.timeout.ms", "10000", err, errlen) < 0 ||
         conf_set(conf, "heartbeat.interval.ms", "1000", err, errlen) < 0 ||
         /* Prefetch and fetch a few MB, not librdkafka's 64 MB queue and
-         * 50 MB responses: a worker stays small, and one poll batch of a few
-         * hundred events needs far less. */
-        conf_set(conf, "queued.max.messages.kbytes", "4096", err, errlen) < 0 ||
+         * 50 MB responses: a worker stays small, and a poll batch (at most
+         * PS_BATCH_BYTES_MAX) needs half the prefetch. */
+        conf_set(conf, "queued.max.messages.kbytes", "2048", err, errlen) < 0 ||
         conf_set(conf, "fetch.max.bytes", "2097152", err, errlen) < 0 ||
         conf_set(conf, "max.partition.fetch.bytes", "262144", err, errlen) < 0 ||
         /* Under load, fetch a batch's worth at a time rather than whatever
@@ -201,9 +201,9 @@ static int consumer_error(rd_kafka_t *rk, rd_kafka_message_t *m)
 size_t ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t max,
                            int timeout_ms, int *fatal)
 {
-    size_t n = 0;
+    size_t n = 0, bytes = 0;
     *fatal = 0;
-    while (n < max) {
+    while (n < max && bytes < PS_BATCH_BYTES_MAX) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, n == 0 ? timeout_ms : 0);
         if (m == NULL)
             break;
@@ -215,6 +215,7 @@ size_t ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t max
                 break;
             continue;
         }
+        bytes += m->len;
         msgs[n++] = m;
     }
     return n;

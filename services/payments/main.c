@@ -19,7 +19,7 @@ static const ps_cfg_var_t config[] = {
     PS_CFG_FETCH_WAIT("5"),
     {"PAYSTREAM_PAYMENTS_GROUP", PS_CFG_STRING, "paystream-payments", 0, 0,
      "Kafka consumer group of the payments workers"},
-    {"PAYSTREAM_BATCH_MAX", PS_CFG_INT, "500", 1, 10000,
+    {"PAYSTREAM_BATCH_MAX", PS_CFG_INT, "2000", 1, 10000,
      "most messages applied in one database transaction"},
     {"STRIPE_SECRET_KEY", PS_CFG_SECRET, "", 0, 0,
      "sk_ key of Stripe's API; unset, payments go to the sandbox gateway"},
