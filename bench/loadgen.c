@@ -369,7 +369,7 @@ int main(int argc, char **argv)
 {
     run_t r = {.o = {.connections = 16, .events = 10000, .prefix = "bench", .skus = 500,
                      .sku_prefix = "sku_"}};
-    const char *pay = NULL;
+    const char *pay = NULL, *mix = "minimal";
     const char *url = "http://127.0.0.1:8080";
     for (int i = 1; i < argc; i += 2) {
         if (strcmp(argv[i], "--orders") == 0) {
@@ -389,7 +389,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--sku-prefix") == 0) r.o.sku_prefix = argv[i + 1];
         else if (strcmp(argv[i], "--pay") == 0) pay = argv[i + 1];
         else if (strcmp(argv[i], "--payments") == 0) pay = argv[i + 1], r.o.payments = 1;
-        else if (strcmp(argv[i], "--mix") == 0) r.o.stripe_mix = strcmp(argv[i + 1], "stripe") == 0;
+        else if (strcmp(argv[i], "--mix") == 0) mix = argv[i + 1];
     }
     if (pay && (r.o.pay = read_lines(pay, &r.o.events)) == NULL) {
         fprintf(stderr, "paystream-loadgen: cannot read %s\n", pay);
@@ -397,13 +397,15 @@ int main(int argc, char **argv)
     }
     if ((r.o.orders || r.o.payments ? r.o.token == NULL : r.o.secret == NULL) ||
         parse_url(url, &r.o) < 0 ||
-        r.o.events < 1 || r.o.connections < 1 || r.o.skus < 1) {
+        r.o.events < 1 || r.o.connections < 1 || r.o.skus < 1 ||
+        (strcmp(mix, "stripe") != 0 && strcmp(mix, "minimal") != 0)) {
         fprintf(stderr, "usage: paystream-loadgen --url http://HOST:PORT (--secret S [--pay FILE] | "
                         "--orders --token T [--skus K] [--sku-prefix S] | "
                         "--payments FILE --token T) [--mix stripe|minimal] [--events N] "
                         "[--connections K] [--rate R] [--prefix P]\n");
         return 2;
     }
+    r.o.stripe_mix = strcmp(mix, "stripe") == 0;
     r.epfd = epoll_create1(0);
     r.conns = ps_xcalloc((size_t)r.o.connections, sizeof(*r.conns));
     r.idle = ps_xcalloc((size_t)r.o.connections, sizeof(*r.idle));
