@@ -214,6 +214,10 @@ static int read_number(scan_t *s, ps_json_field_t *f)
             s->p++;
     }
     size_t n = (size_t)(s->p - from);
+    if (f) {
+        f->raw = (const char *)from;
+        f->raw_len = n;
+    }
     char buf[64];
     char *num = n < sizeof(buf) ? buf : malloc(n + 1);
     if (num == NULL)
@@ -293,9 +297,10 @@ static int enter_member(scan_t *s, size_t parent_len, int parent_ok)
     if (read_string(s, name, sizeof(name), &n) < 0)
         return -1;
     s->path_len = parent_len;
-    /* A name with a dot in it would read as two members of the path. */
-    s->path_ok = parent_ok && n < sizeof(name) && parent_len + 1 + n <= PATH_MAX_LEN &&
-                 memchr(name, '.', n) == NULL;
+    /* An empty name, or one with a dot or a bracket in it, would read as
+     * another path (at the top, "" is the document's). */
+    s->path_ok = parent_ok && n > 0 && n < sizeof(name) && parent_len + 1 + n <= PATH_MAX_LEN &&
+                 memchr(name, '.', n) == NULL && memchr(name, '[', n) == NULL;
     if (s->path_ok) {
         if (parent_len > 0)
             s->path[s->path_len++] = '.';
@@ -310,6 +315,19 @@ static int enter_member(scan_t *s, size_t parent_len, int parent_ok)
     return 0;
 }
 
+/* Makes the path that of element index of the array at parent. */
+static void enter_element(scan_t *s, size_t parent_len, int parent_ok, size_t index)
+{
+    char sub[24];
+    int n = snprintf(sub, sizeof(sub), "[%zu]", index);
+    s->path_len = parent_len;
+    s->path_ok = parent_ok && parent_len + (size_t)n <= PATH_MAX_LEN;
+    if (s->path_ok) {
+        memcpy(s->path + s->path_len, sub, (size_t)n);
+        s->path_len += (size_t)n;
+    }
+}
+
 #define PLEN(d) ((d) < PATH_DEPTH ? path_len[d] : 0)
 #define POK(d) ((d) < PATH_DEPTH ? path_ok[d] : 0)
 
@@ -319,16 +337,18 @@ int ps_json_scan(const char *buf, size_t len, ps_json_field_t *fields, size_t nf
     scan_t s = {.p = (const unsigned char *)buf, .start = (const unsigned char *)buf,
                 .end = (const unsigned char *)buf + len, .fields = fields, .nfields = nfields,
                 .path_ok = 1};
-    /* Each open container: '{' or '['; and for the shallow ones, the path
-     * of the object and whether it is tracked. */
+    /* Each open container: '{' or '['; and for the shallow ones, its path,
+     * whether it is tracked, and for an array the index of its element. */
     char open_[MAX_DEPTH];
-    size_t path_len[PATH_DEPTH];
+    size_t path_len[PATH_DEPTH], index[PATH_DEPTH];
     unsigned char path_ok[PATH_DEPTH];
     int depth = 0, rc = 0;
     for (size_t i = 0; i < nfields; i++) {
         fields[i].kind = PS_JSON_ABSENT;
         fields[i].str[0] = '\0';
         fields[i].str_len = 0;
+        fields[i].raw = NULL;
+        fields[i].raw_len = 0;
     }
     skip_ws(&s);
     if (s.p >= s.end || (*s.p != '{' && *s.p != '[')) {
@@ -352,7 +372,8 @@ int ps_json_scan(const char *buf, size_t len, ps_json_field_t *fields, size_t nf
             open_[depth] = (char)*s.p;
             if (depth < PATH_DEPTH) {
                 path_len[depth] = s.path_len;
-                path_ok[depth] = (unsigned char)(s.path_ok && *s.p == '{');
+                path_ok[depth] = (unsigned char)s.path_ok;
+                index[depth] = 0;
             }
             depth++;
             s.p++;
@@ -368,7 +389,7 @@ int ps_json_scan(const char *buf, size_t len, ps_json_field_t *fields, size_t nf
                 }
                 continue;
             } else {
-                s.path_ok = 0; /* members of arrays are not asked for */
+                enter_element(&s, PLEN(depth - 1), POK(depth - 1), 0);
                 continue;
             }
         } else if (read_scalar(&s) < 0) {
@@ -391,8 +412,10 @@ int ps_json_scan(const char *buf, size_t len, ps_json_field_t *fields, size_t nf
                     rc = -1;
                     goto done;
                 }
-                if (open == '[')
-                    s.path_ok = 0;
+                if (open == '[') {
+                    size_t i = depth - 1 < PATH_DEPTH ? ++index[depth - 1] : 0;
+                    enter_element(&s, PLEN(depth - 1), POK(depth - 1), i);
+                }
                 break;
             }
             if (s.p < s.end && *s.p == (open == '{' ? '}' : ']')) {

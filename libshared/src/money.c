@@ -158,3 +158,90 @@ int ps_money_format(int64_t minor, const char *currency, char *buf, size_t len)
                      (unsigned long long)(mag % scale));
     return (n < 0 || (size_t)n >= len) ? -1 : n;
 }
+
+/* The JSON number num as a plain decimal ("2999e-2" -> "29.99", "1.50" ->
+ * "1.5"): its digits with the point moved by the exponent, no leading zeros
+ * before the point nor trailing ones after it. Returns 0, or -1 when it is
+ * negative, not a JSON number, or has more than max_digits digits before
+ * the point. */
+static int json_number_plain(const char *num, size_t len, char *out, size_t outlen,
+                             int max_digits)
+{
+    char digits[64];
+    size_t nd = 0, i = 0;
+    long point = -1, exp = 0;
+    if (len == 0 || num[0] == '-')
+        return -1;
+    for (; i < len && (isdigit((unsigned char)num[i]) || num[i] == '.'); i++) {
+        if (num[i] == '.') {
+            point = (long)nd;
+            continue;
+        }
+        if (nd == sizeof(digits))
+            return -1;
+        digits[nd++] = num[i];
+    }
+    if (nd == 0)
+        return -1;
+    if (point < 0)
+        point = (long)nd;
+    if (i < len && (num[i] == 'e' || num[i] == 'E')) {
+        int neg = 0;
+        i++;
+        if (i < len && (num[i] == '+' || num[i] == '-'))
+            neg = num[i++] == '-';
+        if (i == len)
+            return -1;
+        for (; i < len && isdigit((unsigned char)num[i]); i++) {
+            if (exp > 1000)
+                return -1; /* far beyond any amount either way */
+            exp = exp * 10 + (num[i] - '0');
+        }
+        exp = neg ? -exp : exp;
+    }
+    if (i != len)
+        return -1;
+    point += exp;
+    /* Digits [0, point) before the point, [point, nd) after it. */
+    size_t first = 0, last = nd;
+    while (first < nd && (long)first < point && digits[first] == '0')
+        first++;
+    while (last > 0 && (long)last > point && digits[last - 1] == '0')
+        last--;
+    if (point - (long)first > max_digits)
+        return -1;
+    size_t o = 0;
+    if ((long)first >= point)
+        out[o++] = '0';
+    for (long d = (long)first; d < point; d++)
+        out[o++] = d < (long)nd ? digits[d] : '0';
+    if ((long)last > point) {
+        out[o++] = '.';
+        for (long d = point; d < (long)last; d++) {
+            if (o + 2 > outlen)
+                return -1;
+            out[o++] = d < 0 ? '0' : digits[d];
+        }
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+int ps_money_parse_json_number(const char *num, size_t len, const char *currency, int64_t *minor,
+                               char *err, size_t errlen)
+{
+    char plain[96];
+    /* 2^53 minor units have 16 digits. */
+    if (json_number_plain(num, len, plain, sizeof(plain), 17) < 0) {
+        snprintf(err, errlen, "%s", len > 0 && num[0] == '-' ? "amount must not be negative"
+                                                             : "amount is too large or too precise");
+        return -1;
+    }
+    if (ps_money_parse(plain, currency, minor, err, errlen) < 0)
+        return -1;
+    if (*minor > (INT64_C(1) << 53)) {
+        snprintf(err, errlen, "amount is beyond 2^53 minor units");
+        return -1;
+    }
+    return 0;
+}

@@ -158,18 +158,40 @@ done:
 
 void payments_process(api_call_t *call)
 {
-    static const char *const fields[] = {"payment_method", NULL};
+    /* payment_method_id is the order service's name for payment_method, and
+     * its confirmation_method is what paystream does either way: the intent
+     * is confirmed by the server, in the request that creates it. */
+    static const char *const fields[] = {"payment_method", "payment_method_id",
+                                         "confirmation_method", NULL};
     json_t *body = validate_body(call);
     if (body == NULL)
         return;
-    const char *method;
+    const char *method, *method_id, *confirmation;
     PGresult *res = NULL;
     if (validate_fields(call, body, "", fields) < 0 ||
-        validate_string(call, body, "", "payment_method", 1, 100, &method) < 0)
+        validate_string(call, body, "", "payment_method", 0, 100, &method) < 0 ||
+        validate_string(call, body, "", "payment_method_id", 0, 100, &method_id) < 0 ||
+        validate_string(call, body, "", "confirmation_method", 0, 16, &confirmation) < 0)
         goto done;
+    const char *param = method ? "payment_method" : "payment_method_id";
+    if (method && method_id && strcmp(method, method_id) != 0) {
+        api_error(call, 400, "parameter_invalid",
+                  "payment_method and payment_method_id name different payment methods",
+                  "payment_method_id");
+        goto done;
+    }
+    method = method ? method : method_id;
+    if (method == NULL) {
+        api_error(call, 400, "parameter_invalid", "payment_method is required", "payment_method");
+        goto done;
+    }
     if (strncmp(method, "pm_", 3) != 0) {
-        api_error(call, 400, "parameter_invalid", "payment_method must be a pm_ id",
-                  "payment_method");
+        api_errorf(call, 400, "parameter_invalid", param, "%s must be a pm_ id", param);
+        goto done;
+    }
+    if (confirmation && strcmp(confirmation, "automatic") != 0 && strcmp(confirmation, "manual") != 0) {
+        api_error(call, 400, "parameter_invalid", "confirmation_method must be automatic or manual",
+                  "confirmation_method");
         goto done;
     }
     if ((res = payment_read(call)) == NULL)

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "validate.h"
+#include "paystream/json_scan.h"
 #include "paystream/money.h"
 
 #define PARAM_MAX 96
@@ -141,17 +142,37 @@ int validate_currency(api_call_t *call, json_t *obj, const char *where, const ch
     return 0;
 }
 
+/* An amount sent as a JSON number, read exactly from its text in the body
+ * (jansson keeps only a double of it). */
+static int number_amount(api_call_t *call, const char *where, const char *name,
+                         const char *currency, int64_t *out, char *why, size_t whylen)
+{
+    char path[PARAM_MAX];
+    param_name(path, where, name);
+    ps_json_field_t f = {.path = path};
+    char err[128];
+    /* jansson read the body, so the scan does too, but for the bytes it is
+     * stricter on (json_scan.h). */
+    int scanned = ps_json_scan(call->req->body, call->req->len, &f, 1, err, sizeof(err)) == 0;
+    if (!scanned || f.raw == NULL) {
+        snprintf(why, whylen, "cannot be read from the body: %s", scanned ? "not found" : err);
+        return -1;
+    }
+    return ps_money_parse_json_number(f.raw, f.raw_len, currency, out, why, whylen);
+}
+
 int validate_amount(api_call_t *call, json_t *obj, const char *where, const char *name,
                     const char *currency, int64_t min, int64_t *out)
 {
     json_t *v = json_object_get(obj, name);
     if (v == NULL)
         return invalid(call, where, name, "is required");
-    if (!json_is_string(v))
-        return invalid(call, where, name,
-                       "must be a decimal string such as \"29.99\", not a JSON number");
+    if (!json_is_string(v) && !json_is_number(v))
+        return invalid(call, where, name, "must be an amount such as \"29.99\" or 29.99");
     char why[160], what[190];
-    if (ps_money_parse(json_string_value(v), currency, out, why, sizeof(why)) < 0) {
+    int rc = json_is_string(v) ? ps_money_parse(json_string_value(v), currency, out, why, sizeof(why))
+                               : number_amount(call, where, name, currency, out, why, sizeof(why));
+    if (rc < 0) {
         snprintf(what, sizeof(what), "is not a valid amount: %s", why);
         return invalid(call, where, name, what);
     }

@@ -37,8 +37,9 @@ int validate_int(api_call_t *call, json_t *obj, const char *where, const char *n
 /* An ISO 4217 code, uppercased into out. */
 int validate_currency(api_call_t *call, json_t *obj, const char *where, const char *name,
                       char out[4]);
-/* A decimal amount string ("29.99") of currency, in minor units within [min,
- * API_AMOUNT_MAX]. */
+/* An amount of currency in minor units within [min, API_AMOUNT_MAX]: a
+ * decimal string ("29.99"), or a JSON number (29.99) that is a whole count
+ * of the currency's minor units, read exactly from its digits. */
 int validate_amount(api_call_t *call, json_t *obj, const char *where, const char *name,
                     const char *currency, int64_t min, int64_t *out);
 /* An object of at most max_bytes (as compact JSON) whose values are strings,

@@ -10,16 +10,28 @@
 #include <jansson.h>
 
 static const char *const paths[] = {"id", "type", "created", "data", "data.object",
-                                    "data.object.id", "data.object.customer", "account"};
+                                    "data.object.id", "data.object.customer", "account",
+                                    "items[1].unit_price", "[0]", "[1][0]"};
 #define NPATHS (sizeof(paths) / sizeof(paths[0]))
 
+/* The value at path ("a.b[2].c", "" the root) as jansson reads it. */
 static json_t *at(json_t *root, const char *path)
 {
     char buf[64];
     snprintf(buf, sizeof(buf), "%s", path);
     json_t *v = root;
-    for (char *save, *name = strtok_r(buf, ".", &save); name; name = strtok_r(NULL, ".", &save))
-        v = json_object_get(v, name);
+    for (char *save, *part = strtok_r(buf, ".", &save); part; part = strtok_r(NULL, ".", &save)) {
+        char *bracket = strchr(part, '[');
+        if (bracket != part) {
+            if (bracket)
+                *bracket = '\0';
+            v = json_object_get(v, part);
+            if (bracket)
+                *bracket = '[';
+        }
+        for (char *b = bracket; b; b = strchr(b + 1, '['))
+            v = json_array_get(v, strtoul(b + 1, NULL, 10));
+    }
     return v;
 }
 
@@ -56,6 +68,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(f[i].kind == kind_of(v));
             if (f[i].kind == PS_JSON_INTEGER)
                 FUZZ_CHECK(f[i].integer == json_integer_value(v));
+            if (f[i].kind == PS_JSON_INTEGER || f[i].kind == PS_JSON_REAL) {
+                /* The number's own text: it reads as the same value. */
+                char text[400];
+                FUZZ_CHECK(f[i].raw != NULL && f[i].raw_len > 0);
+                if (f[i].raw_len < sizeof(text)) {
+                    memcpy(text, f[i].raw, f[i].raw_len);
+                    text[f[i].raw_len] = '\0';
+                    json_t *again = json_loads(text, JSON_DECODE_ANY, NULL);
+                    FUZZ_CHECK(again != NULL && json_equal(again, v));
+                    json_decref(again);
+                }
+            }
             if (f[i].kind == PS_JSON_STRING) {
                 FUZZ_CHECK(f[i].str_len == json_string_length(v));
                 if (ps_json_str(&f[i]))

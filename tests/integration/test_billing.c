@@ -260,7 +260,8 @@ Test(billing, create_payment_checks_the_amount_and_makes_a_checkout_session)
     cr_assert_eq(usage(user, "quantum_shot", 100, "b-1"), 201); /* 35.00 */
 
     static const char *const bad[] = {"{\"amount\":\"0\"}", "{\"amount\":\"-5.00\"}",
-                                      "{\"amount\":\"1.005\"}", "{\"amount\":12.5}",
+                                      "{\"amount\":\"1.005\"}", "{\"amount\":12.505}",
+                                      "{\"amount\":1e-7}", "{\"amount\":0}", "{\"amount\":\"\"}",
                                       "{\"amount\":\"1e3\"}", "{}", "{\"amount\":\"1\",\"x\":1}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         expect_error(ts_api("POST", "/billing/create-payment", user, NULL, bad[i]), 400,
@@ -268,7 +269,8 @@ Test(billing, create_payment_checks_the_amount_and_makes_a_checkout_session)
     expect_error(ts_api("POST", "/billing/create-payment", user, NULL, "{\"amount\":\"35.01\"}"),
                  400, "amount_exceeds_balance");
 
-    ts_http_t r = ts_api("POST", "/billing/create-payment", user, NULL, "{\"amount\":\"20.00\"}");
+    /* The billing dashboard sends the amount as a JSON number. */
+    ts_http_t r = ts_api("POST", "/billing/create-payment", user, NULL, "{\"amount\": 20.00}");
     cr_assert_eq(r.status, 200, "%s", r.body);
     char *sid = ts_json(r.body, "session_id"), *url = ts_json(r.body, "url");
     cr_assert(strncmp(sid, "cs_fake_", 8) == 0, "%s", r.body);

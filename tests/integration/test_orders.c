@@ -79,6 +79,29 @@ Test(orders, created_with_wait_computes_totals_and_a_number)
     free(line), free(actor);
 }
 
+/* The order service's clients send prices as JSON numbers: each is read by
+ * its digits, never through a double (0.1 + 0.2 style errors would show in
+ * the cents of 3 x 19.99 + 0.07). */
+Test(orders, prices_sent_as_json_numbers_are_taken_exactly)
+{
+    char user[64];
+    ts_unique(user, sizeof(user), "user_");
+    ts_http_t r = ts_api("POST", "/api/v1/orders", user, WAIT,
+                         "{\"currency\":\"usd\",\"items\":["
+                         "{\"product_id\":\"sku_tee\",\"quantity\":3,\"unit_price\":19.99},"
+                         "{\"product_id\":\"sku_pin\",\"quantity\":1,\"unit_price\":7e-2},"
+                         "{\"product_id\":\"sku_mug\",\"quantity\":1,\"unit_price\":\"5.10\"},"
+                         "{\"product_id\":\"sku_cap\",\"quantity\":2,\"unit_price\":12.500}]}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    char *id = ts_json(r.body, "id"), *total = ts_json(r.body, "total_minor");
+    cr_assert_str_eq(total, "9014", "3 x 19.99 + 0.07 + 5.10 + 2 x 12.50");
+    char *prices = ts_sql("SELECT string_agg(unit_price_minor::text, ',' ORDER BY line) "
+                          "FROM order_items WHERE order_id = $1", id, NULL);
+    cr_assert_str_eq(prices, "1999,7,510,1250");
+    ts_http_free(&r);
+    free(id), free(total), free(prices);
+}
+
 Test(orders, accepted_without_wait_then_visible_as_a_command)
 {
     char user[64];
@@ -347,7 +370,17 @@ Test(orders, bad_bodies_are_400_naming_the_field_and_change_nothing)
          "parameter_invalid", "items[0].unit_price"},
         {"{\"currency\":\"jpy\",\"items\":[{\"product_id\":\"a\",\"quantity\":1,\"unit_price\":\"500.5\"}]}",
          "parameter_invalid", "items[0].unit_price"},
-        {"{\"currency\":\"usd\",\"items\":[{\"product_id\":\"a\",\"quantity\":1,\"unit_price\":29.99}]}",
+        /* A JSON number is an amount only if it is whole cents, by its digits. */
+        {"{\"currency\":\"usd\",\"items\":[{\"product_id\":\"a\",\"quantity\":1,\"unit_price\":29.999}]}",
+         "parameter_invalid", "items[0].unit_price"},
+        {"{\"currency\":\"usd\",\"items\":[{\"product_id\":\"a\",\"quantity\":1,\"unit_price\":1},"
+         "{\"product_id\":\"b\",\"quantity\":1,\"unit_price\":1e-7}]}",
+         "parameter_invalid", "items[1].unit_price"},
+        {"{\"currency\":\"usd\",\"items\":[{\"product_id\":\"a\",\"quantity\":1,\"unit_price\":-1.5}]}",
+         "parameter_invalid", "items[0].unit_price"},
+        {"{\"currency\":\"usd\",\"items\":[{\"product_id\":\"a\",\"quantity\":1,\"unit_price\":1.0000000000000001}]}",
+         "parameter_invalid", "items[0].unit_price"},
+        {"{\"currency\":\"usd\",\"items\":[{\"product_id\":\"a\",\"quantity\":1,\"unit_price\":true}]}",
          "parameter_invalid", "items[0].unit_price"},
         {"{\"currency\":\"usd\",\"items\":[{\"product_id\":\"a\",\"quantity\":1,\"unit_price\":\"-1\"}]}",
          "parameter_invalid", "items[0].unit_price"},

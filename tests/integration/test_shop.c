@@ -182,6 +182,41 @@ Test(shop, a_declined_card_fails_the_payment_and_another_card_pays)
     free(order), free(payment), free(status), free(code), free(st), free(charges);
 }
 
+/* The order service's clients: prices and amounts as JSON numbers, the
+ * payment method as payment_method_id with a confirmation_method. */
+Test(shop, the_order_services_request_shapes_pay_an_order)
+{
+    char user[64], path[160];
+    ts_unique(user, sizeof(user), "shopper_");
+    char *order = ts_call(user, "POST", "/api/v1/orders",
+                          "{\"currency\": \"eur\", \"items\": [{\"product_id\": \"sku_lamp\", "
+                          "\"quantity\": 2, \"unit_price\": 29.99}]}", 201, "id");
+    char body[256];
+    snprintf(body, sizeof(body), "{\"order_id\": \"%s\", \"amount\": 59.98, \"currency\": \"eur\"}",
+             order);
+    char *payment = ts_call(user, "POST", "/api/v1/payments", body, 201, "id");
+    snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
+    static const char *const bad[] = {
+        "{\"payment_method_id\": \"card_visa\"}",
+        "{\"payment_method\": \"pm_card_visa\", \"payment_method_id\": \"pm_card_amex\"}",
+        "{\"payment_method_id\": \"pm_card_visa\", \"confirmation_method\": \"later\"}",
+        "{\"confirmation_method\": \"automatic\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ts_http_t r = ts_api("POST", path, user, WAIT, bad[i]);
+        cr_assert_eq(r.status, 400, "%s: %s", bad[i], r.body);
+        ts_http_free(&r);
+    }
+    char *status = ts_call(user, "POST", path,
+                           "{\"payment_method_id\": \"pm_card_visa\", "
+                           "\"confirmation_method\": \"automatic\"}", 200, "status");
+    cr_assert_str_eq(status, "completed");
+    char *st = order_status(order), *net = ledger_net(payment);
+    cr_assert_str_eq(st, "paid");
+    cr_assert_str_eq(net, "5998", "59.98 exactly");
+    free(order), free(payment), free(status), free(st), free(net);
+}
+
 Test(shop, payments_must_match_the_order)
 {
     char user[64], body[256];

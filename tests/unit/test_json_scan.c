@@ -147,3 +147,32 @@ Test(json_scan, accepts_numbers_and_literals_of_every_form)
     cr_assert_eq(f[5].kind, PS_JSON_TRUE);
     cr_assert_eq(f[4].kind, PS_JSON_NULL);
 }
+
+Test(json_scan, reads_array_elements_by_index_and_numbers_as_sent)
+{
+    ps_json_field_t f[] = {{.path = "items[1].unit_price"}, {.path = "items[0]"},
+                           {.path = "items[2]"}, {.path = "deep[0][1]"}, {.path = "total"}};
+    const char *doc = "{\"items\":[{\"unit_price\":1},{\"unit_price\":29.990},7e-2],"
+                      "\"deep\":[[0,{\"x\":[]}]],\"total\":-0}";
+    char err[160];
+    cr_assert_eq(ps_json_scan(doc, strlen(doc), f, 5, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(f[0].kind, PS_JSON_REAL);
+    cr_assert_eq(f[0].raw_len, 6);
+    cr_assert(memcmp(f[0].raw, "29.990", 6) == 0);
+    cr_assert_eq(f[1].kind, PS_JSON_OBJECT);
+    cr_assert_eq(f[2].kind, PS_JSON_REAL);
+    cr_assert(f[2].raw_len == 4 && memcmp(f[2].raw, "7e-2", 4) == 0);
+    cr_assert_eq(f[3].kind, PS_JSON_OBJECT);
+    cr_assert_eq(f[4].kind, PS_JSON_INTEGER);
+    cr_assert(f[4].raw_len == 2 && memcmp(f[4].raw, "-0", 2) == 0);
+}
+
+Test(json_scan, an_empty_key_is_not_the_document)
+{
+    ps_json_field_t f[] = {{.path = ""}, {.path = "id"}};
+    const char *doc = "{\"\":[1],\"id\":\"evt_1\"}";
+    char err[160];
+    cr_assert_eq(ps_json_scan(doc, strlen(doc), f, 2, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(f[0].kind, PS_JSON_OBJECT);
+    cr_assert_str_eq(ps_json_str(&f[1]), "evt_1");
+}

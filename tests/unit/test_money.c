@@ -127,3 +127,51 @@ Test(money, parse_and_format_round_trip)
         cr_assert_str_eq(buf, texts[i]);
     }
 }
+
+/* A JSON number's text as an amount: exact, by its digits. */
+static int64_t number_ok(const char *num, const char *currency)
+{
+    int64_t minor = -1;
+    char err[160] = "";
+    cr_assert_eq(ps_money_parse_json_number(num, strlen(num), currency, &minor, err, sizeof(err)), 0,
+                 "%s %s: %s", num, currency, err);
+    return minor;
+}
+
+Test(money, a_json_number_is_taken_by_its_digits)
+{
+    cr_assert_eq(number_ok("29.99", "USD"), 2999);
+    cr_assert_eq(number_ok("59.98", "usd"), 5998);
+    cr_assert_eq(number_ok("350.00", "USD"), 35000);
+    cr_assert_eq(number_ok("350", "USD"), 35000);
+    cr_assert_eq(number_ok("0", "USD"), 0);
+    cr_assert_eq(number_ok("0.10", "USD"), 10);
+    cr_assert_eq(number_ok("29.990", "USD"), 2999, "trailing zeros are still whole cents");
+    cr_assert_eq(number_ok("2999e-2", "USD"), 2999);
+    cr_assert_eq(number_ok("2.5E1", "USD"), 2500);
+    cr_assert_eq(number_ok("1e2", "JPY"), 100);
+    cr_assert_eq(number_ok("1.234", "KWD"), 1234);
+    /* A double would read 0.1 + 0.2 style values off by a little; digits do not. */
+    cr_assert_eq(number_ok("1234567.89", "USD"), 123456789);
+    cr_assert_eq(number_ok("90071992547409.92", "USD"), INT64_C(1) << 53);
+}
+
+Test(money, a_json_number_that_is_not_whole_minor_units_is_refused)
+{
+    static const struct { const char *num, *currency, *why; } bad[] = {
+        {"1.001", "USD", "decimals"},   {"1e-7", "USD", "decimals"},
+        {"0.5", "JPY", "decimals"},     {"29.995", "USD", "decimals"},
+        {"-1", "USD", "negative"},      {"-0.01", "USD", "negative"},
+        {"1e400", "USD", "too large"},  {"90071992547409.93", "USD", "2^53"},
+        {"1e20", "USD", "too large"},   {"1.0000000000000001", "USD", "decimals"},
+        {"12", "XXQ", "unknown"},       {"1e-1000000", "USD", "too"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int64_t minor = -1;
+        char err[160] = "";
+        cr_assert_eq(ps_money_parse_json_number(bad[i].num, strlen(bad[i].num), bad[i].currency,
+                                                &minor, err, sizeof(err)), -1,
+                     "%s %s accepted as %lld", bad[i].num, bad[i].currency, (long long)minor);
+        cr_assert(strstr(err, bad[i].why), "%s: %s", bad[i].num, err);
+    }
+}

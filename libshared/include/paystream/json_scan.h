@@ -32,12 +32,15 @@ typedef enum {
 #define PS_JSON_STR_MAX 256
 
 typedef struct {
-    const char *path;        /* member names from the top object, joined by '.';
+    const char *path;        /* member names from the top, joined by '.', and
+                              * array indexes in brackets: "items[0].unit_price";
                               * "" is the document itself */
     ps_json_kind_t kind;     /* what is there: PS_JSON_ABSENT when nothing */
     int64_t integer;         /* PS_JSON_INTEGER */
     char str[PS_JSON_STR_MAX]; /* PS_JSON_STRING, unescaped, when it fits with its NUL */
     size_t str_len;          /* its length in bytes, even when it did not fit */
+    const char *raw;         /* a number: its text in the document, exactly as sent */
+    size_t raw_len;
 } ps_json_field_t;
 
 /* Scans buf (len bytes) and fills each of fields (their kind, integer,

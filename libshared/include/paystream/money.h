@@ -25,6 +25,14 @@ int ps_currency_normalize(const char *code, char out[PS_CURRENCY_LEN + 1]);
 int ps_money_parse(const char *text, const char *currency, int64_t *minor,
                    char *err, size_t errlen);
 
+/* Parses a JSON number's text (RFC 8259: "29.99", "2999e-2", "-1") as an
+ * amount in currency, exactly, by its decimal digits and never through a
+ * double: it must be non-negative and a whole count of the currency's minor
+ * units (29.99 USD and 29.990 are; 29.999 and 1e-7 are not), and at most
+ * 2^53 minor units. Returns 0, or -1 with the reason in err. */
+int ps_money_parse_json_number(const char *num, size_t len, const char *currency, int64_t *minor,
+                               char *err, size_t errlen);
+
 /* Formats minor units of currency as a plain decimal ("29.99", "-0.05",
  * "500" for JPY). Returns the length written, or -1 for an unknown currency
  * or a too small buffer. */
