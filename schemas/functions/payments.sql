@@ -135,7 +135,8 @@ BEGIN
 END $$;
 
 -- What the worker needs to make call g for payment p (Stripe-Account
--- from its account).
+-- from its account). A refund's description stays in paystream: Stripe's
+-- refunds take only their three reasons.
 CREATE FUNCTION ps_gateway_call_json(g gateway_calls, p payments) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
     SELECT jsonb_build_object('kind', g.kind, 'gateway', g.gateway, 'amount_minor', g.amount_minor,
@@ -223,10 +224,10 @@ BEGIN
         RETURN;
     END IF;
     INSERT INTO gateway_calls (command_id, payment_id, kind, gateway, amount_minor, currency,
-                               payment_method, reason, prior_status)
+                               payment_method, reason, description, prior_status)
     VALUES (v_id, p.id, CASE c->>'type' WHEN 'payment.process' THEN 'charge' ELSE 'refund' END,
             p.gateway, v_amount, p.currency, c->'params'->>'payment_method',
-            c->'params'->>'reason', p.intent_status)
+            c->'params'->>'reason', c->'params'->>'description', p.intent_status)
     RETURNING * INTO g;
     IF g.kind = 'charge' THEN
         UPDATE payments SET intent_status = 'processing', payment_method = g.payment_method,
@@ -306,8 +307,10 @@ BEGIN
             -- The webhook of the same refund may have come first: it keys on
             -- the id too. A pending refund reaches the ledger when Stripe's
             -- refund.updated says it succeeded (ps_apply_refunds).
-            INSERT INTO refunds (id, payment_id, amount_minor, currency, status, reason)
-            VALUES (v_txn, p.id, g.amount_minor, g.currency, o->>'outcome', g.reason)
+            INSERT INTO refunds (id, payment_id, amount_minor, currency, status, reason,
+                                 description)
+            VALUES (v_txn, p.id, g.amount_minor, g.currency, o->>'outcome', g.reason,
+                    g.description)
             ON CONFLICT (id) DO NOTHING;
             IF o->>'outcome' = 'succeeded' THEN
                 INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
@@ -326,7 +329,7 @@ BEGIN
             v_status := 200;
             v_result := ps_payment_json(p.id) || jsonb_build_object('refund', jsonb_build_object(
                 'id', v_txn, 'amount_minor', g.amount_minor, 'currency', g.currency,
-                'reason', g.reason, 'status', o->>'outcome'));
+                'reason', g.reason, 'description', g.description, 'status', o->>'outcome'));
         ELSE
             v_status := 402;
             v_result := jsonb_build_object('error', jsonb_strip_nulls(jsonb_build_object(

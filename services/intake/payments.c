@@ -218,24 +218,21 @@ void payments_refund(api_call_t *call)
     json_t *body = validate_body(call);
     if (body == NULL)
         return;
-    const char *reason;
+    const char *reason, *description = NULL;
     PGresult *res = NULL;
     if (validate_fields(call, body, "", fields) < 0 ||
-        validate_string(call, body, "", "reason", 0, 32, &reason) < 0)
+        validate_name(call, body, "", "reason", &reason) < 0)
         goto done;
-    if (reason) {
-        size_t i = 0;
-        while (reasons[i] && strcmp(reasons[i], reason) != 0)
-            i++;
-        if (reasons[i] == NULL) {
-            api_error(call, 400, "parameter_invalid",
-                      "reason must be duplicate, fraudulent or requested_by_customer", "reason");
-            goto done;
-        }
-    }
+    /* One of Stripe's reasons goes to the gateway; other words ("Product
+     * defect") are the refund's description, kept by paystream. */
+    size_t i = 0;
+    while (reason && reasons[i] && strcmp(reasons[i], reason) != 0)
+        i++;
+    if (reason && reasons[i] == NULL)
+        description = reason, reason = NULL;
     if ((res = payment_read(call)) == NULL)
         goto done;
-    json_t *params = json_pack("{s:s?}", "reason", reason);
+    json_t *params = json_pack("{s:s?, s:s?}", "reason", reason, "description", description);
     if (json_object_get(body, "amount")) {
         int64_t amount;
         if (validate_amount(call, body, "", "amount", PQgetvalue(res, 0, 3), 1, &amount) < 0) {

@@ -214,7 +214,19 @@ Test(shop, the_order_services_request_shapes_pay_an_order)
     char *st = order_status(order), *net = ledger_net(payment);
     cr_assert_str_eq(st, "paid");
     cr_assert_str_eq(net, "5998", "59.98 exactly");
-    free(order), free(payment), free(status), free(st), free(net);
+
+    /* A refund with a reason in the shop's own words: kept as its description. */
+    snprintf(path, sizeof(path), "/api/v1/payments/%s/refund", payment);
+    ts_http_t r = ts_api("POST", path, user, WAIT, "{\"amount\": 10.00, \"reason\": \"Product\ndefect\"}");
+    cr_assert_eq(r.status, 400, "a reason on two lines: %s", r.body);
+    ts_http_free(&r);
+    char *refunded = ts_call(user, "POST", path,
+                             "{\"amount\": 10.00, \"reason\": \"Product defect\"}", 200, "status");
+    cr_assert_str_eq(refunded, "partially_refunded");
+    char *kept = ts_sql("SELECT coalesce(reason, '-') || '|' || description || '|' || amount_minor "
+                        "FROM refunds WHERE payment_id = $1", payment, NULL);
+    cr_assert_str_eq(kept, "-|Product defect|1000", "no gateway reason, the words kept");
+    free(order), free(payment), free(status), free(st), free(net), free(refunded), free(kept);
 }
 
 Test(shop, payments_must_match_the_order)

@@ -107,6 +107,31 @@ Test(stripe, a_charge_sends_the_fields_and_the_command_id_as_idempotency_key)
     cr_assert_str_eq(form_of(req, "amount"), "500");
     cr_assert_str_eq(form_of(req, "reason"), "duplicate");
     json_decref(sent);
+
+    /* A reason in the shop's own words is not one Stripe takes: the refund
+     * goes without one, and the words stay with paystream. */
+    r = ts_api("POST", path, user, WAIT, "{\"amount\":\"1.00\",\"reason\":\"Product defect\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    ts_http_free(&r);
+    sent = requests_with("amount", "100");
+    int refunds = 0;
+    size_t i;
+    json_array_foreach(sent, i, req) {
+        if (strcmp(json_string_value(json_object_get(req, "path")), "/v1/refunds") != 0 ||
+            strcmp(form_of(req, "payment_intent"), pi) != 0)
+            continue;
+        refunds++;
+        cr_assert_null(form_of(req, "reason"), "no reason of Stripe's");
+        char *form = json_dumps(json_object_get(req, "form"), 0);
+        cr_assert_null(strstr(form, "Product defect"), "%s", form);
+        free(form);
+    }
+    cr_assert_eq(refunds, 1);
+    json_decref(sent);
+    char *kept = ts_sql("SELECT description FROM refunds WHERE payment_id = $1 AND amount_minor = 100",
+                        payment, NULL);
+    cr_assert_str_eq(kept, "Product defect");
+    free(kept);
     free(order), free(payment), free(command), free(pi), free(ledger), free(refund_id);
 }
 
