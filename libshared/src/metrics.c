@@ -8,7 +8,10 @@
 
 #include "paystream/util.h"
 
-#define MAX_SERIES 64
+/* Room for every route of the intake with every status it answers (23
+ * routes, a dozen statuses) before anything goes to overflow="true". A
+ * metric's series are one allocation whose pages are touched as they fill. */
+#define MAX_SERIES 512
 #define MAX_BOUNDS 16
 #define LABELS_MAX 128
 

@@ -11,12 +11,23 @@
 
 #define READY_CHECK_EVERY_MS 1000
 
+/* Whether the payments workers call Stripe, as they last stated it in
+ * service_state: 1, 0, or -1 until one has (or PostgreSQL is out of reach
+ * since the start). Written by the checker thread only. */
+static atomic_int stripe_enabled = -1;
+
+/* Liveness, in the fields of paystream and of the billing server it
+ * replaces (status "healthy", stripe_enabled, stripe_webhooks_enabled):
+ * from memory only, never waiting for a peer. */
 void handle_health(request_t *req)
 {
-    json_t *body = json_pack("{s:s, s:s, s:s, s:{s:b, s:b}, s:s}", "status", "ok", "service",
-                             "paystream-intake", "version", PS_VERSION, "webhooks", "stripe",
-                             webhooks_enabled(0), "stripe_connect", webhooks_enabled(1),
-                             "stripe_mode", intake.livemode ? "live" : "test");
+    int stripe = atomic_load(&stripe_enabled);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:{s:b, s:b}, s:s, s:o, s:b}", "status", "healthy",
+                             "service", "paystream-intake", "version", PS_VERSION, "webhooks",
+                             "stripe", webhooks_enabled(0), "stripe_connect", webhooks_enabled(1),
+                             "stripe_mode", intake.livemode ? "live" : "test", "stripe_enabled",
+                             stripe < 0 ? json_null() : json_boolean(stripe),
+                             "stripe_webhooks_enabled", webhooks_enabled(0));
     char *text = json_dumps(body, JSON_COMPACT);
     http_respond_json(req, 200, text);
     free(text);
@@ -32,11 +43,25 @@ static int kafka_reachable(void)
     return err == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
-static int pg_reachable(void)
+/* Whether PostgreSQL answers (a connection within 2 s, as a ping would
+ * have it); on the way, what the payments workers stated. A connection per
+ * check, not one kept: a database that hangs is then seen as one. */
+static int pg_check(void)
 {
     const char *keys[] = {"dbname", "connect_timeout", NULL};
     const char *values[] = {intake.pg_dsn, "2", NULL};
-    return PQpingParams(keys, values, 1) == PQPING_OK;
+    PGconn *conn = PQconnectdbParams(keys, values, 1);
+    int ok = PQstatus(conn) == CONNECTION_OK;
+    if (ok) {
+        /* A schema without the table yet is still a database that answers. */
+        PGresult *res = PQexec(conn, "SELECT state->>'gateway' FROM service_state "
+                                     "WHERE service = 'payments'");
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+            atomic_store(&stripe_enabled, strcmp(PQgetvalue(res, 0, 0), "stripe") == 0);
+        PQclear(res);
+    }
+    PQfinish(conn);
+    return ok;
 }
 
 /* The last results of the reachability checks, written by the checker
@@ -53,7 +78,7 @@ static void *check_loop(void *arg)
     (void)arg;
     while (atomic_load(&checking)) {
         atomic_store(&kafka_ok, kafka_reachable());
-        atomic_store(&pg_ok, pg_reachable());
+        atomic_store(&pg_ok, pg_check());
         for (int waited = 0; waited < READY_CHECK_EVERY_MS && atomic_load(&checking); waited += 100)
             ps_sleep_ms(100);
     }

@@ -68,13 +68,37 @@ static void retention(ps_pg_t *pg)
     PQclear(res);
 }
 
-/* Between batches, once a second: pending orders whose time ran out
- * expire (and release their stock, through order.expired); at start and
- * hourly, retention. */
+static int system_livemode;
+
+/* Says which gateway payments go to, for the intake's /health; once, as
+ * soon as PostgreSQL takes it. The words are this program's own. */
+static void state_gateway(ps_pg_t *pg)
+{
+    static int stated;
+    char sql[320];
+    ps_pg_err_t err;
+    if (stated)
+        return;
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO service_state (service, state) VALUES ('payments', "
+             "'{\"gateway\": \"%s\", \"stripe_mode\": \"%s\"}') ON CONFLICT (service) DO UPDATE "
+             "SET state = excluded.state, updated_at = now()",
+             gateway_for(0), system_livemode ? "live" : "test");
+    if (ps_pg_exec(pg, sql, &err) == 0)
+        stated = 1;
+    else
+        ps_log_warn("cannot state the gateway for /health; trying again", "detail", err.message,
+                    NULL);
+}
+
+/* Between batches, once a second: the gateway stated until it is; pending
+ * orders whose time ran out expire (and release their stock, through
+ * order.expired); at start and hourly, retention. */
 static void housekeeping(ps_pg_t *pg)
 {
     static int64_t retention_due;
     ps_pg_err_t err;
+    state_gateway(pg);
     if (ps_pg_exec(pg, "SELECT ps_orders_expire(500)", &err) < 0)
         ps_log_warn("cannot expire orders", "detail", err.message, NULL);
     if (ps_mono_ms() >= retention_due) {
@@ -99,6 +123,7 @@ int main(int argc, char **argv)
         return 2;
     }
     stripe_events_init(livemode);
+    system_livemode = livemode;
     gateway_init(); /* first: libcurl's global set-up wants no other threads yet */
     /* Connect events too: a payment made on behalf of a connected account
      * (Stripe-Account) is reported to the Connect endpoint. */

@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "support.h"
@@ -159,9 +160,24 @@ Test(probes, health_ready_and_metrics)
 {
     ts_http_t r = ts_http_admin("/health");
     cr_assert_eq(r.status, 200);
-    cr_assert(strstr(r.body, "\"status\":\"ok\"") && strstr(r.body, "\"stripe\":true"), "%s", r.body);
+    cr_assert(strstr(r.body, "\"status\":\"healthy\"") && strstr(r.body, "\"stripe\":true") &&
+              strstr(r.body, "\"stripe_webhooks_enabled\":true") && strstr(r.body, "\"version\":\""),
+              "%s", r.body);
     cr_assert_null(strstr(r.body, "whsec_"), "health must not show secrets");
     ts_http_free(&r);
+    /* The payments worker calls Stripe (the fake one): it says so through
+     * PostgreSQL, and the intake's check reads it within a second or two. */
+    cr_assert(ts_wait_sql("stripe", "SELECT state->>'gateway' FROM service_state "
+                                    "WHERE service = 'payments'", NULL));
+    int stated = 0;
+    for (int i = 0; i < 50 && !stated; i++) {
+        r = ts_http_admin("/health");
+        stated = strstr(r.body, "\"stripe_enabled\":true") != NULL;
+        ts_http_free(&r);
+        if (!stated)
+            usleep(100 * 1000);
+    }
+    cr_assert(stated, "stripe_enabled stays unknown");
     r = ts_http_admin("/ready");
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert(strstr(r.body, "\"kafka\":\"ok\"") && strstr(r.body, "\"postgresql\":\"ok\""), "%s", r.body);
