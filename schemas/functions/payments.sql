@@ -76,8 +76,10 @@ LANGUAGE sql AS $$
 $$;
 
 -- payment.create: a pending payment for the whole open amount of an order,
--- in its currency, owned by the order's owner; optionally on behalf of a
--- connected account that the actor may use (ps_account_refusal). An order
+-- in its currency, owned by the order's owner, on the gateway the worker
+-- chose (p.gateway; p.gateway_refused when the one asked for is not the
+-- actor's to use); optionally on behalf of a connected account that the actor may use
+-- (ps_account_refusal). An order
 -- the inventory rejected takes none. The only place a payment gets an
 -- order: no event of Stripe's can claim one.
 CREATE FUNCTION ps_payment_create(p_id text, p_actor text, p_admin boolean, p jsonb,
@@ -101,6 +103,12 @@ BEGIN
     result := ps_account_refusal(p->>'account', true, p_actor, p_admin);
     IF result IS NOT NULL THEN
         http_status := CASE result->'error'->>'code' WHEN 'account_unknown' THEN 404 ELSE 409 END;
+        RETURN;
+    END IF;
+    IF p ? 'gateway_refused' THEN
+        http_status := 409;
+        result := ps_error('gateway_unavailable', (p->>'gateway_asked') || ' is not available: '
+                           || (p->>'gateway_refused'), 'payment_method');
         RETURN;
     END IF;
     o := ps_order_for(p->>'order_id', p_actor, p_admin);

@@ -103,11 +103,12 @@ static int account_can_charge(api_call_t *call, const char *account)
 
 void payments_create(api_call_t *call)
 {
-    static const char *const fields[] = {"order_id", "amount", "currency", "account", NULL};
+    static const char *const fields[] = {"order_id", "amount", "currency", "account",
+                                         "payment_method", NULL};
     json_t *body = validate_body(call);
     if (body == NULL)
         return;
-    const char *order_id, *account;
+    const char *order_id, *account, *gateway;
     char currency[4];
     int64_t amount;
     PGresult *res = NULL;
@@ -116,9 +117,22 @@ void payments_create(api_call_t *call)
         validate_currency(call, body, "", "currency", currency) < 0 ||
         validate_amount(call, body, "", "amount", currency, 1, &amount) < 0 ||
         validate_string(call, body, "", "account", 0, ROUTE_ID_MAX, &account) < 0 ||
+        validate_string(call, body, "", "payment_method", 0, 16, &gateway) < 0 ||
         (account && (account_id_check(call, account, "account") < 0 ||
                      (api_checks_state(call) && account_can_charge(call, account) < 0))))
         goto done;
+    /* The order service's clients choose the gateway here; the worker
+     * knows which it has (payment_gateway in commands.c). */
+    if (gateway && strcmp(gateway, "stripe") != 0 && strcmp(gateway, "sandbox") != 0) {
+        if (strcmp(gateway, "paypal") == 0)
+            api_error(call, 400, "gateway_unavailable",
+                      "paypal is not a gateway of this server; use stripe or sandbox",
+                      "payment_method");
+        else
+            api_error(call, 400, "parameter_invalid",
+                      "payment_method must be stripe or sandbox (the gateway)", "payment_method");
+        goto done;
+    }
     ps_pg_err_t err;
     const char *params[] = {order_id, call->actor.id, call->actor.admin ? "true" : "false"};
     res = ps_pg_exec_prepared(call->pg, "order_open", 3, params, &err);
@@ -149,8 +163,9 @@ void payments_create(api_call_t *call)
         goto done;
     }
     commands_submit(call, PS_TOPIC_COMMANDS_PAYMENTS, "payment.create", order_id, "pay_", NULL,
-                    json_pack("{s:s, s:I, s:s, s:s?}", "order_id", order_id, "amount_minor",
-                              (json_int_t)amount, "currency", currency, "account", account));
+                    json_pack("{s:s, s:I, s:s, s:s?, s:s?}", "order_id", order_id, "amount_minor",
+                              (json_int_t)amount, "currency", currency, "account", account,
+                              "gateway_asked", gateway));
 done:
     PQclear(res);
     json_decref(body);

@@ -40,6 +40,26 @@ const char *command_shape_error(json_t *root)
     return NULL;
 }
 
+/* The gateway of a new payment: this worker's own for the actor (Stripe
+ * when it has the key, the sandbox for a sandbox key or without it). The
+ * API's payment_method (gateway_asked) may only name that one: a shopper
+ * who could pick the sandbox on a Stripe server would pay nothing. Another
+ * is said in gateway_refused, which ps_payment_create answers with 409
+ * gateway_unavailable. */
+static void payment_gateway(json_t *params, int sandbox)
+{
+    const char *own = gateway_for(sandbox);
+    const char *asked = json_string_value(json_object_get(params, "gateway_asked"));
+    if (asked && strcmp(asked, own) != 0)
+        json_object_set_new(params, "gateway_refused",
+                            json_string(strcmp(own, "stripe") == 0
+                                            ? "this server's payments go to Stripe"
+                                        : sandbox ? "a sandbox key pays on the sandbox only"
+                                                  : "this server has no Stripe key; its payments "
+                                                    "go to the sandbox"));
+    json_object_set_new(params, "gateway", json_string(own));
+}
+
 void command_prepare(ps_batch_msg_t *ec)
 {
     if (ps_batch_msg_envelope(ec) < 0)
@@ -66,7 +86,9 @@ void command_prepare(ps_batch_msg_t *ec)
     else if (strcmp(type, "customer.create") == 0 || strcmp(type, "checkout.create") == 0)
         gateway_command_mark(ec, json_string_value(json_object_get(root, "command_id")),
                              "billing_begin", "billing_finish");
-    if (strcmp(type, "payment.create") == 0 || strcmp(type, "customer.create") == 0)
+    if (strcmp(type, "payment.create") == 0)
+        payment_gateway(params, sandbox);
+    if (strcmp(type, "customer.create") == 0)
         json_object_set_new(params, "gateway", json_string(gateway_for(sandbox)));
     if (strcmp(type, "customer.create") == 0)
         json_object_set_new(params, "currency", json_string(usage_billing()->currency));

@@ -229,6 +229,80 @@ Test(shop, the_order_services_request_shapes_pay_an_order)
     free(order), free(payment), free(status), free(st), free(net), free(refunded), free(kept);
 }
 
+/* The order service's clients name the gateway when they make a payment
+ * (payment_method): the one the caller's payments go to is taken, any other
+ * refused (a shopper who could pick the sandbox on a Stripe server would
+ * pay nothing), and paypal is not a gateway of this server. */
+Test(shop, payment_method_on_create_chooses_the_gateway)
+{
+    char user[64];
+    ts_unique(user, sizeof(user), "shopper_");
+    char *sandboxed = order_of(user, "3.00"), *striped = order_of(user, "4.00");
+    char body[256];
+    static const struct { const char *method; long status; const char *code; } bad[] = {
+        {"paypal", 400, "gateway_unavailable"}, {"bitcoin", 400, "parameter_invalid"},
+        {"", 400, "parameter_invalid"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(body, sizeof(body), "{\"order_id\":\"%s\",\"amount\":6.00,\"currency\":\"eur\","
+                 "\"payment_method\":\"%s\"}", sandboxed, bad[i].method);
+        ts_http_t r = ts_api("POST", "/api/v1/payments", user, WAIT, body);
+        cr_assert_eq(r.status, bad[i].status, "%s: %s", bad[i].method, r.body);
+        char *code = ts_json(r.body, "error.code");
+        cr_assert_str_eq(code, bad[i].code, "%s", r.body);
+        free(code);
+        ts_http_free(&r);
+    }
+    /* The attack: the sandbox's test card "pays" without money. */
+    snprintf(body, sizeof(body), "{\"order_id\":\"%s\",\"amount\":6.00,\"currency\":\"eur\","
+             "\"payment_method\":\"sandbox\"}", sandboxed);
+    ts_http_t r = ts_api("POST", "/api/v1/payments", user, WAIT, body);
+    cr_assert_eq(r.status, 409, "%s", r.body);
+    char *code = ts_json(r.body, "error.code");
+    cr_assert_str_eq(code, "gateway_unavailable", "%s", r.body);
+    free(code);
+    ts_http_free(&r);
+    char *none = ts_sql("SELECT count(*) FROM payments WHERE order_id = $1", sandboxed, NULL);
+    cr_assert_str_eq(none, "0", "no payment on the sandbox");
+    free(none);
+    snprintf(body, sizeof(body), "{\"order_id\":\"%s\",\"amount\":8.00,\"currency\":\"eur\","
+             "\"payment_method\":\"stripe\"}", striped);
+    char *on_stripe = ts_call(user, "POST", "/api/v1/payments", body, 201, "id");
+    char *g2 = ts_sql("SELECT gateway FROM payments WHERE id = $1", on_stripe, NULL);
+    cr_assert_str_eq(g2, "stripe", "the tests' worker has a (fake) Stripe key");
+
+    /* A sandbox key never reaches Stripe, whatever it asks, and pays on the
+     * sandbox when it names it. */
+    char tester[64], auth[200];
+    ts_unique(tester, sizeof(tester), "tester_");
+    char *key = ts_api_key(tester, "--sandbox");
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+    const char *headers[] = {auth, "Prefer: wait=30", NULL};
+    const char *order_body = "{\"currency\":\"eur\",\"items\":[{\"product_id\":\"sku_lamp\","
+                             "\"quantity\":1,\"unit_price\":2.00}]}";
+    r = ts_http("POST", "/api/v1/orders", headers, order_body, strlen(order_body));
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    char *theirs = ts_json(r.body, "id");
+    ts_http_free(&r);
+    snprintf(body, sizeof(body), "{\"order_id\":\"%s\",\"amount\":2.00,\"currency\":\"eur\","
+             "\"payment_method\":\"stripe\"}", theirs);
+    r = ts_http("POST", "/api/v1/payments", headers, body, strlen(body));
+    cr_assert_eq(r.status, 409, "%s", r.body);
+    code = ts_json(r.body, "error.code");
+    cr_assert_str_eq(code, "gateway_unavailable", "%s", r.body);
+    ts_http_free(&r);
+    snprintf(body, sizeof(body), "{\"order_id\":\"%s\",\"amount\":2.00,\"currency\":\"eur\","
+             "\"payment_method\":\"sandbox\"}", theirs);
+    r = ts_http("POST", "/api/v1/payments", headers, body, strlen(body));
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    char *on_sandbox = ts_json(r.body, "id");
+    ts_http_free(&r);
+    char *g1 = ts_sql("SELECT gateway FROM payments WHERE id = $1", on_sandbox, NULL);
+    cr_assert_str_eq(g1, "sandbox");
+    free(sandboxed), free(striped), free(on_sandbox), free(on_stripe), free(g1), free(g2);
+    free(key), free(theirs), free(code);
+}
+
 Test(shop, payments_must_match_the_order)
 {
     char user[64], body[256];
