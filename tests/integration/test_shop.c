@@ -183,7 +183,8 @@ Test(shop, a_declined_card_fails_the_payment_and_another_card_pays)
 }
 
 /* The order service's clients: prices and amounts as JSON numbers, the
- * payment method as payment_method_id with a confirmation_method. */
+ * gateway named on create, the payment method as payment_method_id with a
+ * confirmation_method, a refund's reason in their own words. */
 Test(shop, the_order_services_request_shapes_pay_an_order)
 {
     char user[64], path[160];
@@ -192,8 +193,8 @@ Test(shop, the_order_services_request_shapes_pay_an_order)
                           "{\"currency\": \"eur\", \"items\": [{\"product_id\": \"sku_lamp\", "
                           "\"quantity\": 2, \"unit_price\": 29.99}]}", 201, "id");
     char body[256];
-    snprintf(body, sizeof(body), "{\"order_id\": \"%s\", \"amount\": 59.98, \"currency\": \"eur\"}",
-             order);
+    snprintf(body, sizeof(body), "{\"order_id\": \"%s\", \"amount\": 59.98, \"currency\": \"eur\", "
+             "\"payment_method\": \"stripe\"}", order);
     char *payment = ts_call(user, "POST", "/api/v1/payments", body, 201, "id");
     snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
     static const char *const bad[] = {
