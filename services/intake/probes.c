@@ -51,9 +51,9 @@ static int pg_check(void)
     const char *keys[] = {"dbname", "connect_timeout", NULL};
     const char *values[] = {intake.pg_dsn, "2", NULL};
     PGconn *conn = PQconnectdbParams(keys, values, 1);
+    /* Answering is enough: a schema without the table yet still answers. */
     int ok = PQstatus(conn) == CONNECTION_OK;
     if (ok) {
-        /* A schema without the table yet is still a database that answers. */
         PGresult *res = PQexec(conn, "SELECT state->>'gateway' FROM service_state "
                                      "WHERE service = 'payments'");
         if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)

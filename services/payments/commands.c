@@ -88,10 +88,10 @@ void command_prepare(ps_batch_msg_t *ec)
                              "billing_begin", "billing_finish");
     if (strcmp(type, "payment.create") == 0)
         payment_gateway(params, sandbox);
-    if (strcmp(type, "customer.create") == 0)
+    if (strcmp(type, "customer.create") == 0) {
         json_object_set_new(params, "gateway", json_string(gateway_for(sandbox)));
-    if (strcmp(type, "customer.create") == 0)
         json_object_set_new(params, "currency", json_string(usage_billing()->currency));
+    }
     if (strcmp(type, "checkout.create") == 0)
         json_object_set_new(params, "sandbox", json_boolean(sandbox));
     json_object_set_new(root, "actor", json_string(ec->env.actor));
