@@ -12,22 +12,12 @@
 #include "paystream/util.h"
 #include "support.h"
 
-static char *succeeded(const char *evt, const char *pi, long amount)
-{
-    char obj[320];
-    snprintf(obj, sizeof(obj),
-             "{\"id\":\"%s\",\"object\":\"payment_intent\",\"amount\":%ld,\"currency\":\"eur\","
-             "\"status\":\"succeeded\",\"amount_received\":%ld,\"latest_charge\":\"ch_%s\"}",
-             pi, amount, amount, pi + 3);
-    return ts_event(evt, "payment_intent.succeeded", time(NULL), obj);
-}
-
 Test(failures, broker_not_answering_makes_the_intake_answer_503)
 {
     char evt[64], pi[64];
     ts_unique(evt, sizeof(evt), "evt_down_");
     ts_unique(pi, sizeof(pi), "pi_down_");
-    char *body = succeeded(evt, pi, 100);
+    char *body = ts_succeeded_event(evt, pi, 100);
     cr_assert_eq(ts_svc("pause", "kafka"), 0);
     int64_t started = ps_mono_ms();
     ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
@@ -62,7 +52,7 @@ Test(failures, a_schema_the_worker_does_not_expect_stalls_it_without_dead_letter
     char evt[64], pi[64];
     ts_unique(evt, sizeof(evt), "evt_schema_");
     ts_unique(pi, sizeof(pi), "pi_schema_");
-    char *body = succeeded(evt, pi, 700);
+    char *body = ts_succeeded_event(evt, pi, 700);
     /* As if a migration had not been applied. */
     ts_sql_exec("ALTER FUNCTION ps_apply_stripe_batch(jsonb) RENAME TO ps_apply_stripe_batch_away");
     ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
@@ -89,7 +79,7 @@ Test(failures, a_full_disk_stalls_the_worker_loudly_and_skips_nothing)
     char evt[64], pi[64];
     ts_unique(evt, sizeof(evt), "evt_full_");
     ts_unique(pi, sizeof(pi), "pi_full_");
-    char *body = succeeded(evt, pi, 900);
+    char *body = ts_succeeded_event(evt, pi, 900);
     /* What PostgreSQL answers when its disk is full (SQLSTATE 53100). */
     ts_sql_exec("CREATE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ "
                 "BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' "
@@ -140,7 +130,7 @@ static void *post_stream(void *arg)
         char evt[96], pi[96];
         snprintf(evt, sizeof(evt), "evt_%s_%d", s->prefix, i);
         snprintf(pi, sizeof(pi), "pi_%s_%d", s->prefix, i);
-        char *body = succeeded(evt, pi, 100 + i);
+        char *body = ts_succeeded_event(evt, pi, 100 + i);
         ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
         s->posted_ok += r.status == 200;
         ts_http_free(&r);

@@ -15,16 +15,6 @@
 
 #include "support.h"
 
-static char *succeeded(const char *evt, const char *pi, long amount)
-{
-    char obj[320];
-    snprintf(obj, sizeof(obj),
-             "{\"id\":\"%s\",\"object\":\"payment_intent\",\"amount\":%ld,\"currency\":\"eur\","
-             "\"status\":\"succeeded\",\"amount_received\":%ld,\"latest_charge\":\"ch_%s\"}",
-             pi, amount, amount, pi + 3);
-    return ts_event(evt, "payment_intent.succeeded", time(NULL), obj);
-}
-
 static void post(const char *body)
 {
     ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
@@ -76,7 +66,7 @@ Test(retention, a_redelivery_inside_stripes_retry_window_is_still_a_duplicate)
     char evt[64], pi[64];
     ts_unique(evt, sizeof(evt), "evt_keep_");
     ts_unique(pi, sizeof(pi), "pi_keep_");
-    char *body = succeeded(evt, pi, 1234);
+    char *body = ts_succeeded_event(evt, pi, 1234);
     post(body);
     cr_assert(ts_wait_sql("completed", "SELECT status FROM payments WHERE gateway_payment_id = $1",
                           pi, NULL));
@@ -109,7 +99,7 @@ Test(retention, a_redelivery_inside_stripes_retry_window_is_still_a_duplicate)
     char evt2[64], pi2[64];
     ts_unique(evt2, sizeof(evt2), "evt_default_");
     ts_unique(pi2, sizeof(pi2), "pi_default_");
-    char *body2 = succeeded(evt2, pi2, 77);
+    char *body2 = ts_succeeded_event(evt2, pi2, 77);
     post(body2);
     cr_assert(ts_wait_sql("1", "SELECT count(*) FROM stripe_events_default WHERE id = $1", evt2,
                           NULL));

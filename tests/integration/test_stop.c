@@ -19,16 +19,6 @@
  * that took less was the service's own. */
 #define KILL_AFTER_MS 10000
 
-static char *succeeded(const char *evt, const char *pi, long amount)
-{
-    char obj[320];
-    snprintf(obj, sizeof(obj),
-             "{\"id\":\"%s\",\"object\":\"payment_intent\",\"amount\":%ld,\"currency\":\"eur\","
-             "\"status\":\"succeeded\",\"amount_received\":%ld,\"latest_charge\":\"ch_%s\"}",
-             pi, amount, amount, pi + 3);
-    return ts_event(evt, "payment_intent.succeeded", time(NULL), obj);
-}
-
 /* How many lines of the service's log contain text. */
 static int log_count(const char *service, const char *text)
 {
@@ -86,7 +76,7 @@ static void *post_until_stopped(void *arg)
         char evt[72], pi[72];
         snprintf(evt, sizeof(evt), "evt_%s_%d", p->prefix, p->n);
         snprintf(pi, sizeof(pi), "pi_%s_%d", p->prefix, p->n);
-        char *body = succeeded(evt, pi, 100 + p->n);
+        char *body = ts_succeeded_event(evt, pi, 100 + p->n);
         ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
         if (r.status == 200)
             memcpy(p->ok_ids[p->ok++], evt, sizeof(evt));
@@ -169,7 +159,7 @@ Test(stop, worker_finishes_its_batch_and_commits_it_before_it_exits)
         char evt[96], pi[96];
         snprintf(evt, sizeof(evt), "evt_%s_%d", prefix, i);
         snprintf(pi, sizeof(pi), "pi_%s_%d", prefix, i);
-        char *body = succeeded(evt, pi, 100 + i);
+        char *body = ts_succeeded_event(evt, pi, 100 + i);
         ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
         cr_assert_eq(r.status, 200, "%s", r.body);
         ts_http_free(&r);

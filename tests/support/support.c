@@ -190,6 +190,16 @@ char *ts_event(const char *evt_id, const char *type, int64_t created, const char
     return out;
 }
 
+char *ts_succeeded_event(const char *evt_id, const char *pi, long amount)
+{
+    char obj[320];
+    snprintf(obj, sizeof(obj),
+             "{\"id\":\"%s\",\"object\":\"payment_intent\",\"amount\":%ld,\"currency\":\"eur\","
+             "\"status\":\"succeeded\",\"amount_received\":%ld,\"latest_charge\":\"ch_%s\"}",
+             pi, amount, amount, pi + 3);
+    return ts_event(evt_id, "payment_intent.succeeded", time(NULL), obj);
+}
+
 void ts_unique(char *buf, size_t len, const char *prefix)
 {
     unsigned char r[8];

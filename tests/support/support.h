@@ -66,6 +66,9 @@ ts_http_t ts_post_signed(const char *path, const char *body, const char *secret,
 /* Builds a Stripe event {"id","object":"event","type","created","data":{"object":...}}
  * around object_json. Returns a malloc'd string. */
 char *ts_event(const char *evt_id, const char *type, int64_t created, const char *object_json);
+/* A payment_intent.succeeded event, created now, of intent pi (pi_...) for
+ * amount minor units of EUR, fully received, with charge ch_<pi's rest>. */
+char *ts_succeeded_event(const char *evt_id, const char *pi, long amount);
 
 /* Writes prefix + a random suffix unique to this run into buf. */
 void ts_unique(char *buf, size_t len, const char *prefix);
