@@ -174,7 +174,7 @@ void billing_create_payment(api_call_t *call)
         (res = customer_read(call, call->actor.id, 1, &missing)) == NULL)
         goto done;
     const char *currency = PQgetvalue(res, 0, 1), *payable = PQgetvalue(res, 0, 2);
-    if (validate_amount(call, body, "", "amount", currency, 1, &amount) < 0)
+    if (validate_amount(call, body, "", "amount", currency, 1, NULL, &amount) < 0)
         goto done;
     if (api_checks_state(call) && amount > strtoll(payable, NULL, 10)) {
         api_errorf(call, 400, "amount_exceeds_balance", "amount",

@@ -2,6 +2,7 @@
  * parameters of their commands: only the request is read here, so this is
  * also what the API body fuzzer drives. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "resources.h"
@@ -23,6 +24,7 @@ json_t *order_items_params(api_call_t *call, json_t *items, const char *currency
         return NULL;
     }
     json_t *out = json_array();
+    ps_json_field_t *prices = validate_scan_numbers(call, items, "items", "unit_price");
     int64_t total = 0;
     size_t i;
     json_t *item;
@@ -39,7 +41,8 @@ json_t *order_items_params(api_call_t *call, json_t *items, const char *currency
             validate_string(call, item, where, "product_id", 1, 64, &product_id) < 0 ||
             validate_name(call, item, where, "name", &name) < 0 ||
             validate_int(call, item, where, "quantity", 1, QUANTITY_MAX, &quantity) < 0 ||
-            validate_amount(call, item, where, "unit_price", currency, 0, &unit_price) < 0)
+            validate_amount(call, item, where, "unit_price", currency, 0, &prices[i],
+                            &unit_price) < 0)
             goto bad;
         /* Both are bounded, so the product fits; the sum is checked as it grows. */
         total += quantity * unit_price;
@@ -52,8 +55,10 @@ json_t *order_items_params(api_call_t *call, json_t *items, const char *currency
                                              "name", name, "quantity", (json_int_t)quantity,
                                              "unit_price_minor", (json_int_t)unit_price));
     }
+    free(prices);
     return out;
 bad:
+    free(prices);
     json_decref(out);
     return NULL;
 }

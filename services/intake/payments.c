@@ -115,7 +115,7 @@ void payments_create(api_call_t *call)
     if (validate_fields(call, body, "", fields) < 0 ||
         validate_string(call, body, "", "order_id", 1, ROUTE_ID_MAX, &order_id) < 0 ||
         validate_currency(call, body, "", "currency", currency) < 0 ||
-        validate_amount(call, body, "", "amount", currency, 1, &amount) < 0 ||
+        validate_amount(call, body, "", "amount", currency, 1, NULL, &amount) < 0 ||
         validate_string(call, body, "", "account", 0, ROUTE_ID_MAX, &account) < 0 ||
         validate_string(call, body, "", "payment_method", 0, 16, &gateway) < 0 ||
         (account && (account_id_check(call, account, "account") < 0 ||
@@ -250,7 +250,7 @@ void payments_refund(api_call_t *call)
     json_t *params = json_pack("{s:s?, s:s?}", "reason", reason, "description", description);
     if (json_object_get(body, "amount")) {
         int64_t amount;
-        if (validate_amount(call, body, "", "amount", PQgetvalue(res, 0, 3), 1, &amount) < 0) {
+        if (validate_amount(call, body, "", "amount", PQgetvalue(res, 0, 3), 1, NULL, &amount) < 0) {
             json_decref(params);
             goto done;
         }

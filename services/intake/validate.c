@@ -143,26 +143,35 @@ int validate_currency(api_call_t *call, json_t *obj, const char *where, const ch
 }
 
 /* An amount sent as a JSON number, read exactly from its text in the body
- * (jansson keeps only a double of it). */
+ * (jansson keeps only a double of it): from number when the caller scanned
+ * for it already, else by a scan for this one field. */
 static int number_amount(api_call_t *call, const char *where, const char *name,
-                         const char *currency, int64_t *out, char *why, size_t whylen)
+                         const char *currency, const ps_json_field_t *number, int64_t *out,
+                         char *why, size_t whylen)
 {
     char path[PARAM_MAX];
-    param_name(path, where, name);
     ps_json_field_t f = {.path = path};
-    char err[128];
-    /* jansson read the body, so the scan does too, but for the bytes it is
-     * stricter on (json_scan.h). */
-    int scanned = ps_json_scan(call->req->body, call->req->len, &f, 1, err, sizeof(err)) == 0;
-    if (!scanned || f.raw == NULL) {
-        snprintf(why, whylen, "cannot be read from the body: %s", scanned ? "not found" : err);
+    if (number == NULL) {
+        param_name(path, where, name);
+        char err[128];
+        /* jansson read the body, so the scan does too, but for the bytes it
+         * is stricter on (json_scan.h). */
+        if (ps_json_scan(call->req->body, call->req->len, &f, 1, err, sizeof(err)) < 0) {
+            snprintf(why, whylen, "cannot be read from the body: %s", err);
+            return -1;
+        }
+        number = &f;
+    }
+    if (number->raw == NULL) {
+        snprintf(why, whylen, "cannot be read from the body: not found");
         return -1;
     }
-    return ps_money_parse_json_number(f.raw, f.raw_len, currency, out, why, whylen);
+    return ps_money_parse_json_number(number->raw, number->raw_len, currency, out, why, whylen);
 }
 
 int validate_amount(api_call_t *call, json_t *obj, const char *where, const char *name,
-                    const char *currency, int64_t min, int64_t *out)
+                    const char *currency, int64_t min, const ps_json_field_t *number,
+                    int64_t *out)
 {
     json_t *v = json_object_get(obj, name);
     if (v == NULL)
@@ -170,8 +179,9 @@ int validate_amount(api_call_t *call, json_t *obj, const char *where, const char
     if (!json_is_string(v) && !json_is_number(v))
         return invalid(call, where, name, "must be an amount such as \"29.99\" or 29.99");
     char why[160], what[190];
-    int rc = json_is_string(v) ? ps_money_parse(json_string_value(v), currency, out, why, sizeof(why))
-                               : number_amount(call, where, name, currency, out, why, sizeof(why));
+    int rc = json_is_string(v)
+                 ? ps_money_parse(json_string_value(v), currency, out, why, sizeof(why))
+                 : number_amount(call, where, name, currency, number, out, why, sizeof(why));
     if (rc < 0) {
         snprintf(what, sizeof(what), "is not a valid amount: %s", why);
         return invalid(call, where, name, what);
@@ -181,6 +191,26 @@ int validate_amount(api_call_t *call, json_t *obj, const char *where, const char
     if (*out > API_AMOUNT_MAX)
         return invalid(call, where, name, "is larger than this server accepts");
     return 0;
+}
+
+ps_json_field_t *validate_scan_numbers(api_call_t *call, json_t *array, const char *where,
+                                       const char *name)
+{
+    size_t n = json_array_size(array);
+    ps_json_field_t *fields = ps_xcalloc(n ? n : 1, sizeof(*fields) + PARAM_MAX);
+    char *paths = (char *)(fields + (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        char *path = paths + i * PARAM_MAX;
+        snprintf(path, PARAM_MAX, "%s[%zu].%s", where, i, name);
+        fields[i].path = path;
+    }
+    char err[128];
+    /* A body that jansson read and the scan does not (json_scan.h) leaves
+     * every raw NULL: each numeric amount is then refused by name. */
+    if (ps_json_scan(call->req->body, call->req->len, fields, n, err, sizeof(err)) < 0)
+        for (size_t i = 0; i < n; i++)
+            fields[i].raw = NULL;
+    return fields;
 }
 
 /* Whether every value in v is a scalar or an object within depth levels. */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "call.h"
+#include "paystream/json_scan.h"
 
 #define API_AMOUNT_MAX 1000000000000LL /* largest amount, in minor units */
 #define API_EMAIL_MAX 254               /* longest email address (RFC 5321 path) */
@@ -39,9 +40,17 @@ int validate_currency(api_call_t *call, json_t *obj, const char *where, const ch
                       char out[4]);
 /* An amount of currency in minor units within [min, API_AMOUNT_MAX]: a
  * decimal string ("29.99"), or a JSON number (29.99) that is a whole count
- * of the currency's minor units, read exactly from its digits. */
+ * of the currency's minor units, read exactly from its digits. number is
+ * the member as validate_scan_numbers found it, or NULL to scan the body
+ * for it. */
 int validate_amount(api_call_t *call, json_t *obj, const char *where, const char *name,
-                    const char *currency, int64_t min, int64_t *out);
+                    const char *currency, int64_t min, const ps_json_field_t *number,
+                    int64_t *out);
+/* Member name of each element of array, which is at where in the body
+ * ("items"), as one scan of the body finds it: for validate_amount on
+ * every element without a scan each. Free the result with free(). */
+ps_json_field_t *validate_scan_numbers(api_call_t *call, json_t *array, const char *where,
+                                       const char *name);
 /* An object of at most max_bytes (as compact JSON) whose values are strings,
  * numbers, booleans or such objects, max_depth deep at most. *out is a
  * borrowed reference, NULL when absent; JSON null is refused. */
