@@ -48,10 +48,11 @@ $$;
 
 -- Applies a batch of commands ({command_id, type, resource_id,
 -- request_sha256, actor, admin, message_id, params}) that need no gateway
--- call (order.*, payment.create), each once: a command whose id is already
--- in commands is a duplicate and changes nothing, and one the rules refuse
--- (404, 409) is still applied, its result being that error. Every applied
--- command is announced on the ps_commands channel at commit.
+-- call (order.*, payment.create, product.put), each once: a command whose
+-- id is already in commands is a duplicate and changes nothing, and one
+-- the rules refuse (403, 404, 409) is still applied, its result being that
+-- error. Every applied command is announced on the ps_commands channel at
+-- commit.
 --
 -- Most of a batch of shop traffic is order.create of orders nothing else in
 -- the batch touches: those go first, one statement per table
@@ -82,6 +83,8 @@ BEGIN
             r := ps_order_command(c.type, c.resource_id, c.actor, c.admin, c.params);
         ELSIF c.type = 'payment.create' THEN
             r := ps_payment_create(c.resource_id, c.actor, c.admin, c.params);
+        ELSIF c.type = 'product.put' THEN
+            r := ps_product_command(c.resource_id, c.admin, c.params);
         ELSE
             RAISE EXCEPTION 'unknown command type %', c.type USING ERRCODE = 'invalid_parameter_value';
         END IF;

@@ -34,7 +34,7 @@ BEGIN
         'metadata', o.metadata, 'version', o.version,
         'created_at', o.created_at, 'updated_at', o.updated_at,
         'email', o.email, 'customer_name', o.customer_name, 'expires_at', o.expires_at,
-        'stock', ps_order_stock(o.id))
+        'stock', ps_order_stock(o.id), 'cancellation_reason', o.cancellation_reason)
     FROM orders o WHERE o.id = p_id);
 END $$;
 
@@ -44,6 +44,7 @@ LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN (SELECT jsonb_build_object(
         'order_id', o.id, 'number', o.number, 'status', o.status, 'actor', o.actor,
+        'cancellation_reason', o.cancellation_reason,
         'currency', o.currency, 'total_minor', o.total_minor,
         'email', o.email, 'customer_name', o.customer_name,
         'items', (SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -151,7 +152,8 @@ BEGIN
                                'order ' || p_id || ' is ' || o.status || '; only a pending order can be cancelled');
             RETURN;
         END IF;
-        UPDATE orders SET status = 'cancelled', version = version + 1, updated_at = now()
+        UPDATE orders SET status = 'cancelled', cancellation_reason = 'requested',
+                          version = version + 1, updated_at = now()
         WHERE id = p_id;
     ELSE
         RAISE EXCEPTION 'unknown order command %', p_type USING ERRCODE = 'invalid_parameter_value';
@@ -263,6 +265,32 @@ CREATE FUNCTION ps_orders_expire(p_limit integer) RETURNS integer LANGUAGE sql A
         FOR UPDATE SKIP LOCKED
     ), moved AS (
         UPDATE orders o SET status = 'expired', version = version + 1, updated_at = now()
+        FROM due WHERE o.id = due.id RETURNING 1
+    )
+    SELECT count(*)::integer FROM moved
+$$;
+
+-- Cancels (reason out_of_stock) up to p_limit pending orders whose lines
+-- the inventory rejected out of stock: they would otherwise wait for stock
+-- that is not coming until they expire, or forever without an expiry. As
+-- with expiry, an order with a payment under way or taken is left alone:
+-- the inventory has logged it for an operator to settle. A payment being
+-- started holds its order (ps_gateway_begin), so none starts on an order
+-- this cancels.
+CREATE FUNCTION ps_orders_cancel_out_of_stock(p_limit integer) RETURNS integer
+LANGUAGE sql AS $$
+    WITH due AS (
+        SELECT o.id FROM orders o
+        WHERE o.id IN (SELECT r.order_id FROM stock_reservations r
+                       WHERE r.status = 'rejected_out_of_stock')
+          AND o.status = 'pending'
+          AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id
+                          AND p.intent_status IN ('processing', 'completed'))
+        LIMIT p_limit
+        FOR UPDATE OF o SKIP LOCKED
+    ), moved AS (
+        UPDATE orders o SET status = 'cancelled', cancellation_reason = 'out_of_stock',
+                            version = version + 1, updated_at = now()
         FROM due WHERE o.id = due.id RETURNING 1
     )
     SELECT count(*)::integer FROM moved

@@ -94,12 +94,6 @@ BEGIN
         result := ps_key_expired();
         RETURN;
     END IF;
-    IF ps_order_stock(p->>'order_id') = 'rejected_out_of_stock' THEN
-        http_status := 409;
-        result := ps_error('order_out_of_stock', 'order ' || (p->>'order_id')
-                           || ' asks for more than is in stock; it takes no payment', 'order_id');
-        RETURN;
-    END IF;
     result := ps_account_refusal(p->>'account', true, p_actor, p_admin);
     IF result IS NOT NULL THEN
         http_status := CASE result->'error'->>'code' WHEN 'account_unknown' THEN 404 ELSE 409 END;
@@ -121,6 +115,12 @@ BEGIN
         http_status := 409;
         result := ps_error('order_not_pending', 'order ' || o.id || ' is ' || o.status
                            || '; only a pending order takes a payment', 'order_id');
+        RETURN;
+    END IF;
+    IF ps_order_stock(p->>'order_id') = 'rejected_out_of_stock' THEN
+        http_status := 409;
+        result := ps_error('order_out_of_stock', 'order ' || (p->>'order_id')
+                           || ' asks for more than is in stock; it takes no payment', 'order_id');
         RETURN;
     END IF;
     IF o.currency <> upper(p->>'currency') THEN
@@ -169,6 +169,7 @@ DECLARE
     v_amount bigint;
     v_status integer;
     v_result jsonb;
+    v_order_status text;
 BEGIN
     duplicate := EXISTS (SELECT 1 FROM commands WHERE id = v_id);
     IF duplicate THEN
@@ -196,6 +197,7 @@ BEGIN
         v_status := 404;
         v_result := ps_error('resource_missing', 'no such payment: ' || v_pid, 'id');
     ELSIF c->>'type' = 'payment.process' THEN
+        SELECT o.status INTO v_order_status FROM orders o WHERE o.id = p.order_id FOR SHARE;
         IF p.intent_status NOT IN ('pending', 'failed') THEN
             v_status := 409;
             v_result := ps_error('payment_not_processable', 'payment ' || p.id || ' is '
@@ -203,6 +205,18 @@ BEGIN
         ELSIF EXISTS (SELECT 1 FROM gateway_calls WHERE payment_id = p.id AND finished_at IS NULL) THEN
             v_status := 409;
             v_result := ps_error('payment_busy', 'payment ' || p.id || ' is being processed');
+        ELSIF p.order_id IS NOT NULL AND v_order_status <> 'pending' THEN
+            -- Held (FOR SHARE) until this commits: a sweep cannot cancel
+            -- or expire the order under a charge that has begun.
+            v_status := 409;
+            v_result := ps_error('order_not_pending', 'order ' || p.order_id || ' is '
+                                 || v_order_status || '; only a pending order takes a payment',
+                                 'order_id');
+        ELSIF p.order_id IS NOT NULL AND ps_order_stock(p.order_id) = 'rejected_out_of_stock' THEN
+            v_status := 409;
+            v_result := ps_error('order_out_of_stock', 'order ' || p.order_id
+                                 || ' asks for more than is in stock; it takes no payment',
+                                 'order_id');
         ELSE
             v_amount := p.amount_minor;
         END IF;

@@ -25,6 +25,63 @@ BEGIN
     RETURN r;
 END $$;
 
+-- A product as the products API shows it.
+CREATE FUNCTION ps_product_json(p products) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('object', 'product', 'sku', p.sku, 'name', p.name,
+                              'stock', p.stock, 'reserved', p.reserved,
+                              'available', p.stock - p.reserved, 'version', p.version,
+                              'created_at', p.created_at, 'updated_at', p.updated_at)
+$$;
+
+-- GET /api/v1/products: a page of the catalog by sku, after p_after, for
+-- admins (others see an empty list; the intake answers them 403 first).
+-- p_filter is unused: every list page statement takes one.
+CREATE FUNCTION ps_products_page(p_actor text, p_admin boolean, p_filter text, p_after text,
+                                 p_limit integer) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    WITH page AS (
+        SELECT p FROM products p
+        WHERE p_admin AND (p_after IS NULL OR p.sku > p_after)
+        ORDER BY p.sku LIMIT p_limit + 1
+    ), shown AS (
+        SELECT * FROM page ORDER BY (p).sku LIMIT p_limit
+    )
+    SELECT jsonb_build_object(
+        'object', 'list',
+        'data', coalesce((SELECT jsonb_agg(ps_product_json(s.p) ORDER BY (s.p).sku) FROM shown s),
+                         '[]'),
+        'has_more', (SELECT count(*) FROM page) > p_limit)
+$$;
+
+-- The product.put command of PUT /api/v1/products/{sku}: sets a product's
+-- stock, and its name when one is given (a new product without one is
+-- named after its sku), as paystream-admin products put does. Only an
+-- admin may, and never below the units pending orders hold: the table's
+-- check would refuse it, and the command would end as a dead letter
+-- instead of an answer.
+CREATE FUNCTION ps_product_command(p_sku text, p_admin boolean, p jsonb,
+                                   OUT http_status integer, OUT result jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_old products;
+BEGIN
+    IF NOT p_admin THEN
+        http_status := 403;
+        result := ps_error('admin_only', 'products are changed by admin keys only');
+        RETURN;
+    END IF;
+    SELECT * INTO v_old FROM products WHERE sku = p_sku FOR UPDATE;
+    IF (p->>'stock')::bigint < coalesce(v_old.reserved, 0) THEN
+        http_status := 409;
+        result := ps_error('stock_below_reserved', 'pending orders hold ' || v_old.reserved
+                           || ' units of ' || p_sku || '; stock cannot be set below that',
+                           'stock');
+        RETURN;
+    END IF;
+    http_status := 200;
+    result := ps_product_json(ps_product_put(p_sku, coalesce(p->>'name', v_old.name, p_sku),
+                                             (p->>'stock')::bigint));
+END $$;
+
 -- Moves the lines of p_order that are p_from to p_to and changes their
 -- products' counts by the lines' quantities times p_stock and p_reserved
 -- (-1, 0 or 1), with a movement of p_kind each. Returns the lines moved.

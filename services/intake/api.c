@@ -48,6 +48,7 @@ static int gather_statements(char *err, size_t errlen)
         {auth_statements, &auth_nstatements},       {commands_statements, &commands_nstatements},
         {orders_statements, &orders_nstatements},   {payments_statements, &payments_nstatements},
         {billing_statements, &billing_nstatements}, {accounts_statements, &accounts_nstatements},
+        {products_statements, &products_nstatements},
     };
     pool.nstatements = 0;
     for (size_t m = 0; m < sizeof(modules) / sizeof(modules[0]); m++) {

@@ -20,13 +20,15 @@ static int serves(listener_t listener, const route_t *r)
     return listener == LISTEN_ALL || (listener == LISTEN_ADMIN) == r->admin;
 }
 
-/* Ids in paths are letters, digits and underscores. */
+/* Ids in paths are a letter or digit, then letters, digits and _ . : -
+ * (a product's sku may have those; every other id is letters, digits and
+ * underscores, and its handler checks its own shape). */
 static int id_valid(const char *s, size_t len)
 {
-    if (len == 0 || len > ROUTE_ID_MAX)
+    if (len == 0 || len > ROUTE_ID_MAX || !isalnum((unsigned char)s[0]))
         return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+    for (size_t i = 1; i < len; i++) {
+        if (!isalnum((unsigned char)s[i]) && strchr("_.:-", s[i]) == NULL)
             return 0;
     }
     return 1;

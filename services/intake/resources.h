@@ -48,6 +48,13 @@ void customers_me(api_call_t *call);
 void usage_create(api_call_t *call);
 void billing_create_payment(api_call_t *call);
 
+/* products.c: the catalog's stock, for admins. */
+extern const ps_pg_stmt_t products_statements[];
+extern const size_t products_nstatements;
+void products_list(api_call_t *call);
+void products_get(api_call_t *call);
+void products_put(api_call_t *call);
+
 /* accounts.c: connected accounts. */
 extern const ps_pg_stmt_t accounts_statements[];
 extern const size_t accounts_nstatements;

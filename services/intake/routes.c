@@ -34,5 +34,8 @@ const route_t routes[] = {
     WRITE("POST", "/api/v1/usage", usage_create),
     WRITE("POST", "/billing/create-payment", billing_create_payment),
     READ("GET", "/api/v1/accounts/*", "", accounts_get),
+    READ("GET", "/api/v1/products", "limit starting_after", products_list),
+    READ("GET", "/api/v1/products/*", "", products_get),
+    WRITE("PUT", "/api/v1/products/*", products_put),
 };
 const size_t nroutes = sizeof(routes) / sizeof(routes[0]);

@@ -93,7 +93,8 @@ static void state_gateway(ps_pg_t *pg)
 
 /* Between batches, once a second: the gateway stated until it is; pending
  * orders whose time ran out expire (and release their stock, through
- * order.expired); at start and hourly, retention. */
+ * order.expired), and those the inventory rejected out of stock are
+ * cancelled; at start and hourly, retention. */
 static void housekeeping(ps_pg_t *pg)
 {
     static int64_t retention_due;
@@ -101,6 +102,8 @@ static void housekeeping(ps_pg_t *pg)
     state_gateway(pg);
     if (ps_pg_exec(pg, "SELECT ps_orders_expire(500)", &err) < 0)
         ps_log_warn("cannot expire orders", "detail", err.message, NULL);
+    if (ps_pg_exec(pg, "SELECT ps_orders_cancel_out_of_stock(500)", &err) < 0)
+        ps_log_warn("cannot cancel orders rejected out of stock", "detail", err.message, NULL);
     if (ps_mono_ms() >= retention_due) {
         retention(pg);
         retention_due = ps_mono_ms() + RETENTION_EVERY_MS;

@@ -173,26 +173,49 @@ Test(stock, orders_racing_for_the_last_unit_on_two_workers_leave_exactly_one_win
     cr_assert_str_eq(lost, "11", "every other order is rejected out of stock");
     wait_counts(sku, "1/1");
 
-    /* A rejected order takes no payment, and its customer hears why. */
-    const char *loser = NULL;
-    for (int i = 0; i < ORDERS && loser == NULL; i++) {
+    /* A rejected order is cancelled for it, not left pending; the winner
+     * is not. It takes no payment, and its customer hears why. */
+    const char *loser = NULL, *winner = NULL;
+    for (int i = 0; i < ORDERS; i++) {
         char *s = ts_sql("SELECT ps_order_stock($1)", orders[i], NULL);
         if (strcmp(s, "rejected_out_of_stock") == 0)
             loser = orders[i];
+        else
+            winner = orders[i];
         free(s);
     }
     cr_assert_not_null(loser);
-    ts_http_t r;
+    cr_assert_not_null(winner);
+    cr_assert(ts_wait_sql("11", "SELECT count(*) FROM orders o JOIN stock_reservations r "
+                                "ON r.order_id = o.id WHERE r.sku = $1 AND o.status = 'cancelled' "
+                                "AND o.cancellation_reason = 'out_of_stock'", sku, NULL),
+              "every rejected order is cancelled, out of stock");
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/orders/%s", loser);
+    ts_http_t r = ts_api("GET", path, user, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    char *status = ts_json(r.body, "status"), *reason = ts_json(r.body, "cancellation_reason");
+    cr_assert_str_eq(status, "cancelled");
+    cr_assert_str_eq(reason, "out_of_stock");
+    free(status), free(reason);
+    ts_http_free(&r);
+    char *winning = ts_sql("SELECT status FROM orders WHERE id = $1", winner, NULL);
+    cr_assert_str_eq(winning, "pending", "the order that got the unit waits for its payment");
+    free(winning);
     char body[256];
     snprintf(body, sizeof(body), "{\"order_id\":\"%s\",\"amount\":\"12.50\",\"currency\":\"eur\"}",
              loser);
     r = ts_api("POST", "/api/v1/payments", user, WAIT, body);
     cr_assert_eq(r.status, 409, "%s", r.body);
     char *code = ts_json(r.body, "error.code");
-    cr_assert_str_eq(code, "order_out_of_stock");
+    cr_assert_str_eq(code, "order_not_pending");
     free(code);
     ts_http_free(&r);
     wait_email_sent("order.rejected_out_of_stock", loser);
+    char *cancelled = ts_sql("SELECT count(*) FROM outbox WHERE aggregate = $1 AND type = 'order.cancelled' "
+                             "AND payload->'data'->>'cancellation_reason' = 'out_of_stock'", loser, NULL);
+    cr_assert_str_eq(cancelled, "1", "one order.cancelled, with its reason");
+    free(cancelled);
     free(won);
     free(lost);
     for (int i = 0; i < ORDERS; i++)
@@ -420,5 +443,110 @@ Test(stock, a_webhook_receiver_that_fails_three_times_gets_it_once_more_signed_a
     free(ts_sh(&status, "'%s/services/admin/paystream-admin' subscribers remove %s", admin, name));
     json_decref(calls);
     free(secret);
+    free(order);
+}
+
+/* Calls the API as an admin (a JWT with scope admin) and waits for a
+ * write's result; returns the answer. */
+static ts_http_t as_admin(const char *method, const char *path, const char *body,
+                          const char *idempotency_key)
+{
+    char auth[1024], key[128];
+    ts_bearer(auth, sizeof(auth), "ops_products", 1);
+    snprintf(key, sizeof(key), "Idempotency-Key: %s", idempotency_key ? idempotency_key : "");
+    const char *headers[] = {auth, "Prefer: wait=30", "Content-Type: application/json",
+                             idempotency_key ? key : NULL, NULL};
+    return ts_http(method, path, headers, body, body ? strlen(body) : 0);
+}
+
+/* Asserts r's status and, for an error, its code; frees r. */
+static void expect(ts_http_t r, long status, const char *code)
+{
+    cr_assert_eq(r.status, status, "%s", r.body);
+    if (code) {
+        char *got = ts_json(r.body, "error.code");
+        cr_assert_str_eq(got, code, "%s", r.body);
+        free(got);
+    }
+    ts_http_free(&r);
+}
+
+Test(stock, admins_read_and_set_stock_through_the_products_api_and_no_one_else_can)
+{
+    char unique[64], sku[96], path[160], body[256];
+    ts_unique(unique, sizeof(unique), "");
+    snprintf(sku, sizeof(sku), "TS-RED.XL:%s", unique); /* every character a sku may have */
+    snprintf(path, sizeof(path), "/api/v1/products/%s", sku);
+
+    ts_http_t r = as_admin("PUT", path, "{\"stock\": 5, \"name\": \"Red T-shirt, XL\"}", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    char *got = ts_json(r.body, "available"), *name = ts_json(r.body, "name");
+    cr_assert_str_eq(got, "5");
+    cr_assert_str_eq(name, "Red T-shirt, XL");
+    free(got), free(name);
+    ts_http_free(&r);
+    wait_counts(sku, "5/0");
+
+    /* An order holds 3: stock cannot go below that, and may go down to it. */
+    char *order = order_of("shopper_products", sku, 3, "p@example.com", "Pat", NULL);
+    wait_counts(sku, "5/3");
+    expect(as_admin("PUT", path, "{\"stock\": 2}", NULL), 409, "stock_below_reserved");
+    wait_counts(sku, "5/3");
+    r = as_admin("PUT", path, "{\"stock\": 3}", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    got = ts_json(r.body, "available"), name = ts_json(r.body, "name");
+    cr_assert_str_eq(got, "0");
+    cr_assert_str_eq(name, "Red T-shirt, XL", "a PUT without a name keeps it");
+    free(got), free(name);
+    ts_http_free(&r);
+
+    r = as_admin("GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    char *stock = ts_json(r.body, "stock"), *reserved = ts_json(r.body, "reserved");
+    cr_assert_str_eq(stock, "3");
+    cr_assert_str_eq(reserved, "3");
+    free(stock), free(reserved);
+    ts_http_free(&r);
+    /* The list by sku: starting after a prefix of this sku, it comes first. */
+    char list[256];
+    snprintf(list, sizeof(list), "/api/v1/products?limit=1&starting_after=%.*s", (int)strlen(sku) - 1,
+             sku);
+    r = as_admin("GET", list, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, "[{\"sku\": \"") && strstr(r.body, sku), "%s", r.body);
+    ts_http_free(&r);
+
+    /* A retried PUT with its Idempotency-Key is answered, not applied
+     * again over a change made since (the CLI's). */
+    snprintf(body, sizeof(body), "{\"stock\": 7}");
+    expect(as_admin("PUT", path, body, unique), 200, NULL);
+    int status;
+    free(ts_sh(&status, "'%s/services/admin/paystream-admin' products put '%s' --stock 8",
+               getenv("PAYSTREAM_BUILD_DIR"), sku));
+    cr_assert_eq(status, 0);
+    r = as_admin("PUT", path, body, unique);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    got = ts_json(r.body, "stock");
+    cr_assert_str_eq(got, "7", "the first answer, again");
+    free(got);
+    ts_http_free(&r);
+    wait_counts(sku, "8/3");
+
+    /* Shoppers neither see nor change the catalog, in the intake or the worker. */
+    expect(ts_api("GET", "/api/v1/products", "shopper_products", NULL, NULL), 403, "admin_only");
+    expect(ts_api("GET", path, "shopper_products", NULL, NULL), 403, "admin_only");
+    expect(ts_api("PUT", path, "shopper_products", WAIT, "{\"stock\": 1000}"), 403, "admin_only");
+    wait_counts(sku, "8/3");
+
+    /* Bad input: named, and nothing changes. */
+    expect(as_admin("PUT", path, "{\"stock\": -1}", NULL), 400, "parameter_invalid");
+    expect(as_admin("PUT", path, "{\"stock\": \"5\"}", NULL), 400, "parameter_invalid");
+    expect(as_admin("PUT", path, "{\"stock\": 5, \"price\": 1}", NULL), 400, NULL);
+    expect(as_admin("PUT", path, "{\"stock\": 5, \"name\": \"two\\nlines\"}", NULL), 400,
+           "parameter_invalid");
+    expect(as_admin("GET", "/api/v1/products/no_such_sku_at_all", NULL, NULL), 404,
+           "resource_missing");
+    expect(as_admin("GET", "/api/v1/products/-dash-first", NULL, NULL), 404, NULL);
+    wait_counts(sku, "8/3");
     free(order);
 }
