@@ -61,6 +61,28 @@ static void release_ledger(PGconn *holder)
     PQfinish(holder);
 }
 
+/* A payment made while its order was pending is not charged once the
+ * order is cancelled: the customer would pay for an order that is gone. */
+Test(shop, a_cancelled_orders_payment_is_not_charged)
+{
+    char user[64], path[160];
+    ts_unique(user, sizeof(user), "canceller_");
+    char *order = order_of(user, "12.50");
+    char *payment = payment_for(user, order, "25.00");
+    snprintf(path, sizeof(path), "/api/v1/orders/%s", order);
+    char *reason = ts_call(user, "DELETE", path, NULL, 200, "cancellation_reason");
+    cr_assert_str_eq(reason, "requested");
+    snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
+    char *code = ts_call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 409,
+                         "error.code");
+    cr_assert_str_eq(code, "order_not_pending");
+    char *calls = ts_sql("SELECT count(*) FROM gateway_calls WHERE payment_id = $1", payment, NULL);
+    cr_assert_str_eq(calls, "0", "the gateway was not asked");
+    char *ledger = ts_sql("SELECT count(*) FROM transactions WHERE payment_id = $1", payment, NULL);
+    cr_assert_str_eq(ledger, "0");
+    free(reason), free(code), free(calls), free(ledger), free(payment), free(order);
+}
+
 Test(shop, order_to_full_refund_with_the_ledger_back_to_zero)
 {
     char user[64], path[160];
