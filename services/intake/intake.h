@@ -22,8 +22,8 @@ typedef void (*api_fn)(struct api_call *call);
 
 #define ROUTE_ID_MAX 64 /* longest id in a path */
 
-/* A route: method and path, where "*" stands for one id (letters, digits
- * and underscores); the path is its label in the metrics. A route has a
+/* A route: method and path, where "*" stands for one id (a letter or
+ * digit, then letters, digits and _ . : -); the path is its label in the metrics. A route has a
  * handler run on the HTTP thread (webhooks, probes), or an API handler run
  * on an API thread after authentication (api.h). */
 typedef struct {
@@ -145,6 +145,9 @@ void handle_stripe_webhook(request_t *req);
 void handle_stripe_connect_webhook(request_t *req);
 /* Whether each endpoint has its secret, for GET /health. */
 int webhooks_enabled(int is_connect);
+
+/* page.c: the customer billing page and its script and style. */
+void handle_page(request_t *req);
 
 /* probes.c: probes_start runs the reachability checks behind GET /ready in
  * a thread of their own, once a second, until probes_stop. */

@@ -13,6 +13,9 @@
 const route_t routes[] = {
     ROUTE("POST", "/webhooks/stripe", handle_stripe_webhook),
     ROUTE("POST", "/webhooks/stripe/connect", handle_stripe_connect_webhook),
+    ROUTE("GET", "/billing", handle_page),
+    ROUTE("GET", "/billing/billing.js", handle_page),
+    ROUTE("GET", "/billing/billing.css", handle_page),
     ADMIN("GET", "/health", handle_health),
     ADMIN("GET", "/ready", handle_ready),
     ADMIN("GET", "/metrics", handle_metrics),

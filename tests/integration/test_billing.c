@@ -625,3 +625,110 @@ Test(billing, health_says_the_stripe_mode_and_no_secret)
     free(stripe), free(hooks);
     ts_http_free(&r);
 }
+
+/* The row of table in the billing page's report, as "cell|cell|...". */
+static char *page_row(json_t *page, const char *table, size_t i)
+{
+    json_t *row = json_array_get(json_object_get(page, table), i);
+    char out[512] = "";
+    size_t j;
+    json_t *cell;
+    json_array_foreach(row, j, cell) {
+        if (j)
+            strncat(out, "|", sizeof(out) - strlen(out) - 1);
+        strncat(out, json_string_value(cell) ? json_string_value(cell) : "?",
+                sizeof(out) - strlen(out) - 1);
+    }
+    return strdup(out);
+}
+
+/* The customer billing page in headless Chromium (tests/browser): what it
+ * shows, exactly to the cent, and Pay Now taking the customer to the
+ * Checkout Session made for the payable amount. The customer's name is
+ * markup: the page shows it as text and runs nothing. The screenshot is
+ * kept in the run folder's artifacts. */
+Test(billing, the_billing_page_shows_the_balance_and_pays_it_in_a_browser, .timeout = 180)
+{
+    char user[64], body[256];
+    ts_unique(user, sizeof(user), "page_");
+    snprintf(body, sizeof(body),
+             "{\"email\":\"%s@example.com\",\"name\":\"<img src=x onerror=alert(1)>\"}", user);
+    ts_http_t r = ts_api("POST", "/api/v1/customers", user, WAIT, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    ts_http_free(&r);
+    cr_assert_eq(usage(user, "quantum_shot", 10000, "page-1"), 201); /* 3500.00: invoiced */
+    cr_assert_eq(usage(user, "api_call", 1234, "page-2"), 201);      /* 12.34 */
+    r = ts_api("POST", "/billing/create-payment", user, NULL, "{\"amount\":\"100.00\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    ts_http_free(&r);
+
+    char auth[1024], shot[512];
+    ts_bearer(auth, sizeof(auth), user, 0);
+    const char *jwt = strstr(auth, "Bearer ") + 7;
+    snprintf(shot, sizeof(shot), "%s/artifacts", ts_env("PAYSTREAM_RUN_DIR"));
+    free(ts_sh(NULL, "mkdir -p '%s'", shot));
+    strncat(shot, "/billing-page.png", sizeof(shot) - strlen(shot) - 1);
+    const char *dev = ts_env("PAYSTREAM_DEV"); /* <root>/scripts/dev */
+    int status;
+    char *out = ts_sh(&status,
+                      "cd \"$(dirname \"$(dirname '%s')\")/tests/browser\" && "
+                      "BILLING_TOKEN='%s' BILLING_SCREENSHOT='%s' "
+                      "node billing_page.js",
+                      dev, jwt, shot);
+    cr_assert_eq(status, 0, "the browser run failed: %s", out);
+    json_error_t jerr;
+    json_t *report = json_loads(out, 0, &jerr);
+    cr_assert_not_null(report, "%s: %s", jerr.text, out);
+    json_t *page = json_object_get(report, "page");
+
+    cr_assert_eq(json_array_size(json_object_get(report, "errors")), 0, "%s", out);
+    cr_assert_eq(json_array_size(json_object_get(report, "dialogs")), 0, "no script ran: %s", out);
+    const char *address = json_string_value(json_object_get(page, "address"));
+    cr_assert(address && strstr(address, "token") == NULL, "the credential leaves the address bar: %s",
+              address);
+    char who[160];
+    snprintf(who, sizeof(who), "<img src=x onerror=alert(1)> · %s@example.com", user);
+    cr_assert_str_eq(json_string_value(json_object_get(page, "who")), who);
+    cr_assert_str_eq(json_string_value(json_object_get(page, "balance")), "USD 3,512.34");
+    cr_assert_str_eq(json_string_value(json_object_get(page, "payable")), "USD 3,412.34",
+                     "the balance less the open session's 100.00");
+    char *row = page_row(page, "usage", 0);
+    cr_assert_str_eq(row, "api_call|1234|USD 12.34");
+    free(row);
+    row = page_row(page, "usage", 1);
+    cr_assert_str_eq(row, "quantum_shot|10000|USD 3,500.00");
+    free(row);
+    cr_assert_eq(json_array_size(json_object_get(page, "usage")), 2);
+    char *invoice = ts_sql("SELECT id || '|' || to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') "
+                           "|| '|USD 3,500.00' FROM invoices WHERE customer_id = $1 AND status = 'open'",
+                           user, NULL);
+    row = page_row(page, "invoices", 0);
+    cr_assert_str_eq(row, invoice, "the threshold invoice, for the balance that crossed it");
+    free(row), free(invoice);
+    cr_assert_eq(json_array_size(json_object_get(page, "invoices")), 1);
+    row = page_row(page, "payments", 0);
+    cr_assert(strstr(row, "|open|USD 100.00") != NULL, "%s", row);
+    free(row);
+    cr_assert(json_is_true(json_object_get(page, "pay_enabled")));
+    cr_assert(json_is_false(json_object_get(page, "signin_shown")), "signed in, no sign-in form");
+
+    /* Pay Now asked for the payable amount and went to its session's page. */
+    char *url = ts_sql("SELECT url FROM checkout_sessions WHERE customer_id = $1 AND amount_minor = 341234",
+                       user, NULL);
+    cr_assert(url && strncmp(url, "https://", 8) == 0, "a session for 3412.34: %s", url);
+    cr_assert_str_eq(json_string_value(json_object_get(report, "checkout_url")), url);
+    cr_assert(strstr(out, "\"POST /billing/create-payment\""), "%s", out);
+    free(url);
+
+    FILE *f = fopen(shot, "rb");
+    cr_assert_not_null(f, "the screenshot %s", shot);
+    unsigned char sig[8] = {0};
+    size_t got = fread(sig, 1, sizeof(sig), f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    cr_assert(got == 8 && memcmp(sig, "\x89PNG\r\n\x1a\n", 8) == 0, "%s is a PNG", shot);
+    cr_assert_gt(size, 10000, "a real screenshot, %ld bytes", size);
+    json_decref(report);
+    free(out);
+}
