@@ -52,7 +52,7 @@ CREATE FUNCTION ps_payment_json(p_id text) RETURNS jsonb LANGUAGE sql STABLE AS 
         'captured_minor', p.captured_minor, 'refunded_minor', p.refunded_minor,
         'gateway', p.gateway, 'gateway_payment_id', p.gateway_payment_id,
         'gateway_status', p.gateway_status, 'payment_method', p.payment_method,
-        'account', p.account,
+        'account', p.account, 'next_action', p.next_action,
         'failure_code', p.failure_code, 'failure_message', p.failure_message,
         'created_at', p.created_at, 'updated_at', p.updated_at)
     FROM payments p WHERE p.id = p_id
@@ -145,12 +145,21 @@ END $$;
 -- What the worker needs to make call g for payment p (Stripe-Account
 -- from its account). A refund's description stays in paystream: Stripe's
 -- refunds take only their three reasons.
+-- capture_id is the charge that a refund gives back from (PayPal refunds a
+-- capture, not an order); description the refund's reason in the caller's
+-- words, for a gateway that takes it.
 CREATE FUNCTION ps_gateway_call_json(g gateway_calls, p payments) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('kind', g.kind, 'gateway', g.gateway, 'amount_minor', g.amount_minor,
                               'currency', g.currency, 'payment_method', g.payment_method,
-                              'reason', g.reason, 'payment_id', p.id, 'order_id', p.order_id,
-                              'gateway_payment_id', p.gateway_payment_id, 'account', p.account)
+                              'reason', g.reason, 'description', g.description,
+                              'payment_id', p.id, 'order_id', p.order_id,
+                              'gateway_payment_id', p.gateway_payment_id, 'account', p.account,
+                              'next_action', p.next_action,
+                              'capture_id', (SELECT t.gateway_transaction_id FROM transactions t
+                                             WHERE t.payment_id = p.id AND t.type = 'charge'
+                                               AND t.status = 'succeeded'
+                                             ORDER BY t.id DESC LIMIT 1))
 $$;
 
 -- Starts a command that calls the gateway (payment.process or
@@ -260,6 +269,19 @@ BEGIN
     call := ps_gateway_call_json(g, p);
 END $$;
 
+-- Brings payment p_id's refunded amounts up to its succeeded refunds:
+-- refunded_minor only grows, and never past what was captured.
+CREATE FUNCTION ps_payment_refunds_sum(p_id text) RETURNS void LANGUAGE sql AS $$
+    UPDATE payments SET
+        refunds_succeeded_minor = (SELECT coalesce(sum(amount_minor), 0) FROM refunds
+                                   WHERE payment_id = p_id AND status = 'succeeded'),
+        updated_at = now(), version = version + 1
+     WHERE id = p_id;
+    UPDATE payments SET refunded_minor = greatest(refunded_minor,
+                                                  least(captured_minor, refunds_succeeded_minor))
+     WHERE id = p_id;
+$$;
+
 -- Records the gateway's answer to the call of command c. o is {outcome:
 -- succeeded | processing | requires_action | pending (a refund) | failed |
 -- error, gateway_payment_id,
@@ -314,6 +336,7 @@ BEGIN
             captured_minor = CASE WHEN o->>'outcome' = 'succeeded'
                                   THEN greatest(captured_minor, g.amount_minor) ELSE captured_minor END,
             failure_code = o->>'failure_code', failure_message = o->>'failure_message',
+            next_action = CASE WHEN v_state = 'pending' THEN o->'next_action' END,
             version = version + 1, updated_at = now()
          WHERE id = p.id;
         IF o->>'outcome' = 'succeeded' AND v_txn IS NOT NULL THEN
@@ -340,14 +363,7 @@ BEGIN
                 VALUES (p.id, 'refund', g.amount_minor, g.currency, 'succeeded', v_txn)
                 ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
             END IF;
-            UPDATE payments SET
-                refunds_succeeded_minor = (SELECT coalesce(sum(amount_minor), 0) FROM refunds
-                                           WHERE payment_id = p.id AND status = 'succeeded'),
-                updated_at = now(), version = version + 1
-             WHERE id = p.id;
-            UPDATE payments SET refunded_minor = greatest(refunded_minor,
-                                                          least(captured_minor, refunds_succeeded_minor))
-             WHERE id = p.id;
+            PERFORM ps_payment_refunds_sum(p.id);
             v_status := 200;
             v_result := ps_payment_json(p.id) || jsonb_build_object('refund', jsonb_build_object(
                 'id', v_txn, 'amount_minor', g.amount_minor, 'currency', g.currency,

@@ -145,6 +145,18 @@ void handle_stripe_webhook(request_t *req);
 void handle_stripe_connect_webhook(request_t *req);
 /* Whether each endpoint has its secret, for GET /health. */
 int webhooks_enabled(int is_connect);
+/* Publishes a verified webhook event (the request's body) to topic under
+ * key, with an envelope of source and type; answers the request from
+ * Kafka's delivery report: 200 once acknowledged, else 503. */
+void webhook_publish(request_t *req, const char *topic, const char *source, const char *type,
+                     const char *key, const char *event_id);
+
+/* paypal.c: PayPal webhooks (POST /webhooks/paypal), verified with
+ * PAYPAL_WEBHOOK_ID and PayPal's certificates. */
+int paypal_webhooks_init(char *err, size_t errlen);
+void paypal_webhooks_free(void);
+int paypal_webhooks_enabled(void);
+void handle_paypal_webhook(request_t *req);
 
 /* page.c: the customer billing page and its script and style. */
 void handle_page(request_t *req);

@@ -41,6 +41,16 @@ static const ps_cfg_var_t config[] = {
      "whsec_ secret(s) of the Connect endpoint, comma-separated while rolling"},
     {"STRIPE_WEBHOOK_TOLERANCE_S", PS_CFG_INT, "300", 1, 86400,
      "largest age (or lead) of a signature timestamp, in seconds"},
+    {"PAYPAL_WEBHOOK_ID", PS_CFG_STRING, "", 0, 0,
+     "id(s) PayPal gave this server's webhook, comma-separated; unset, /webhooks/paypal "
+     "answers 503"},
+    {"PAYPAL_CERT_URL_PREFIXES", PS_CFG_STRING,
+     "https://api.paypal.com/v1/notifications/certs/,https://api-m.paypal.com/v1/notifications/"
+     "certs/,https://api.sandbox.paypal.com/v1/notifications/certs/,https://api-m.sandbox."
+     "paypal.com/v1/notifications/certs/", 0, 0,
+     "where PayPal's signing certificates may come from (PAYPAL-CERT-URL), comma-separated"},
+    {"PAYPAL_CERT_CA_FILE", PS_CFG_STRING, "", 0, 0,
+     "PEM file of the CAs PayPal's signing certificate must chain to; unset, the system's"},
     {"PAYSTREAM_JWT_SECRET", PS_CFG_SECRET, "", 0, 0,
      "HS256 key of the API's bearer tokens; unset, only API keys are accepted"},
     {"PAYSTREAM_API_THREADS", PS_CFG_INT, "4", 1, 64,
@@ -175,7 +185,8 @@ int main(int argc, char **argv)
     ps_malloc_tune();
     if (ps_config_start("intake", config, NCONFIG) < 0)
         return 2;
-    if (webhooks_init(err, sizeof(err)) < 0 || auth_init(err, sizeof(err)) < 0) {
+    if (webhooks_init(err, sizeof(err)) < 0 || paypal_webhooks_init(err, sizeof(err)) < 0 ||
+        auth_init(err, sizeof(err)) < 0) {
         fprintf(stderr, "paystream-intake: %s\n", err);
         return 2;
     }
@@ -240,6 +251,7 @@ int main(int argc, char **argv)
     rd_kafka_flush(intake.producer, 1000);
     rd_kafka_destroy(intake.producer);
     webhooks_free();
+    paypal_webhooks_free();
     auth_free();
     ps_log_info("intake stopped", NULL);
     return rc;

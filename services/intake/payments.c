@@ -13,8 +13,8 @@
 #include "validate.h"
 
 const ps_pg_stmt_t payments_statements[] = {
-    {"payment", "SELECT ps_payment_json(id)::text, coalesce(order_id, ''), status, currency "
-                "FROM payments WHERE id = $1 AND (actor = $2 OR $3::boolean)", 3},
+    {"payment", "SELECT ps_payment_json(id)::text, coalesce(order_id, ''), status, currency, "
+                "gateway FROM payments WHERE id = $1 AND (actor = $2 OR $3::boolean)", 3},
     {"payments_page", "SELECT ps_payments_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
     {"transactions_page",
      "SELECT ps_transactions_page($1, $2::boolean, $3, $4, $5::integer)::text", 5},
@@ -123,14 +123,17 @@ void payments_create(api_call_t *call)
         goto done;
     /* The order service's clients choose the gateway here; the worker
      * knows which it has (payment_gateway in commands.c). */
-    if (gateway && strcmp(gateway, "stripe") != 0 && strcmp(gateway, "sandbox") != 0) {
-        if (strcmp(gateway, "paypal") == 0)
-            api_error(call, 400, "gateway_unavailable",
-                      "paypal is not a gateway of this server; use stripe or sandbox",
-                      "payment_method");
-        else
-            api_error(call, 400, "parameter_invalid",
-                      "payment_method must be stripe or sandbox (the gateway)", "payment_method");
+    if (gateway && strcmp(gateway, "stripe") != 0 && strcmp(gateway, "sandbox") != 0 &&
+        strcmp(gateway, "paypal") != 0) {
+        api_error(call, 400, "parameter_invalid",
+                  "payment_method must be stripe, paypal or sandbox (the gateway)",
+                  "payment_method");
+        goto done;
+    }
+    if (gateway && strcmp(gateway, "paypal") == 0 && account) {
+        api_error(call, 400, "parameter_invalid",
+                  "a payment on behalf of a connected account goes to Stripe, not paypal",
+                  "payment_method");
         goto done;
     }
     ps_pg_err_t err;
@@ -171,6 +174,31 @@ done:
     json_decref(body);
 }
 
+/* The payment method of a process: a pm_ id for a card payment; nothing,
+ * or "paypal", for a PayPal payment, whose buyer approves it at PayPal
+ * (the first process makes the PayPal order, the next captures it).
+ * Returns it, or NULL after answering 400. */
+static const char *process_method(api_call_t *call, const char *method, const char *param,
+                                  const char *gateway)
+{
+    if (strcmp(gateway, "paypal") == 0) {
+        if (method == NULL || strcmp(method, "paypal") == 0)
+            return "paypal";
+        api_errorf(call, 400, "parameter_invalid", param,
+                   "a PayPal payment is approved at PayPal: leave %s out", param);
+        return NULL;
+    }
+    if (method == NULL) {
+        api_error(call, 400, "parameter_invalid", "payment_method is required", "payment_method");
+        return NULL;
+    }
+    if (strncmp(method, "pm_", 3) != 0) {
+        api_errorf(call, 400, "parameter_invalid", param, "%s must be a pm_ id", param);
+        return NULL;
+    }
+    return method;
+}
+
 void payments_process(api_call_t *call)
 {
     /* payment_method_id is the order service's name for payment_method, and
@@ -196,20 +224,13 @@ void payments_process(api_call_t *call)
         goto done;
     }
     method = method ? method : method_id;
-    if (method == NULL) {
-        api_error(call, 400, "parameter_invalid", "payment_method is required", "payment_method");
-        goto done;
-    }
-    if (strncmp(method, "pm_", 3) != 0) {
-        api_errorf(call, 400, "parameter_invalid", param, "%s must be a pm_ id", param);
-        goto done;
-    }
     if (confirmation && strcmp(confirmation, "automatic") != 0 && strcmp(confirmation, "manual") != 0) {
         api_error(call, 400, "parameter_invalid", "confirmation_method must be automatic or manual",
                   "confirmation_method");
         goto done;
     }
-    if ((res = payment_read(call)) == NULL)
+    if ((res = payment_read(call)) == NULL ||
+        (method = process_method(call, method, param, PQgetvalue(res, 0, 4))) == NULL)
         goto done;
     const char *status = PQgetvalue(res, 0, 2);
     if (api_checks_state(call) && strcmp(status, "pending") != 0 && strcmp(status, "failed") != 0) {

@@ -13,6 +13,7 @@
 const route_t routes[] = {
     ROUTE("POST", "/webhooks/stripe", handle_stripe_webhook),
     ROUTE("POST", "/webhooks/stripe/connect", handle_stripe_connect_webhook),
+    ROUTE("POST", "/webhooks/paypal", handle_paypal_webhook),
     ROUTE("GET", "/billing", handle_page),
     ROUTE("GET", "/billing/billing.js", handle_page),
     ROUTE("GET", "/billing/billing.css", handle_page),

@@ -179,21 +179,20 @@ static void verify_failed(request_t *req, endpoint_t *ep, ps_sig_result_t r)
                        "Stripe-Signature");
 }
 
-/* Publishes a verified event; the answer comes from the delivery report. */
-static void publish(request_t *req, endpoint_t *ep, const ps_json_field_t *f)
+void webhook_publish(request_t *req, const char *topic, const char *source, const char *type,
+                     const char *key, const char *event_id)
 {
-    const char *key = event_key(f, ep == &connect_ep);
     ps_envelope_t env;
-    ps_envelope_init(&env, ep->source, field_string(f, F_TYPE));
+    ps_envelope_init(&env, source, type);
     event_publish_t *pub = ps_xcalloc(1, sizeof(*pub));
     pub->req = req;
     pub->base.done = delivered;
     pub->base.produced_us = ps_mono_us();
     memcpy(pub->message_id, env.message_id, sizeof(pub->message_id));
-    ps_strlcpy(pub->event_id, field_string(f, F_ID), sizeof(pub->event_id));
+    ps_strlcpy(pub->event_id, event_id, sizeof(pub->event_id));
     http_defer(req);
     rd_kafka_resp_err_t err =
-        ps_envelope_produce(intake.producer, ep->topic, key, req->body, req->len, &env, pub);
+        ps_envelope_produce(intake.producer, topic, key, req->body, req->len, &env, pub);
     if (err) {
         /* Not even queued (queue full, fatal idempotence error): no report
          * will come, so answer now. */
@@ -243,7 +242,8 @@ static void handle_webhook(request_t *req, endpoint_t *ep)
         snprintf(msg, sizeof(msg), "body is not a Stripe event: field %s is missing or invalid", bad);
         http_respond_error(req, 400, "invalid_request_error", "not_a_stripe_event", msg, bad);
     } else {
-        publish(req, ep, f);
+        webhook_publish(req, ep->topic, ep->source, field_string(f, F_TYPE),
+                        event_key(f, ep == &connect_ep), field_string(f, F_ID));
     }
 }
 

@@ -1,7 +1,7 @@
 /* Applying a poll batch exactly once in effect. Its Stripe events go in one
  * transaction and one call of ps_apply_stripe_events, its commands in one of
- * ps_apply_commands, its usage records in one of ps_apply_usage (dedupe
- * included in each); see ps_apply_group for what happens when one of them
+ * ps_apply_commands, its usage records in one of ps_apply_usage, its PayPal
+ * events in one of ps_apply_paypal_events (dedupe included in each); see ps_apply_group for what happens when one of them
  * fails. Commands that call a gateway go alone, in their place in the log. */
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +14,8 @@ const ps_pg_stmt_t payments_statements[] = {
      "SELECT ord, event_id, outcome, note::text FROM ps_apply_stripe_events($1::jsonb)", 1},
     {"apply_commands", "SELECT ord, command_id, outcome FROM ps_apply_commands($1::jsonb)", 1},
     {"apply_usage", "SELECT ord, record_id, outcome FROM ps_apply_usage($1::jsonb)", 1},
+    {"apply_paypal_events",
+     "SELECT ord, event_id, outcome, note::text FROM ps_apply_paypal_events($1::jsonb)", 1},
     {"gateway_begin", "SELECT call::text, duplicate FROM ps_gateway_begin($1::jsonb)", 1},
     {"gateway_finish", "SELECT ps_gateway_finish($1::jsonb, $2::jsonb)", 2},
     {"billing_begin", "SELECT call::text, duplicate FROM ps_billing_begin($1::jsonb)", 1},
@@ -52,6 +54,7 @@ int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t 
         {"apply_stripe_events", ps_xcalloc(n, sizeof(ps_batch_msg_t *)), 0},
         {"apply_commands", ps_xcalloc(n, sizeof(ps_batch_msg_t *)), 0},
         {"apply_usage", ps_xcalloc(n, sizeof(ps_batch_msg_t *)), 0},
+        {"apply_paypal_events", ps_xcalloc(n, sizeof(ps_batch_msg_t *)), 0},
     };
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -64,6 +67,9 @@ int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t 
         } else if (strcmp(topic, PS_TOPIC_COMMANDS_USAGE) == 0) {
             g = &groups[2];
             usage_prepare(&ecs[i]);
+        } else if (strcmp(topic, PS_TOPIC_PAYPAL_EVENTS) == 0) {
+            g = &groups[3];
+            paypal_event_prepare(&ecs[i]);
         } else if (strcmp(topic, PS_TOPIC_STRIPE_CONNECT_EVENTS) != 0) {
             stripe_event_prepare(&ecs[i], 0);
         } else if (for_payments(&ecs[i])) {

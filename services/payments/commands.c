@@ -41,22 +41,33 @@ const char *command_shape_error(json_t *root)
 }
 
 /* The gateway of a new payment: this worker's own for the actor (Stripe
- * when it has the key, the sandbox for a sandbox key or without it). The
- * API's payment_method (gateway_asked) may only name that one: a shopper
- * who could pick the sandbox on a Stripe server would pay nothing. Another
- * is said in gateway_refused, which ps_payment_create answers with 409
+ * when it has the key, the sandbox for a sandbox key or without it), or
+ * PayPal when the API's payment_method (gateway_asked) says so and this
+ * worker has PayPal's credentials (never for a sandbox key, which pays
+ * nothing real). payment_method may name no other: a shopper who could
+ * pick the sandbox on a Stripe server would pay nothing. A refusal is said
+ * in gateway_refused, which ps_payment_create answers with 409
  * gateway_unavailable. */
 static void payment_gateway(json_t *params, int sandbox)
 {
     const char *own = gateway_for(sandbox);
     const char *asked = json_string_value(json_object_get(params, "gateway_asked"));
-    if (asked && strcmp(asked, own) != 0)
-        json_object_set_new(params, "gateway_refused",
-                            json_string(strcmp(own, "stripe") == 0
-                                            ? "this server's payments go to Stripe"
-                                        : sandbox ? "a sandbox key pays on the sandbox only"
-                                                  : "this server has no Stripe key; its payments "
-                                                    "go to the sandbox"));
+    const char *refused = NULL;
+    if (asked && strcmp(asked, "paypal") == 0) {
+        if (sandbox)
+            refused = "a sandbox key pays on the sandbox only";
+        else if (!gateway_paypal_enabled())
+            refused = "this server has no PayPal credentials";
+        else
+            own = "paypal";
+    } else if (asked && strcmp(asked, own) != 0) {
+        refused = strcmp(own, "stripe") == 0 ? "this server's payments go to Stripe"
+                  : sandbox                  ? "a sandbox key pays on the sandbox only"
+                                             : "this server has no Stripe key; its payments "
+                                               "go to the sandbox";
+    }
+    if (refused)
+        json_object_set_new(params, "gateway_refused", json_string(refused));
     json_object_set_new(params, "gateway", json_string(own));
 }
 

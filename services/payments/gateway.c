@@ -1,5 +1,7 @@
 /* The gateways behind the commands that call one: stripe
- * (gateway_stripe.c) when STRIPE_SECRET_KEY is set, and the sandbox.
+ * (gateway_stripe.c) when STRIPE_SECRET_KEY is set, paypal
+ * (gateway_paypal.c) when PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET are,
+ * and the sandbox.
  *
  * sandbox: deterministic and offline, after Stripe's test payment methods.
  * pm_card_visa (and the other plain test cards) succeed,
@@ -18,7 +20,7 @@
 
 #define SANDBOX_CHECKOUT_URL "https://checkout.sandbox.paystream.invalid/pay/"
 
-static int stripe_enabled;
+static int stripe_enabled, paypal_enabled;
 
 static const struct {
     const char *method;
@@ -88,6 +90,17 @@ void gateway_init(void)
                                          (long)ps_config_int("STRIPE_TIMEOUT_MS"),
                                          ps_config_str("PAYSTREAM_CHECKOUT_SUCCESS_URL"),
                                          ps_config_str("PAYSTREAM_CHECKOUT_CANCEL_URL")) == 0;
+    const char *id = ps_config_str("PAYPAL_CLIENT_ID"), *secret = ps_config_str("PAYPAL_CLIENT_SECRET");
+    paypal_enabled = *id != '\0' && *secret != '\0' &&
+                     paypal_gateway_init(id, secret, ps_config_str("PAYPAL_API_BASE"),
+                                         (long)ps_config_int("PAYPAL_TIMEOUT_MS"),
+                                         ps_config_str("PAYPAL_RETURN_URL"),
+                                         ps_config_str("PAYPAL_CANCEL_URL")) == 0;
+}
+
+int gateway_paypal_enabled(void)
+{
+    return paypal_enabled;
 }
 
 int gateway_stripe_enabled(void)
@@ -99,6 +112,8 @@ void gateway_free(void)
 {
     if (stripe_enabled)
         stripe_gateway_free();
+    if (paypal_enabled)
+        paypal_gateway_free();
 }
 
 const char *gateway_for(int sandbox_actor)
@@ -122,6 +137,8 @@ int gateway_call(json_t *call, const char *command_id, json_t **outcome, char *e
     }
     if (strcmp(gateway, "stripe") == 0 && stripe_enabled)
         return stripe_gateway_call(call, command_id, outcome, err, errlen);
+    if (strcmp(gateway, "paypal") == 0 && paypal_enabled)
+        return paypal_gateway_call(call, command_id, outcome, err, errlen);
     /* Nothing was asked of any gateway: a definite refusal. */
     char message[128];
     snprintf(message, sizeof(message), "the %.32s gateway is not configured on this worker",

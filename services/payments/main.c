@@ -28,6 +28,16 @@ static const ps_cfg_var_t config[] = {
     {"STRIPE_TIMEOUT_MS", PS_CFG_INT, "30000", 1000, 600000,
      "longest wait for one answer of Stripe's API before asking again"},
     PS_CFG_STRIPE_MODE,
+    {"PAYPAL_CLIENT_ID", PS_CFG_STRING, "", 0, 0,
+     "client id of the PayPal REST app; with PAYPAL_CLIENT_SECRET, payments may go to PayPal"},
+    {"PAYPAL_CLIENT_SECRET", PS_CFG_SECRET, "", 0, 0, "secret of the PayPal REST app"},
+    {"PAYPAL_API_BASE", PS_CFG_STRING, "https://api-m.paypal.com", 0, 0,
+     "base URL of PayPal's API (https://api-m.sandbox.paypal.com for PayPal's sandbox)"},
+    {"PAYPAL_TIMEOUT_MS", PS_CFG_INT, "30000", 1000, 600000,
+     "longest wait for one answer of PayPal's API before asking again"},
+    {"PAYPAL_RETURN_URL", PS_CFG_STRING, "", 0, 0,
+     "where PayPal sends a buyer who approved a payment (the shop then processes it again)"},
+    {"PAYPAL_CANCEL_URL", PS_CFG_STRING, "", 0, 0, "where PayPal sends a buyer who went back"},
     PS_CFG_BILLING,
     {"PAYSTREAM_INVOICE_THRESHOLD", PS_CFG_STRING, "3000.00", 0, 0,
      "open balance (decimal, billing currency) at which a customer is invoiced; 0 turns it off"},
@@ -131,7 +141,8 @@ int main(int argc, char **argv)
     /* Connect events too: a payment made on behalf of a connected account
      * (Stripe-Account) is reported to the Connect endpoint. */
     static const char *const topics[] = {PS_TOPIC_STRIPE_EVENTS, PS_TOPIC_STRIPE_CONNECT_EVENTS,
-                                         PS_TOPIC_COMMANDS_PAYMENTS, PS_TOPIC_COMMANDS_USAGE, NULL};
+                                         PS_TOPIC_PAYPAL_EVENTS, PS_TOPIC_COMMANDS_PAYMENTS,
+                                         PS_TOPIC_COMMANDS_USAGE, NULL};
     ps_worker_t w;
     if (ps_worker_open(&w, "paystream-payments", ps_config_str("PAYSTREAM_PAYMENTS_GROUP"), topics,
                        payments_statements, payments_nstatements) < 0)

@@ -30,6 +30,9 @@ void stripe_event_prepare(ps_batch_msg_t *ec, int connect);
  * connected account's checkouts, subscriptions and invoices are its own. */
 int stripe_event_handled(const char *type, int connect);
 
+/* paypal_events.c: the same for a PayPal webhook event. */
+void paypal_event_prepare(ps_batch_msg_t *ec);
+
 /* commands.c: the same for an API command (for ps_apply_commands). */
 void command_prepare(ps_batch_msg_t *ec);
 
@@ -61,7 +64,7 @@ int gateway_command_apply(ps_pg_t *pg, rd_kafka_t *dlq, ps_batch_msg_t *ec,
 
 /* gateway.c: the gateways behind the commands that call one. A call is
  * the object the begin step returns: kind (charge, refund, customer,
- * checkout), gateway (stripe, sandbox) and what that kind needs (see
+ * checkout), gateway (stripe, paypal, sandbox) and what that kind needs (see
  * gateway_stripe.c); the idempotency key is the command id. */
 
 /* Reads the gateways' configuration (STRIPE_SECRET_KEY, ...). */
@@ -70,6 +73,9 @@ void gateway_free(void);
 
 /* Whether the stripe gateway is configured. */
 int gateway_stripe_enabled(void);
+
+/* Whether the paypal gateway is configured. */
+int gateway_paypal_enabled(void);
 
 /* The gateway of a new payment or customer: the sandbox for a sandbox actor
  * or when no Stripe key is configured, else stripe. */
@@ -87,6 +93,13 @@ int stripe_gateway_init(const char *secret_key, const char *api_base, long timeo
                         const char *success_url, const char *cancel_url);
 void stripe_gateway_free(void);
 int stripe_gateway_call(json_t *call, const char *command_id, json_t **outcome, char *err,
+                        size_t errlen);
+
+/* gateway_paypal.c: the paypal gateway (gateway_call's contract). */
+int paypal_gateway_init(const char *client_id, const char *secret, const char *api_base,
+                        long timeout_ms, const char *return_url, const char *cancel_url);
+void paypal_gateway_free(void);
+int paypal_gateway_call(json_t *call, const char *command_id, json_t **outcome, char *err,
                         size_t errlen);
 
 /* A usage record as a Stripe billing meter event. */
