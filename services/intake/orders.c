@@ -120,7 +120,7 @@ void orders_list(api_call_t *call)
         if (order_statuses[i] == NULL) {
             api_error(call, 400, "parameter_invalid",
                       "status must be one of pending, paid, processing, shipped, delivered, "
-                      "cancelled, refunded", "status");
+                      "cancelled, expired, refunded", "status");
             return;
         }
     }

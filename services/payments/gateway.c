@@ -17,6 +17,7 @@
 
 #include "payments.h"
 #include "paystream/config.h"
+#include "paystream/util.h"
 
 #define SANDBOX_CHECKOUT_URL "https://checkout.sandbox.paystream.invalid/pay/"
 
@@ -80,6 +81,21 @@ static json_t *sandbox_billing(const char *kind, const char *digits)
     snprintf(url, sizeof(url), "%s%s", SANDBOX_CHECKOUT_URL, id);
     return json_pack("{s:s, s:s, s:s, s:s}", "outcome", "succeeded", "gateway", "sandbox",
                      "session_id", id, "url", url);
+}
+
+#define ANSWER_MAX (1024 * 1024)
+
+size_t gateway_on_body(char *data, size_t size, size_t n, void *answer)
+{
+    gateway_answer_t *a = answer;
+    size_t add = size * n;
+    if (a->len + add > ANSWER_MAX)
+        return 0;
+    a->body = ps_xrealloc(a->body, a->len + add + 1);
+    memcpy(a->body + a->len, data, add);
+    a->len += add;
+    a->body[a->len] = '\0';
+    return add;
 }
 
 void gateway_init(void)

@@ -21,7 +21,6 @@
 #include "paystream/money.h"
 #include "paystream/util.h"
 
-#define BODY_MAX (1024 * 1024)
 #define TOKEN_MARGIN_MS 60000
 
 static struct {
@@ -32,37 +31,17 @@ static struct {
     int64_t token_until_ms;
 } paypal;
 
-typedef struct {
-    char *body;
-    size_t len;
-    char debug_id[64];
-} answer_t;
-
 static const char *str(json_t *o, const char *key)
 {
     return json_string_value(json_object_get(o, key));
 }
 
-static size_t on_body(char *data, size_t size, size_t n, void *userp)
-{
-    answer_t *a = userp;
-    size_t add = size * n;
-    if (a->len + add > BODY_MAX)
-        return 0; /* not PayPal: fail the transfer */
-    char *grown = ps_xrealloc(a->body, a->len + add + 1);
-    memcpy(grown + a->len, data, add);
-    a->len += add;
-    grown[a->len] = '\0';
-    a->body = grown;
-    return add;
-}
-
 static size_t on_header(char *data, size_t size, size_t n, void *userp)
 {
-    answer_t *a = userp;
+    gateway_answer_t *a = userp;
     size_t len = size * n;
     if (len > 15 && strncasecmp(data, "Paypal-Debug-Id:", 16) == 0)
-        sscanf(data + 16, " %63[^\r\n]", a->debug_id);
+        sscanf(data + 16, " %63[^\r\n]", a->request_id);
     return len;
 }
 
@@ -111,11 +90,11 @@ static int paypal_post(const char *path, const char *request_id, const char *bod
         h = curl_slist_append(h, "Content-Type: application/json");
         h = curl_slist_append(h, "Prefer: return=representation");
     }
-    answer_t a = {0};
+    gateway_answer_t a = {0};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, gateway_on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
@@ -132,7 +111,7 @@ static int paypal_post(const char *path, const char *request_id, const char *bod
     char status[16];
     snprintf(status, sizeof(status), "%ld", *http);
     ps_log_info("paypal answered", "request_id", request_id, "path", path, "status", status,
-                "debug_id", a.debug_id[0] ? a.debug_id : NULL, NULL);
+                "debug_id", a.request_id[0] ? a.request_id : NULL, NULL);
     if (rc == CURLE_OK)
         return 0;
     snprintf(err, errlen, "no answer from PayPal: %s", curl_easy_strerror(rc));

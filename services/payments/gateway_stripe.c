@@ -26,7 +26,6 @@
 
 #define STRIPE_VERSION "2024-06-20"
 #define FORM_MAX 8192
-#define BODY_MAX (1024 * 1024)
 
 static struct {
     char auth[256];
@@ -34,13 +33,6 @@ static struct {
     long timeout_ms;
 } stripe;
 
-/* The answer being read. */
-typedef struct {
-    char *body;
-    size_t len;
-    int should_retry; /* Stripe-Should-Retry: 1 true, 0 false, -1 absent */
-    char request_id[64];
-} answer_t;
 
 /* A request being written: its form, and the connected account it is
  * made on behalf of (the Stripe-Account header), if any. */
@@ -90,23 +82,9 @@ void stripe_gateway_free(void)
     curl_global_cleanup();
 }
 
-static size_t on_body(char *data, size_t size, size_t n, void *userp)
-{
-    answer_t *a = userp;
-    size_t add = size * n;
-    if (a->len + add > BODY_MAX)
-        return 0; /* not Stripe: fail the transfer */
-    char *grown = ps_xrealloc(a->body, a->len + add + 1);
-    memcpy(grown + a->len, data, add);
-    a->len += add;
-    grown[a->len] = '\0';
-    a->body = grown;
-    return add;
-}
-
 static size_t on_header(char *data, size_t size, size_t n, void *userp)
 {
-    answer_t *a = userp;
+    gateway_answer_t *a = userp;
     size_t len = size * n;
     if (len > 20 && strncasecmp(data, "Stripe-Should-Retry:", 20) == 0)
         a->should_retry = strstr(data + 20, "true") ? 1 : 0;
@@ -161,12 +139,12 @@ static int stripe_post(const char *path, const char *idempotency_key, form_t *f,
         h = curl_slist_append(h, account);
     }
     h = curl_slist_append(h, "Stripe-Version: " STRIPE_VERSION);
-    answer_t a = {.should_retry = -1};
+    gateway_answer_t a = {.should_retry = -1};
     CURL *c = f->curl;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, f->text);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, gateway_on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);

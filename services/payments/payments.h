@@ -81,6 +81,20 @@ int gateway_paypal_enabled(void);
  * or when no Stripe key is configured, else stripe. */
 const char *gateway_for(int sandbox_actor);
 
+/* An answer of a gateway's API as libcurl reads it: the body, and the
+ * gateway's id of the request (Stripe's Request-Id, PayPal's
+ * Paypal-Debug-Id) for the logs. */
+typedef struct {
+    char *body; /* malloc'd, NUL-terminated; NULL when empty */
+    size_t len;
+    char request_id[64];
+    int should_retry; /* Stripe-Should-Retry: 1 true, 0 false, -1 absent */
+} gateway_answer_t;
+
+/* libcurl's write function for a gateway_answer_t: keeps the body, and
+ * fails the transfer past 1 MiB (no gateway answers that much). */
+size_t gateway_on_body(char *data, size_t size, size_t n, void *answer);
+
 /* Makes the call. Returns 0 with the gateway's answer in *outcome (the
  * object the finish step takes), or -1 with the reason in err when the
  * answer is unknown (network, 5xx, 429) and the same call must be made

@@ -20,24 +20,18 @@
  * GET /_requests lists the API requests (method, path, request_id, body,
  * status); GET /v1/notifications/certs/NAME serves DIR/NAME.pem, the
  * certificates the tests sign webhooks with. */
-#include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#define BODY_MAX 65536
-#define BASIC_AUTH "Basic ZmFrZV9jbGllbnQ6ZmFrZV9zZWNyZXQ=" /* fake_client:fake_secret */
+#include "../fake_server.h"
 
-typedef struct {
-    char *body;
-    size_t len;
-} upload_t;
+#define BASIC_AUTH "Basic ZmFrZV9jbGllbnQ6ZmFrZV9zZWNyZXQ=" /* fake_client:fake_secret */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static json_t *requests;   /* [{method, path, request_id, body, status}] */
@@ -261,37 +255,18 @@ static enum MHD_Result send_cert(struct MHD_Connection *conn, const char *name)
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return send_text(conn, 404, strdup("no such certificate"), "text/plain");
-    char *text = calloc(1, BODY_MAX + 1);
-    size_t n = fread(text, 1, BODY_MAX, f);
+    char *text = calloc(1, FAKE_BODY_MAX + 1);
+    size_t n = fread(text, 1, FAKE_BODY_MAX, f);
     fclose(f);
     text[n] = '\0';
     return send_text(conn, 200, text, "application/x-pem-file");
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version, const char *data,
-                                  size_t *size, void **con_cls)
+static enum MHD_Result on_request(struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *body)
 {
-    (void)cls;
-    (void)version;
-    upload_t *up = *con_cls;
-    if (up == NULL) {
-        *con_cls = calloc(1, sizeof(upload_t));
-        return MHD_YES;
-    }
-    if (*size > 0) {
-        if (up->len + *size < BODY_MAX) {
-            up->body = realloc(up->body, up->len + *size + 1);
-            memcpy(up->body + up->len, data, *size);
-            up->len += *size;
-            up->body[up->len] = '\0';
-        }
-        *size = 0;
-        return MHD_YES;
-    }
     if (strcmp(method, "GET") == 0 && strncmp(url, "/v1/notifications/certs/", 24) == 0)
         return send_cert(conn, url + 24);
-    const char *body = up->body ? up->body : "";
     unsigned status = 200;
     json_t *answer;
     pthread_mutex_lock(&lock);
@@ -327,28 +302,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return send_text(conn, status, text, "application/json");
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    (void)cls;
-    (void)conn;
-    (void)toe;
-    upload_t *up = *con_cls;
-    if (up) {
-        free(up->body);
-        free(up);
-    }
-    *con_cls = NULL;
-}
-
-static volatile sig_atomic_t run = 1;
-
-static void stop(int sig)
-{
-    (void)sig;
-    run = 0;
-}
-
 int main(int argc, char **argv)
 {
     if (argc != 5 || strcmp(argv[1], "--port") != 0 || strcmp(argv[3], "--certs") != 0) {
@@ -361,27 +314,10 @@ int main(int argc, char **argv)
     answered = json_object();
     orders = json_object();
     captures = json_object();
-    int port = atoi(argv[2]);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-        (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
-    if (d == NULL) {
-        fprintf(stderr, "paystream-fake-paypal: cannot listen on port %s\n", argv[2]);
-        return 1;
-    }
-    signal(SIGINT, stop);
-    signal(SIGTERM, stop);
-    printf("fake paypal listening on %s\n", argv[2]);
-    fflush(stdout);
-    while (run)
-        pause();
-    MHD_stop_daemon(d);
+    int rc = fake_serve("fake paypal", atoi(argv[2]), on_request);
     json_decref(requests);
     json_decref(answered);
     json_decref(orders);
     json_decref(captures);
-    return 0;
+    return rc;
 }

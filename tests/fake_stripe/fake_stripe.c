@@ -25,23 +25,16 @@
  * POST /_hooks/NAME[?sleep_ms=N] records the call (signature, event id,
  * body) and answers 200, or 500 while NAME has failures left, which
  * POST /_hook_fail?name=NAME&count=N sets; GET /_hooks lists the calls. */
-#include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#define BODY_MAX 65536
-
-typedef struct {
-    char *body;
-    size_t len;
-} upload_t;
+#include "../fake_server.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static json_t *requests;     /* [{path, idempotency_key, form, status}] */
@@ -325,28 +318,9 @@ static json_t *api(const char *path, const char *auth, const char *key, const ch
     return answer;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version, const char *data,
-                                  size_t *size, void **con_cls)
+static enum MHD_Result on_request(struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *body)
 {
-    (void)cls;
-    (void)version;
-    upload_t *up = *con_cls;
-    if (up == NULL) {
-        *con_cls = calloc(1, sizeof(upload_t));
-        return MHD_YES;
-    }
-    if (*size > 0) {
-        if (up->len + *size < BODY_MAX) {
-            up->body = realloc(up->body, up->len + *size + 1);
-            memcpy(up->body + up->len, data, *size);
-            up->len += *size;
-            up->body[up->len] = '\0';
-        }
-        *size = 0;
-        return MHD_YES;
-    }
-    const char *body = up->body ? up->body : "";
     unsigned status = 404;
     int retry = 0;
     json_t *answer;
@@ -401,28 +375,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return ret;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    (void)cls;
-    (void)conn;
-    (void)toe;
-    upload_t *up = *con_cls;
-    if (up) {
-        free(up->body);
-        free(up);
-    }
-    *con_cls = NULL;
-}
-
-static volatile sig_atomic_t run = 1;
-
-static void stop(int sig)
-{
-    (void)sig;
-    run = 0;
-}
-
 int main(int argc, char **argv)
 {
     if (argc != 3 || strcmp(argv[1], "--port") != 0) {
@@ -436,31 +388,12 @@ int main(int argc, char **argv)
     identifiers = json_object();
     hooks = json_array();
     hook_fails = json_object();
-    int port = atoi(argv[2]);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    struct MHD_Daemon *d = MHD_start_daemon(
-        /* A thread per connection: a slow webhook receiver holds up only its own. */
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-        (uint16_t)port, NULL, NULL,
-        on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
-    if (d == NULL) {
-        fprintf(stderr, "paystream-fake-stripe: cannot listen on port %s\n", argv[2]);
-        return 1;
-    }
-    signal(SIGINT, stop);
-    signal(SIGTERM, stop);
-    printf("fake stripe listening on %s\n", argv[2]);
-    fflush(stdout);
-    while (run)
-        pause();
-    MHD_stop_daemon(d);
+    int rc = fake_serve("fake stripe", atoi(argv[2]), on_request);
     json_decref(requests);
     json_decref(idempotent);
     json_decref(intents);
     json_decref(identifiers);
     json_decref(hooks);
     json_decref(hook_fails);
-    return 0;
+    return rc;
 }

@@ -42,17 +42,6 @@ static char *balance(const char *user)
     return ts_sql("SELECT balance_minor FROM customers WHERE id = $1", user, NULL);
 }
 
-/* The error code of a call's answer (asserting its status). */
-static void expect_error(ts_http_t r, long status, const char *code)
-{
-    cr_assert_eq(r.status, status, "%s", r.body);
-    char *got = ts_json(r.body, "error.code");
-    cr_assert_not_null(got, "%s", r.body);
-    cr_assert_str_eq(got, code, "%s", r.body);
-    free(got);
-    ts_http_free(&r);
-}
-
 /* The fake Stripe API's requests to path. */
 static json_t *stripe_requests(const char *path)
 {
@@ -103,11 +92,11 @@ Test(billing, registering_makes_one_stripe_customer)
 {
     char user[64];
     ts_unique(user, sizeof(user), "saas_");
-    expect_error(ts_api("GET", "/api/v1/customers/me", user, NULL, NULL), 404, "customer_missing");
-    expect_error(ts_api("POST", "/api/v1/customers", user, WAIT, "{\"email\":\"not an address\"}"),
+    ts_expect(ts_api("GET", "/api/v1/customers/me", user, NULL, NULL), 404, "customer_missing");
+    ts_expect(ts_api("POST", "/api/v1/customers", user, WAIT, "{\"email\":\"not an address\"}"),
                  400, "parameter_invalid");
     register_customer(user);
-    expect_error(ts_api("POST", "/api/v1/customers", user, WAIT, "{\"email\":\"a@example.com\"}"),
+    ts_expect(ts_api("POST", "/api/v1/customers", user, WAIT, "{\"email\":\"a@example.com\"}"),
                  409, "customer_exists");
 
     ts_http_t r = ts_api("GET", "/api/v1/customers/me", user, NULL, NULL);
@@ -159,16 +148,16 @@ Test(billing, usage_is_priced_exactly_and_counted_once)
     cr_assert_str_eq(bal, "350", "(7 + 3) x 35, the repeated record not counted");
     free(bal);
 
-    expect_error(ts_api("POST", "/api/v1/usage", user, NULL,
+    ts_expect(ts_api("POST", "/api/v1/usage", user, NULL,
                         "{\"meter\":\"teleport\",\"quantity\":1,\"identifier\":\"x\"}"),
                  400, "meter_unknown");
-    expect_error(ts_api("POST", "/api/v1/usage", user, NULL,
+    ts_expect(ts_api("POST", "/api/v1/usage", user, NULL,
                         "{\"meter\":\"quantum_shot\",\"quantity\":0,\"identifier\":\"x\"}"),
                  400, "parameter_invalid");
-    expect_error(ts_api("POST", "/api/v1/usage", user, NULL,
+    ts_expect(ts_api("POST", "/api/v1/usage", user, NULL,
                         "{\"meter\":\"quantum_shot\",\"quantity\":1.5,\"identifier\":\"x\"}"),
                  400, "parameter_invalid");
-    expect_error(ts_api("POST", "/api/v1/usage", user, NULL,
+    ts_expect(ts_api("POST", "/api/v1/usage", user, NULL,
                         "{\"meter\":\"quantum_shot\",\"quantity\":1,\"identifier\":\"x\","
                         "\"timestamp\":1000}"),
                  400, "parameter_invalid");
@@ -176,7 +165,7 @@ Test(billing, usage_is_priced_exactly_and_counted_once)
     snprintf(body, sizeof(body),
              "{\"meter\":\"quantum_shot\",\"quantity\":1,\"identifier\":\"x\",\"customer\":\"%s\"}",
              other);
-    expect_error(ts_api("POST", "/api/v1/usage", user, NULL, body), 400, "parameter_invalid");
+    ts_expect(ts_api("POST", "/api/v1/usage", user, NULL, body), 400, "parameter_invalid");
     bal = balance(user);
     cr_assert_str_eq(bal, "350", "refused records changed nothing");
     free(bal);
@@ -254,7 +243,7 @@ Test(billing, create_payment_checks_the_amount_and_makes_a_checkout_session)
 {
     char user[64];
     ts_unique(user, sizeof(user), "saas_");
-    expect_error(ts_api("POST", "/billing/create-payment", user, NULL, "{\"amount\":\"1.00\"}"), 404,
+    ts_expect(ts_api("POST", "/billing/create-payment", user, NULL, "{\"amount\":\"1.00\"}"), 404,
                  "customer_missing");
     register_customer(user);
     cr_assert_eq(usage(user, "quantum_shot", 100, "b-1"), 201); /* 35.00 */
@@ -264,9 +253,9 @@ Test(billing, create_payment_checks_the_amount_and_makes_a_checkout_session)
                                       "{\"amount\":1e-7}", "{\"amount\":0}", "{\"amount\":\"\"}",
                                       "{\"amount\":\"1e3\"}", "{}", "{\"amount\":\"1\",\"x\":1}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        expect_error(ts_api("POST", "/billing/create-payment", user, NULL, bad[i]), 400,
+        ts_expect(ts_api("POST", "/billing/create-payment", user, NULL, bad[i]), 400,
                      "parameter_invalid");
-    expect_error(ts_api("POST", "/billing/create-payment", user, NULL, "{\"amount\":\"35.01\"}"),
+    ts_expect(ts_api("POST", "/billing/create-payment", user, NULL, "{\"amount\":\"35.01\"}"),
                  400, "amount_exceeds_balance");
 
     /* The billing dashboard sends the amount as a JSON number. */
@@ -294,7 +283,7 @@ Test(billing, create_payment_checks_the_amount_and_makes_a_checkout_session)
     cr_assert_eq(found, 1);
     json_decref(sent);
     /* The open session holds 20.00 of the 35.00: only 15.00 more may be asked. */
-    expect_error(ts_api("POST", "/billing/create-payment", user, NULL, "{\"amount\":\"15.01\"}"),
+    ts_expect(ts_api("POST", "/billing/create-payment", user, NULL, "{\"amount\":\"15.01\"}"),
                  400, "amount_exceeds_balance");
     free(sid), free(url);
 }

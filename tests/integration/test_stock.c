@@ -459,18 +459,6 @@ static ts_http_t as_admin(const char *method, const char *path, const char *body
     return ts_http(method, path, headers, body, body ? strlen(body) : 0);
 }
 
-/* Asserts r's status and, for an error, its code; frees r. */
-static void expect(ts_http_t r, long status, const char *code)
-{
-    cr_assert_eq(r.status, status, "%s", r.body);
-    if (code) {
-        char *got = ts_json(r.body, "error.code");
-        cr_assert_str_eq(got, code, "%s", r.body);
-        free(got);
-    }
-    ts_http_free(&r);
-}
-
 Test(stock, admins_read_and_set_stock_through_the_products_api_and_no_one_else_can)
 {
     char unique[64], sku[96], path[160], body[256];
@@ -490,7 +478,7 @@ Test(stock, admins_read_and_set_stock_through_the_products_api_and_no_one_else_c
     /* An order holds 3: stock cannot go below that, and may go down to it. */
     char *order = order_of("shopper_products", sku, 3, "p@example.com", "Pat", NULL);
     wait_counts(sku, "5/3");
-    expect(as_admin("PUT", path, "{\"stock\": 2}", NULL), 409, "stock_below_reserved");
+    ts_expect(as_admin("PUT", path, "{\"stock\": 2}", NULL), 409, "stock_below_reserved");
     wait_counts(sku, "5/3");
     r = as_admin("PUT", path, "{\"stock\": 3}", NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
@@ -519,7 +507,7 @@ Test(stock, admins_read_and_set_stock_through_the_products_api_and_no_one_else_c
     /* A retried PUT with its Idempotency-Key is answered, not applied
      * again over a change made since (the CLI's). */
     snprintf(body, sizeof(body), "{\"stock\": 7}");
-    expect(as_admin("PUT", path, body, unique), 200, NULL);
+    ts_expect(as_admin("PUT", path, body, unique), 200, NULL);
     int status;
     free(ts_sh(&status, "'%s/services/admin/paystream-admin' products put '%s' --stock 8",
                getenv("PAYSTREAM_BUILD_DIR"), sku));
@@ -533,20 +521,20 @@ Test(stock, admins_read_and_set_stock_through_the_products_api_and_no_one_else_c
     wait_counts(sku, "8/3");
 
     /* Shoppers neither see nor change the catalog, in the intake or the worker. */
-    expect(ts_api("GET", "/api/v1/products", "shopper_products", NULL, NULL), 403, "admin_only");
-    expect(ts_api("GET", path, "shopper_products", NULL, NULL), 403, "admin_only");
-    expect(ts_api("PUT", path, "shopper_products", WAIT, "{\"stock\": 1000}"), 403, "admin_only");
+    ts_expect(ts_api("GET", "/api/v1/products", "shopper_products", NULL, NULL), 403, "admin_only");
+    ts_expect(ts_api("GET", path, "shopper_products", NULL, NULL), 403, "admin_only");
+    ts_expect(ts_api("PUT", path, "shopper_products", WAIT, "{\"stock\": 1000}"), 403, "admin_only");
     wait_counts(sku, "8/3");
 
     /* Bad input: named, and nothing changes. */
-    expect(as_admin("PUT", path, "{\"stock\": -1}", NULL), 400, "parameter_invalid");
-    expect(as_admin("PUT", path, "{\"stock\": \"5\"}", NULL), 400, "parameter_invalid");
-    expect(as_admin("PUT", path, "{\"stock\": 5, \"price\": 1}", NULL), 400, NULL);
-    expect(as_admin("PUT", path, "{\"stock\": 5, \"name\": \"two\\nlines\"}", NULL), 400,
+    ts_expect(as_admin("PUT", path, "{\"stock\": -1}", NULL), 400, "parameter_invalid");
+    ts_expect(as_admin("PUT", path, "{\"stock\": \"5\"}", NULL), 400, "parameter_invalid");
+    ts_expect(as_admin("PUT", path, "{\"stock\": 5, \"price\": 1}", NULL), 400, NULL);
+    ts_expect(as_admin("PUT", path, "{\"stock\": 5, \"name\": \"two\\nlines\"}", NULL), 400,
            "parameter_invalid");
-    expect(as_admin("GET", "/api/v1/products/no_such_sku_at_all", NULL, NULL), 404,
+    ts_expect(as_admin("GET", "/api/v1/products/no_such_sku_at_all", NULL, NULL), 404,
            "resource_missing");
-    expect(as_admin("GET", "/api/v1/products/-dash-first", NULL, NULL), 404, NULL);
+    ts_expect(as_admin("GET", "/api/v1/products/-dash-first", NULL, NULL), 404, NULL);
     wait_counts(sku, "8/3");
     free(order);
 }

@@ -170,6 +170,18 @@ char *ts_json(const char *text, const char *key)
     return out;
 }
 
+void ts_expect(ts_http_t r, long status, const char *code)
+{
+    cr_assert_eq(r.status, status, "%s", r.body);
+    if (code) {
+        char *got = ts_json(r.body, "error.code");
+        cr_assert_not_null(got, "%s", r.body);
+        cr_assert_str_eq(got, code, "%s", r.body);
+        free(got);
+    }
+    ts_http_free(&r);
+}
+
 ts_http_t ts_post_signed(const char *path, const char *body, const char *secret, int64_t t)
 {
     char sig[PS_SIG_HEADER_MAX], header[PS_SIG_HEADER_MAX + 32];

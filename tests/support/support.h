@@ -48,6 +48,9 @@ void ts_bearer(char *out, size_t len, const char *user, int admin);
 ts_http_t ts_api(const char *method, const char *path, const char *user,
                  const char *const *extra, const char *body);
 
+/* Asserts r's status and, when code is not NULL, its error code; frees r. */
+void ts_expect(ts_http_t r, long status, const char *code);
+
 /* Calls the API as user with Prefer: wait=30, asserts the answer's status,
  * and returns the body's value at key (malloc'd; NULL for a NULL key). */
 char *ts_call(const char *user, const char *method, const char *path, const char *body,
