@@ -15,11 +15,12 @@
 #define MAX_BOUNDS 16
 #define LABELS_MAX 128
 
-typedef enum { KIND_COUNTER, KIND_HISTOGRAM } kind_t;
+typedef enum { KIND_COUNTER, KIND_HISTOGRAM, KIND_GAUGE } kind_t;
 
 typedef struct {
     char labels[LABELS_MAX];
     int64_t value;                   /* counter */
+    double gauge;                    /* gauge */
     uint64_t buckets[MAX_BOUNDS + 1]; /* histogram: per bucket, last is +Inf */
     double sum;
     uint64_t count;
@@ -54,6 +55,11 @@ static ps_metric_t *metric_new(const char *name, const char *help, kind_t kind)
 ps_metric_t *ps_metric_counter(const char *name, const char *help)
 {
     return metric_new(name, help, KIND_COUNTER);
+}
+
+ps_metric_t *ps_metric_gauge(const char *name, const char *help)
+{
+    return metric_new(name, help, KIND_GAUGE);
 }
 
 ps_metric_t *ps_metric_histogram(const char *name, const char *help,
@@ -91,6 +97,15 @@ void ps_metric_add(ps_metric_t *m, const char *labels, uint64_t n)
         return;
     pthread_mutex_lock(&m->lock);
     series_get(m, labels)->value += (int64_t)n;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void ps_metric_set(ps_metric_t *m, const char *labels, double value)
+{
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->lock);
+    series_get(m, labels)->gauge = value;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -161,7 +176,7 @@ static void render_histogram(strbuf_t *sb, const ps_metric_t *m, const series_t 
 
 char *ps_metrics_render(void)
 {
-    static const char *const kinds[] = {"counter", "histogram"};
+    static const char *const kinds[] = {"counter", "histogram", "gauge"};
     strbuf_t sb = {.buf = ps_xmalloc(4096), .cap = 4096};
     sb.buf[0] = '\0';
     for (size_t i = 0; i < registry_count; i++) {
@@ -171,6 +186,9 @@ char *ps_metrics_render(void)
         for (size_t s = 0; s < m->nseries; s++) {
             if (m->kind == KIND_HISTOGRAM) {
                 render_histogram(&sb, m, &m->series[s]);
+            } else if (m->kind == KIND_GAUGE) {
+                sb_series(&sb, m->name, "", m->series[s].labels, "");
+                sb_printf(&sb, "%.17g\n", m->series[s].gauge);
             } else {
                 sb_series(&sb, m->name, "", m->series[s].labels, "");
                 sb_printf(&sb, "%lld\n", (long long)m->series[s].value);

@@ -13,6 +13,7 @@
 #include "paystream/envelope.h"
 #include "paystream/kafka.h"
 #include "paystream/log.h"
+#include "paystream/metrics.h"
 #include "paystream/outbox.h"
 #include "paystream/util.h"
 
@@ -187,6 +188,27 @@ static int publish_round(PGconn *conn)
     return k < n && rc >= 0 ? -1 : rc;
 }
 
+static struct {
+    ps_metric_t *backlog, *oldest, *published;
+    int64_t due_ms;
+} om;
+
+/* The outbox's unpublished rows and the age of the oldest, once a second
+ * (by the partial index of unpublished rows: the query reads only those). */
+static void measure_backlog(PGconn *conn)
+{
+    if (ps_mono_ms() < om.due_ms)
+        return;
+    om.due_ms = ps_mono_ms() + 1000;
+    PGresult *res = PQexec(conn, "SELECT count(*), coalesce(extract(epoch FROM now() - "
+                                 "min(created_at)), 0) FROM outbox WHERE published_at IS NULL");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        ps_metric_set(om.backlog, "", strtod(PQgetvalue(res, 0, 0), NULL));
+        ps_metric_set(om.oldest, "", strtod(PQgetvalue(res, 0, 1), NULL));
+    }
+    PQclear(res);
+}
+
 static void *relay_thread(void *arg)
 {
     (void)arg;
@@ -205,12 +227,17 @@ static void *relay_thread(void *arg)
                 if (PQstatus(conn) != CONNECTION_OK) {
                     PQfinish(conn);
                     conn = NULL;
+                } else {
+                    measure_backlog(conn); /* every relay says it, publishing or not */
                 }
                 pause_ms(RETRY_MS); /* another relay publishes */
                 continue;
             }
         }
         int n = publish_round(conn);
+        if (n > 0)
+            ps_metric_add(om.published, "", (uint64_t)n);
+        measure_backlog(conn);
         if (n == ROUND_ROWS)
             continue;
         if (n < 0 || wait_notify(conn) < 0) {
@@ -229,6 +256,12 @@ static void *relay_thread(void *arg)
 int ps_outbox_relay_start(const char *dsn, const char *brokers, const char *client_id,
                           char *err, size_t errlen)
 {
+    om.backlog = ps_metric_gauge("paystream_outbox_backlog",
+                                 "domain events in the outbox not published yet");
+    om.oldest = ps_metric_gauge("paystream_outbox_oldest_seconds",
+                                "age of the oldest domain event not published yet (0: none)");
+    om.published = ps_metric_counter("paystream_outbox_published_total",
+                                     "domain events this process's relay published");
     relay.producer = ps_kafka_producer_new(brokers, client_id, delivered, DELIVERY_TIMEOUT_MS, 5,
                                            err, errlen);
     if (relay.producer == NULL)

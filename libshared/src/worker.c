@@ -11,6 +11,7 @@
 #include "paystream/config.h"
 #include "paystream/kafka.h"
 #include "paystream/log.h"
+#include "paystream/metrics.h"
 #include "paystream/migrate.h"
 #include "paystream/util.h"
 #include "paystream/worker.h"
@@ -20,6 +21,106 @@
 #define BACKOFF_CAP_MS 30000
 #define DLQ_TIMEOUT_MS 10000
 #define STATS_EVERY_MS 10000
+#define LAG_EVERY_MS 1000
+
+/* The metrics every worker has (README "Metrics"). */
+static struct {
+    ps_metric_t *messages, *batches, *apply_seconds, *dead_letters, *lag;
+} wm;
+
+static void metrics_register(void)
+{
+    static const double seconds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+    wm.messages = ps_metric_counter("paystream_messages_total",
+                                    "messages consumed, by what applying them did: applied, "
+                                    "duplicate, stale, recorded, refused, dead_lettered");
+    wm.batches = ps_metric_counter("paystream_batches_total", "poll batches applied");
+    wm.apply_seconds = ps_metric_histogram("paystream_batch_apply_seconds",
+                                           "time to apply one poll batch, database included",
+                                           seconds, sizeof(seconds) / sizeof(seconds[0]));
+    wm.dead_letters = ps_metric_counter("paystream_dead_letters_total",
+                                        "messages dead-lettered, by topic and kind of reason");
+    wm.lag = ps_metric_gauge("paystream_consumer_lag",
+                             "messages of each partition this worker holds that it has not "
+                             "consumed yet: the partition's end less its position");
+}
+
+/* Counts what the stats gained since counted. */
+static void metrics_count(const ps_apply_stats_t *now, ps_apply_stats_t *counted)
+{
+    const struct {
+        const char *labels;
+        uint64_t now, *was;
+    } outcomes[] = {
+        {"outcome=\"applied\"", now->applied, &counted->applied},
+        {"outcome=\"duplicate\"", now->duplicate, &counted->duplicate},
+        {"outcome=\"stale\"", now->stale, &counted->stale},
+        {"outcome=\"recorded\"", now->recorded, &counted->recorded},
+        {"outcome=\"refused\"", now->refused, &counted->refused},
+        {"outcome=\"dead_lettered\"", now->dead_lettered, &counted->dead_lettered},
+    };
+    for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
+        if (outcomes[i].now > *outcomes[i].was)
+            ps_metric_add(wm.messages, outcomes[i].labels, outcomes[i].now - *outcomes[i].was);
+        *outcomes[i].was = outcomes[i].now;
+    }
+    ps_metric_add(wm.batches, "", now->batches - counted->batches);
+    counted->batches = now->batches;
+}
+
+#define LAG_SERIES_MAX 64
+
+/* Sets the lag of every partition the consumer holds, and 0 for those it
+ * held before and no longer does (another worker reports them now). Reads
+ * what librdkafka knows already: the end offset of the last fetch. */
+static void metrics_lag(rd_kafka_t *consumer)
+{
+    static char held[LAG_SERIES_MAX][160];
+    static size_t nheld;
+    char now[LAG_SERIES_MAX][160];
+    size_t nnow = 0;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(consumer, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    rd_kafka_position(consumer, parts);
+    for (int i = 0; i < parts->cnt && nnow < LAG_SERIES_MAX; i++) {
+        const rd_kafka_topic_partition_t *p = &parts->elems[i];
+        int64_t lo, hi;
+        if (p->offset < 0 ||
+            rd_kafka_get_watermark_offsets(consumer, p->topic, p->partition, &lo, &hi) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR ||
+            hi < 0)
+            continue; /* nothing consumed since it was assigned: not known yet */
+        snprintf(now[nnow], sizeof(now[0]), "topic=\"%s\",partition=\"%" PRId32 "\"", p->topic,
+                 p->partition);
+        ps_metric_set(wm.lag, now[nnow++], (double)(hi > p->offset ? hi - p->offset : 0));
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+    for (size_t i = 0; i < nheld; i++) {
+        size_t j = 0;
+        while (j < nnow && strcmp(held[i], now[j]) != 0)
+            j++;
+        if (j == nnow)
+            ps_metric_set(wm.lag, held[i], 0);
+    }
+    memcpy(held, now, sizeof(now[0]) * nnow);
+    nheld = nnow;
+}
+
+/* The kind of a dead letter's reason, for a label: its words before the
+ * first ':' or '(' ("not a command", "database refused the message"). */
+static void reason_kind(const char *reason, char *out, size_t len)
+{
+    size_t n = 0;
+    for (const char *c = reason; *c && *c != ':' && *c != '(' && n + 1 < len; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            *c == ' ' || *c == '_' || *c == '-' || *c == '.')
+            out[n++] = *c;
+    }
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
+    out[n] = '\0';
+}
 
 /* Writes a log line a batch statement asked for: note is a JSON object
  * with level (debug, info, warn, error), msg and fields to show, which go
@@ -322,8 +423,14 @@ int ps_dead_letter(ps_pg_t *pg, rd_kafka_t *dlq, const rd_kafka_message_t *msg,
             published = ps_kafka_produce_sync(dlq, topic, msg->key, msg->key_len, msg->payload,
                                               msg->len, dlq_headers(msg, reason), DLQ_TIMEOUT_MS,
                                               err, sizeof(err)) == 0;
-        if (published && record_row(pg, msg, message_id, reason, &pgerr) == 0)
+        if (published && record_row(pg, msg, message_id, reason, &pgerr) == 0) {
+            char kind[48], labels[320];
+            reason_kind(reason, kind, sizeof(kind));
+            snprintf(labels, sizeof(labels), "topic=\"%s\",reason=\"%s\"",
+                     rd_kafka_topic_name(msg->rkt), kind);
+            ps_metric_add(wm.dead_letters, labels, 1);
             return 0;
+        }
         ps_log_warn("dead letter not stored yet; retrying", "message_id", message_id, "detail",
                     published ? pgerr.message : err, NULL);
         ps_sleep_ms(ps_backoff_ms(attempt, 200, 30000));
@@ -362,13 +469,17 @@ int ps_worker_consume(ps_worker_t *w, size_t batch_max, ps_apply_batch_fn apply,
                       volatile sig_atomic_t *run)
 {
     rd_kafka_message_t **msgs = ps_xcalloc(batch_max, sizeof(*msgs));
-    ps_apply_stats_t stats = {0}, logged = {0};
-    int64_t next_stats = ps_mono_ms() + STATS_EVERY_MS, next_tick = 0;
+    ps_apply_stats_t stats = {0}, logged = {0}, counted = {0};
+    int64_t next_stats = ps_mono_ms() + STATS_EVERY_MS, next_tick = 0, next_lag = 0;
     int rc = 0;
     while (*run) {
         if (w->tick && ps_mono_ms() >= next_tick) {
             w->tick(w->pg);
             next_tick = ps_mono_ms() + w->tick_ms;
+        }
+        if (ps_mono_ms() >= next_lag) {
+            metrics_lag(w->consumer);
+            next_lag = ps_mono_ms() + LAG_EVERY_MS;
         }
         int fatal = 0;
         int64_t t0 = ps_mono_us();
@@ -382,7 +493,9 @@ int ps_worker_consume(ps_worker_t *w, size_t batch_max, ps_apply_batch_fn apply,
                  * the group hands its partitions over. */
                 ps_kafka_commit_batch(w->consumer, msgs, n, !*run);
                 log_batch(n, t1 - t0, t2 - t1, ps_mono_us() - t2);
+                ps_metric_observe(wm.apply_seconds, "", (double)(t2 - t1) / 1e6);
             }
+            metrics_count(&stats, &counted);
         }
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
@@ -429,11 +542,20 @@ int ps_worker_open(ps_worker_t *w, const char *name, const char *group,
         memset(w, 0, sizeof(*w));
         return -1;
     }
+    metrics_register();
+    int port = (int)ps_config_int("PAYSTREAM_METRICS_PORT");
+    if (port > 0 &&
+        ps_metrics_serve(ps_config_str("PAYSTREAM_METRICS_ADDR"), port, err, sizeof(err)) < 0) {
+        ps_log_error("cannot serve the metrics", "detail", err, NULL);
+        ps_worker_close(w);
+        return -1;
+    }
     return 0;
 }
 
 void ps_worker_close(ps_worker_t *w)
 {
+    ps_metrics_serve_stop();
     rd_kafka_consumer_close(w->consumer);
     rd_kafka_destroy(w->consumer);
     rd_kafka_flush(w->dlq, DLQ_TIMEOUT_MS);

@@ -13,6 +13,7 @@
 static const ps_cfg_var_t config[] = {
     PS_CFG_COMMON,
     PS_CFG_FETCH_WAIT("100"),
+    PS_CFG_METRICS,
     PS_CFG_STRIPE_MODE,
     {"PAYSTREAM_CONNECT_GROUP", PS_CFG_STRING, "paystream-connect-accounts", 0, 0,
      "Kafka consumer group of the connect-accounts workers"},

@@ -17,6 +17,7 @@
 static const ps_cfg_var_t config[] = {
     PS_CFG_COMMON,
     PS_CFG_FETCH_WAIT("50"),
+    PS_CFG_METRICS,
     {"PAYSTREAM_INVENTORY_GROUP", PS_CFG_STRING, "paystream-inventory", 0, 0,
      "Kafka consumer group of the inventory workers"},
     {"PAYSTREAM_INVENTORY_BATCH_MAX", PS_CFG_INT, "500", 1, 10000,

@@ -13,6 +13,7 @@
 #include "paystream/domain_event.h"
 #include "paystream/kafka.h"
 #include "paystream/log.h"
+#include "paystream/metrics.h"
 #include "paystream/outbox.h"
 #include "paystream/util.h"
 #include "paystream/worker.h"
@@ -22,6 +23,7 @@
 static const ps_cfg_var_t config[] = {
     PS_CFG_COMMON,
     PS_CFG_FETCH_WAIT("100"),
+    PS_CFG_METRICS,
     {"PAYSTREAM_NOTIFY_GROUP", PS_CFG_STRING, "paystream-notifications", 0, 0,
      "Kafka consumer group of the notifications workers"},
     {"PAYSTREAM_NOTIFY_BATCH_MAX", PS_CFG_INT, "500", 1, 10000,
@@ -76,6 +78,29 @@ static int make_plan_sql(char *err, size_t errlen)
              "array_remove(string_to_array('%s', ','), ''), %s)",
              admins, *ps_config_str("PAYSTREAM_SMTP_URL") ? "true" : "false");
     return 0;
+}
+
+static ps_metric_t *queued, *queue_oldest;
+
+/* Between batches, once a second: how many notifications wait to be sent
+ * (or are being sent) and for how long the oldest has, by channel (by the
+ * partial index of those rows). */
+static void measure_queue(ps_pg_t *pg)
+{
+    ps_pg_err_t err;
+    PGresult *res = ps_pg_query(pg,
+                                "SELECT c.channel, count(n.id), coalesce(extract(epoch FROM now() "
+                                "- min(n.created_at)), 0) FROM (VALUES ('email'), ('webhook')) "
+                                "c(channel) LEFT JOIN notifications n ON n.channel = c.channel "
+                                "AND n.status IN ('pending', 'sending') GROUP BY c.channel",
+                                0, NULL, &err);
+    for (int i = 0; res && i < PQntuples(res); i++) {
+        char labels[64];
+        snprintf(labels, sizeof(labels), "channel=\"%s\"", PQgetvalue(res, i, 0));
+        ps_metric_set(queued, labels, strtod(PQgetvalue(res, i, 1), NULL));
+        ps_metric_set(queue_oldest, labels, strtod(PQgetvalue(res, i, 2), NULL));
+    }
+    PQclear(res);
 }
 
 static int plan_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
@@ -135,6 +160,12 @@ int main(int argc, char **argv)
         templates_free(templates);
         return 1;
     }
+    queued = ps_metric_gauge("paystream_notifications_queued",
+                             "notifications waiting to be sent or being sent, by channel");
+    queue_oldest = ps_metric_gauge("paystream_notification_queue_oldest_seconds",
+                                   "age of the oldest notification not sent yet, by channel");
+    w.tick = measure_queue;
+    w.tick_ms = 1000;
     if (senders_start(&sc, err, sizeof(err)) < 0) {
         ps_log_error("cannot start the senders", "detail", err, NULL);
         ps_worker_close(&w);

@@ -14,6 +14,7 @@
 
 #include "notifications.h"
 #include "paystream/log.h"
+#include "paystream/metrics.h"
 #include "paystream/pg.h"
 #include "paystream/util.h"
 
@@ -26,6 +27,10 @@ static const ps_pg_stmt_t statements[] = {
              "FROM ps_notifications_take(1, $1::integer)", 1},
     {"done", "SELECT ps_notification_done($1::bigint, $2, $3::integer, $4::bigint, $5::bigint)", 5},
 };
+
+static struct {
+    ps_metric_t *attempts, *seconds;
+} nm;
 
 static struct {
     sender_config_t c;
@@ -117,6 +122,7 @@ static void send_taken(ps_pg_t **pg, PGresult *taken, int64_t lease_end_ms)
     const char *type = json_string_value(json_object_get(event, "type"));
     char err[512] = "";
     int rc;
+    int64_t started = ps_mono_us();
     if (strcmp(channel, "email") == 0) {
         rc = send_email(target, PQgetisnull(taken, 0, 3) ? NULL : PQgetvalue(taken, 0, 3), event,
                         strtoll(id, NULL, 10), err, sizeof(err));
@@ -137,6 +143,12 @@ static void send_taken(ps_pg_t **pg, PGresult *taken, int64_t lease_end_ms)
     ps_pg_err_t perr;
     PGresult *res = record(pg, params, lease_end_ms, &perr);
     const char *status = res && PQntuples(res) ? PQgetvalue(res, 0, 0) : "unrecorded";
+    char labels[96];
+    snprintf(labels, sizeof(labels), "channel=\"%s\"", channel);
+    ps_metric_observe(nm.seconds, labels, (double)(ps_mono_us() - started) / 1e6);
+    snprintf(labels, sizeof(labels), "channel=\"%s\",result=\"%s\"", channel,
+             rc == 0 ? "sent" : strcmp(status, "failed") == 0 ? "failed" : "retry");
+    ps_metric_add(nm.attempts, labels, 1);
     /* The target is a subscriber id or a customer's address: only the
      * former is logged. */
     const char *who = strcmp(channel, "webhook") == 0 ? target : NULL;
@@ -194,6 +206,13 @@ static void *sender_loop(void *arg)
 
 int senders_start(const sender_config_t *c, char *err, size_t errlen)
 {
+    static const double seconds[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+    nm.attempts = ps_metric_counter("paystream_notification_attempts_total",
+                                    "sending attempts, by channel (email, webhook) and result: "
+                                    "sent, retry (tried again later), failed (for good)");
+    nm.seconds = ps_metric_histogram("paystream_notification_send_seconds",
+                                     "time one sending attempt took, by channel", seconds,
+                                     sizeof(seconds) / sizeof(seconds[0]));
     senders.c = *c;
     atomic_store(&senders.running, 1);
     for (int i = 0; i < c->threads && i < SENDERS_MAX; i++) {

@@ -17,11 +17,13 @@
 
 #include "payments.h"
 #include "paystream/config.h"
+#include "paystream/metrics.h"
 #include "paystream/util.h"
 
 #define SANDBOX_CHECKOUT_URL "https://checkout.sandbox.paystream.invalid/pay/"
 
 static int stripe_enabled, paypal_enabled;
+static ps_metric_t *calls, *call_seconds;
 
 static const struct {
     const char *method;
@@ -100,6 +102,13 @@ size_t gateway_on_body(char *data, size_t size, size_t n, void *answer)
 
 void gateway_init(void)
 {
+    static const double seconds[] = {0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30};
+    calls = ps_metric_counter("paystream_gateway_calls_total",
+                              "calls to Stripe's and PayPal's APIs, by gateway, kind (charge, "
+                              "refund, customer, checkout) and outcome (unknown: no answer)");
+    call_seconds = ps_metric_histogram("paystream_gateway_call_seconds",
+                                       "time a call to a gateway's API took, by gateway and kind",
+                                       seconds, sizeof(seconds) / sizeof(seconds[0]));
     const char *key = ps_config_str("STRIPE_SECRET_KEY");
     stripe_enabled = *key != '\0' &&
                      stripe_gateway_init(key, ps_config_str("STRIPE_API_BASE"),
@@ -137,6 +146,21 @@ const char *gateway_for(int sandbox_actor)
     return sandbox_actor || !stripe_enabled ? "sandbox" : "stripe";
 }
 
+/* Counts a call of gateway for kind and how it ended: the outcome of its
+ * answer (succeeded, failed, requires_action, error, ...), or unknown when
+ * there was none. */
+static void call_measured(const char *gateway, const char *kind, int64_t started_us,
+                          const json_t *outcome)
+{
+    char labels[128];
+    const char *result = outcome ? json_string_value(json_object_get(outcome, "outcome")) : NULL;
+    snprintf(labels, sizeof(labels), "gateway=\"%s\",kind=\"%s\"", gateway, kind);
+    ps_metric_observe(call_seconds, labels, (double)(ps_mono_us() - started_us) / 1e6);
+    snprintf(labels, sizeof(labels), "gateway=\"%s\",kind=\"%s\",outcome=\"%s\"", gateway, kind,
+             result ? result : "unknown");
+    ps_metric_add(calls, labels, 1);
+}
+
 int gateway_call(json_t *call, const char *command_id, json_t **outcome, char *err,
                  size_t errlen)
 {
@@ -151,10 +175,14 @@ int gateway_call(json_t *call, const char *command_id, json_t **outcome, char *e
                                                  : sandbox_billing(kind, digits);
         return 0;
     }
-    if (strcmp(gateway, "stripe") == 0 && stripe_enabled)
-        return stripe_gateway_call(call, command_id, outcome, err, errlen);
-    if (strcmp(gateway, "paypal") == 0 && paypal_enabled)
-        return paypal_gateway_call(call, command_id, outcome, err, errlen);
+    int stripe = strcmp(gateway, "stripe") == 0 && stripe_enabled;
+    if (stripe || (strcmp(gateway, "paypal") == 0 && paypal_enabled)) {
+        int64_t started = ps_mono_us();
+        int rc = stripe ? stripe_gateway_call(call, command_id, outcome, err, errlen)
+                        : paypal_gateway_call(call, command_id, outcome, err, errlen);
+        call_measured(gateway, kind, started, rc == 0 ? *outcome : NULL);
+        return rc;
+    }
     /* Nothing was asked of any gateway: a definite refusal. */
     char message[128];
     snprintf(message, sizeof(message), "the %.32s gateway is not configured on this worker",

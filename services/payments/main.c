@@ -17,6 +17,7 @@
 static const ps_cfg_var_t config[] = {
     PS_CFG_COMMON,
     PS_CFG_FETCH_WAIT("5"),
+    PS_CFG_METRICS,
     {"PAYSTREAM_PAYMENTS_GROUP", PS_CFG_STRING, "paystream-payments", 0, 0,
      "Kafka consumer group of the payments workers"},
     {"PAYSTREAM_BATCH_MAX", PS_CFG_INT, "2000", 1, 10000,

@@ -18,6 +18,7 @@
 
 #include "payments.h"
 #include "paystream/log.h"
+#include "paystream/metrics.h"
 #include "paystream/util.h"
 
 #define BATCH "100"
@@ -56,7 +57,24 @@ static struct {
     pthread_t thread;
     atomic_int running;
     char *dsn;
+    ps_metric_t *backlog, *events;
+    int64_t measure_due_ms;
 } reporter;
+
+/* The usage records still to report, once a second (by the partial index
+ * of pending records). */
+static void measure_backlog(ps_pg_t *pg)
+{
+    if (ps_mono_ms() < reporter.measure_due_ms)
+        return;
+    reporter.measure_due_ms = ps_mono_ms() + 1000;
+    ps_pg_err_t err;
+    PGresult *res = ps_pg_query(pg, "SELECT count(*) FROM usage_records "
+                                    "WHERE meter_status = 'pending'", 0, NULL, &err);
+    if (res && PQntuples(res) == 1)
+        ps_metric_set(reporter.backlog, "", strtod(PQgetvalue(res, 0, 0), NULL));
+    PQclear(res);
+}
 
 static void sleep_while_running(int64_t ms)
 {
@@ -108,6 +126,10 @@ static int report_round(ps_pg_t *pg)
             .stripe_customer_id = PQgetvalue(claim, i, 6),
         };
         int rc = stripe_meter_event(&ev, why, sizeof(why));
+        ps_metric_add(reporter.events,
+                      rc == 0 ? "result=\"reported\"" : rc == 1 ? "result=\"failed\""
+                                                             : "result=\"retry\"",
+                      1);
         if (rc == 0) {
             record(pg, claim, i, "meter_reported", NULL, 0);
         } else if (rc == 1) {
@@ -142,7 +164,9 @@ static void *reporter_loop(void *arg)
             sleep_while_running(IDLE_MS * 5);
             continue;
         }
-        if (report_round(pg) < atoi(BATCH))
+        int reported = report_round(pg);
+        measure_backlog(pg);
+        if (reported < atoi(BATCH))
             sleep_while_running(IDLE_MS);
     }
     ps_pg_close(pg);
@@ -151,6 +175,11 @@ static void *reporter_loop(void *arg)
 
 int meter_reporter_start(const char *dsn, char *err, size_t errlen)
 {
+    reporter.backlog = ps_metric_gauge("paystream_meter_backlog",
+                                       "usage records not yet reported to Stripe as meter events");
+    reporter.events = ps_metric_counter("paystream_meter_events_total",
+                                        "meter events sent to Stripe, by result: reported, "
+                                        "failed (refused for good), retry (outcome unknown)");
     reporter.dsn = ps_xstrdup(dsn);
     atomic_store(&reporter.running, 1);
     if (pthread_create(&reporter.thread, NULL, reporter_loop, NULL) != 0) {

@@ -30,6 +30,14 @@
      "longest a Kafka fetch waits for a batch's worth of messages: the delay a message "   \
      "may take on a quiet topic"}
 
+/* Where a worker serves its metrics (README "Metrics"): in every worker's
+ * configuration table; ps_worker_open reads it. */
+#define PS_CFG_METRICS                                                                      \
+    {"PAYSTREAM_METRICS_PORT", PS_CFG_INT, "0", 0, 65535,                                  \
+     "serve GET /metrics (Prometheus text) on this TCP port; 0: not served"},              \
+    {"PAYSTREAM_METRICS_ADDR", PS_CFG_STRING, "127.0.0.1", 0, 0,                            \
+     "IPv4 or IPv6 address of the metrics listener (0.0.0.0 or :: for every interface)"}
+
 /* Counters of what a worker did, logged periodically. */
 typedef struct {
     uint64_t applied, duplicate, stale, recorded, refused, dead_lettered, batches;
@@ -111,8 +119,9 @@ typedef struct {
 } ps_worker_t;
 
 /* Connects to PostgreSQL (PAYSTREAM_PG_DSN, preparing stmts) and Kafka
- * (PAYSTREAM_KAFKA_BROKERS, group, topics NULL-terminated) under name.
- * Returns 0, or -1 after logging why. */
+ * (PAYSTREAM_KAFKA_BROKERS, group, topics NULL-terminated) under name, and
+ * serves the metrics (PS_CFG_METRICS). Returns 0, or -1 after logging
+ * why. */
 int ps_worker_open(ps_worker_t *w, const char *name, const char *group,
                    const char *const *topics, const ps_pg_stmt_t *stmts, size_t nstmts);
 
