@@ -190,3 +190,39 @@ Test(metrics, every_documented_worker_metric_is_served_and_counts_a_small_run, .
         free(texts[w]);
     }
 }
+
+/* Every metric name in file (paystream_...; a histogram's _bucket, _sum
+ * and _count count as the histogram) is documented in DOC. */
+static void only_documented(const char *file)
+{
+    char *doc = ts_sh(NULL, "grep -o '^| `paystream_[a-z_]*' '%s' | cut -c4-", DOC);
+    char *used = ts_sh(NULL, "grep -o 'paystream_[a-z_]*' '%s' | sort -u", file);
+    cr_assert(strlen(doc) > 200, "the document's tables were read");
+    int checked = 0;
+    for (char *save = NULL, *name = strtok_r(used, "\n", &save); name;
+         name = strtok_r(NULL, "\n", &save)) {
+        if (strcmp(name, "paystream_") == 0)
+            continue;
+        char base[96];
+        snprintf(base, sizeof(base), "%s", name);
+        static const char *const suffixes[] = {"_bucket", "_sum", "_count"};
+        for (size_t i = 0; i < 3; i++) {
+            size_t n = strlen(base), k = strlen(suffixes[i]);
+            if (n > k && strcmp(base + n - k, suffixes[i]) == 0)
+                base[n - k] = '\0';
+        }
+        char needle[100];
+        snprintf(needle, sizeof(needle), "%s\n", base);
+        cr_assert(strstr(doc, needle), "%s uses %s, which " DOC " does not document", file, name);
+        checked++;
+    }
+    cr_assert_gt(checked, 5, "%s names metrics", file);
+    free(doc);
+    free(used);
+}
+
+Test(metrics, the_alerts_and_the_dashboard_use_documented_metrics)
+{
+    only_documented(PS_SOURCE_DIR "/deploy/prometheus/alerts.yml");
+    only_documented(PS_SOURCE_DIR "/deploy/grafana/dashboards/paystream.json");
+}
