@@ -1,13 +1,12 @@
 /* GET /metrics for the workers (metrics.h): a small libmicrohttpd server
  * with one thread, on an IPv4 or IPv6 address. */
-#include <arpa/inet.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "paystream/metrics.h"
+#include "paystream/util.h"
 
 static struct MHD_Daemon *daemon_;
 
@@ -30,21 +29,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 int ps_metrics_serve(const char *addr, int port, char *err, size_t errlen)
 {
-    struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
-    const struct sockaddr *sa;
+    struct sockaddr_storage sa;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
-    if (inet_pton(AF_INET, addr, &v4.sin_addr) == 1) {
-        sa = (const struct sockaddr *)&v4;
-    } else if (inet_pton(AF_INET6, addr, &v6.sin6_addr) == 1) {
-        sa = (const struct sockaddr *)&v6;
-        flags |= MHD_USE_IPv6;
-    } else {
+    int family = ps_sockaddr(addr, port, &sa);
+    if (family < 0) {
         snprintf(err, errlen, "%s is not an IPv4 or IPv6 address", addr);
         return -1;
     }
+    if (family == AF_INET6)
+        flags |= MHD_USE_DUAL_STACK; /* "::" takes IPv4 too */
     daemon_ = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, NULL,
-                               MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT, 16u,
+                               MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT, 16u,
                                MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     if (daemon_ == NULL) {
         snprintf(err, errlen, "cannot serve metrics on %s port %d", addr, port);

@@ -1,5 +1,6 @@
 #include "paystream/util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -206,4 +207,23 @@ char *ps_xstrdup(const char *s)
 char *ps_xstrndup(const char *s, size_t n)
 {
     return or_abort(strndup(s, n), n + 1);
+}
+
+int ps_sockaddr(const char *addr, int port, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, addr, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        return AF_INET;
+    }
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET6, addr, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        return AF_INET6;
+    }
+    return -1;
 }

@@ -385,23 +385,54 @@ static rd_kafka_headers_t *dlq_headers(const rd_kafka_message_t *msg, const char
     return h;
 }
 
+/* bytes in bytea's hex input form, so that any bytes survive a text
+ * parameter; malloc'd. */
+static char *bytea_hex(const void *bytes, size_t len)
+{
+    char *hex = ps_xmalloc(2 * len + 3);
+    memcpy(hex, "\\x", 2);
+    ps_hex_encode(bytes ? bytes : (const void *)"", len, hex + 2);
+    return hex;
+}
+
+/* The message's headers as [{"name", "value"}] (a value that is not UTF-8
+ * text is null), malloc'd. */
+static char *headers_json(const rd_kafka_message_t *msg)
+{
+    rd_kafka_headers_t *h = NULL;
+    json_t *list = json_array();
+    const char *name;
+    const void *value;
+    size_t size;
+    rd_kafka_message_headers(msg, &h);
+    for (size_t i = 0; h && rd_kafka_header_get_all(h, i, &name, &value, &size) == 0; i++) {
+        json_t *text = value ? json_stringn(value, size) : NULL;
+        json_array_append_new(list, json_pack("{s:s, s:o}", "name", name, "value",
+                                              text ? text : json_null()));
+    }
+    char *text = json_dumps(list, JSON_COMPACT);
+    json_decref(list);
+    return text;
+}
+
 static int record_row(ps_pg_t *pg, const rd_kafka_message_t *msg, const char *message_id,
                       const char *reason, ps_pg_err_t *err)
 {
     char part[16], off[24];
     snprintf(part, sizeof(part), "%" PRId32, msg->partition);
     snprintf(off, sizeof(off), "%" PRId64, msg->offset);
-    /* bytea in hex input form, so that any bytes survive a text parameter. */
-    size_t len = msg->len;
-    char *hex = ps_xmalloc(2 * len + 3);
-    memcpy(hex, "\\x", 2);
-    ps_hex_encode(msg->payload ? msg->payload : (const void *)"", len, hex + 2);
-    const char *values[6] = {rd_kafka_topic_name(msg->rkt), part, off,
-                             message_id && *message_id ? message_id : NULL, reason, hex};
+    char *payload = bytea_hex(msg->payload, msg->len);
+    char *key = msg->key ? bytea_hex(msg->key, msg->key_len) : NULL;
+    char *headers = headers_json(msg);
+    const char *values[8] = {rd_kafka_topic_name(msg->rkt), part, off,
+                             message_id && *message_id ? message_id : NULL, reason, payload,
+                             key, headers};
     PGresult *res = ps_pg_ensure(pg, err) == 0
-                        ? ps_pg_exec_prepared(pg, "insert_dead_letter", 6, values, err)
+                        ? ps_pg_exec_prepared(pg, "insert_dead_letter", 8, values, err)
                         : NULL;
-    free(hex);
+    free(payload);
+    free(key);
+    free(headers);
     PQclear(res);
     return res ? 0 : -1;
 }

@@ -24,6 +24,17 @@ int cmd_accounts_link(int argc, char **argv);
 int cmd_accounts_unlink(int argc, char **argv);
 int cmd_accounts_links(int argc, char **argv);
 
+/* dlq.c */
+int cmd_dlq_list(int argc, char **argv);
+int cmd_dlq_show(int argc, char **argv);
+int cmd_dlq_redrive(int argc, char **argv);
+
+/* reconcile.c */
+int cmd_reconcile(int argc, char **argv);
+
+/* replay.c */
+int cmd_replay(int argc, char **argv);
+
 /* shop.c */
 int cmd_products_put(int argc, char **argv);
 int cmd_products_list(int argc, char **argv);

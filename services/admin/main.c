@@ -7,10 +7,15 @@
 #include "paystream/config.h"
 #include "paystream/log.h"
 
-static const ps_cfg_var_t config[] = {PS_CFG_COMMON};
+static const ps_cfg_var_t config[] = {
+    PS_CFG_COMMON,
+    {"STRIPE_SECRET_KEY", PS_CFG_SECRET, "", 0, 0, "sk_ key of Stripe's API, for reconcile"},
+    {"STRIPE_API_BASE", PS_CFG_STRING, "https://api.stripe.com", 0, 0,
+     "base URL of Stripe's API (a local stand-in in tests)"},
+};
 
 static const struct {
-    const char *group, *name;
+    const char *group, *name; /* name NULL: the group is the whole command */
     int (*run)(int argc, char **argv);
     const char *help;
 } commands[] = {
@@ -34,6 +39,21 @@ static const struct {
      "      let USER take payments on behalf of connected account ACCT (admins always may)"},
     {"accounts", "unlink", cmd_accounts_unlink, "ACCT --user USER\n      take that back"},
     {"accounts", "links", cmd_accounts_links, "\n      print every link: ACCOUNT USER STATE CREATED"},
+    {"dlq", "list", cmd_dlq_list,
+     "[--all]\n      print the dead letters not redriven yet (every one with --all): ID TOPIC "
+     "PARTITION OFFSET MESSAGE_ID REASON CREATED REDRIVEN"},
+    {"dlq", "show", cmd_dlq_show, "ID\n      print a dead letter whole: headers, key, payload"},
+    {"dlq", "redrive", cmd_dlq_redrive,
+     "ID... [--again]\n      send dead letters back to their topic with their key and headers, "
+     "once each\n      (--again: also those sent back before); the worker applies each once"},
+    {"reconcile", NULL, cmd_reconcile,
+     "--since TIME [--page N]\n      list Stripe's events since TIME (GET /v1/events; Stripe "
+     "keeps 30 days) and feed the ones\n      paystream has not recorded through the pipeline, "
+     "oldest first; a summary at the end"},
+    {"replay", NULL, cmd_replay,
+     "TOPIC --from TIME|OFFSET [--to TIME|OFFSET] [--force]\n      publish a range of TOPIC again "
+     "(keys, headers, message ids kept) for its workers to\n      re-apply; what they applied "
+     "before is a duplicate. TIME: 2026-12-01T10:00:00Z"},
     {"products", "put", cmd_products_put,
      "SKU --stock N [--name NAME]\n"
      "      add a product or set its units on hand (never below what is reserved)"},
@@ -50,7 +70,8 @@ static int usage(FILE *out)
 {
     fprintf(out, "usage: paystream-admin GROUP COMMAND [options]\n\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(out, "  %s %s %s\n", commands[i].group, commands[i].name, commands[i].help);
+        fprintf(out, "  %s%s%s %s\n", commands[i].group, commands[i].name ? " " : "",
+                commands[i].name ? commands[i].name : "", commands[i].help);
     ps_config_usage(out, "paystream-admin", "", config, sizeof(config) / sizeof(config[0]));
     return out == stdout ? 0 : 2;
 }
@@ -62,7 +83,11 @@ int main(int argc, char **argv)
     if (ps_config_start("admin", config, sizeof(config) / sizeof(config[0])) < 0)
         return 2;
     for (size_t i = 0; i < NCOMMANDS; i++) {
-        if (strcmp(argv[1], commands[i].group) == 0 && strcmp(argv[2], commands[i].name) == 0)
+        if (strcmp(argv[1], commands[i].group) != 0)
+            continue;
+        if (commands[i].name == NULL) /* a command of one word: the rest are its arguments */
+            return commands[i].run(argc - 2, argv + 2);
+        if (strcmp(argv[2], commands[i].name) == 0)
             return commands[i].run(argc - 3, argv + 3);
     }
     return usage(stderr);

@@ -320,14 +320,15 @@ struct MHD_Daemon *http_start(const char *addr, int port, int threads, listener_
                               char *err, size_t errlen)
 {
     static const listener_t kinds[] = {LISTEN_ALL, LISTEN_PUBLIC, LISTEN_ADMIN};
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
-        snprintf(err, errlen, "\"%s\" is not an IPv4 address", addr);
+    struct sockaddr_storage sa;
+    int family = ps_sockaddr(addr, port, &sa);
+    if (family < 0) {
+        snprintf(err, errlen, "\"%s\" is not an IPv4 or IPv6 address", addr);
         return NULL;
     }
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-            MHD_USE_ERROR_LOG,
+            MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_DUAL_STACK : 0),
         (uint16_t)port, NULL, NULL, on_request, (void *)&kinds[listener],
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         /* One thread is no pool: libmicrohttpd warns about a pool of 1. */

@@ -21,11 +21,12 @@ intake_t intake;
 
 static const ps_cfg_var_t config[] = {
     PS_CFG_COMMON,
-    {"PAYSTREAM_HTTP_ADDR", PS_CFG_STRING, "127.0.0.1", 0, 0, "IPv4 address to listen on"},
+    {"PAYSTREAM_HTTP_ADDR", PS_CFG_STRING, "127.0.0.1", 0, 0,
+     "IPv4 or IPv6 address to listen on (0.0.0.0 or :: for every interface; :: takes IPv4 too)"},
     {"PAYSTREAM_HTTP_PORT", PS_CFG_INT, "8080", 1, 65535, "TCP port to listen on"},
     {"PAYSTREAM_HTTP_THREADS", PS_CFG_INT, "2", 1, 64, "HTTP worker threads (one per core)"},
     {"PAYSTREAM_ADMIN_ADDR", PS_CFG_STRING, "127.0.0.1", 0, 0,
-     "IPv4 address of the operators' listener (see PAYSTREAM_ADMIN_PORT)"},
+     "IPv4 or IPv6 address of the operators' listener (see PAYSTREAM_ADMIN_PORT)"},
     {"PAYSTREAM_ADMIN_PORT", PS_CFG_INT, "0", 0, 65535,
      "serve /health, /ready and /metrics on this port only, not with the webhooks and the "
      "API; 0 serves everything on PAYSTREAM_HTTP_PORT"},

@@ -13,6 +13,7 @@
 #include "paystream/json_scan.h"
 #include "paystream/kafka.h"
 #include "paystream/log.h"
+#include "paystream/stripe_event.h"
 #include "paystream/stripe_sig.h"
 #include "paystream/util.h"
 
@@ -93,25 +94,16 @@ static const char *field_string(const ps_json_field_t *f, int which)
     return s && *s ? s : NULL;
 }
 
-/* The aggregate an event changes, which becomes its Kafka key so that one
- * partition orders all of that aggregate's events: the Connect account for
- * Connect events; the payment intent for payment_intent, charge and refund
- * events; else the customer, else the object itself. */
+/* The event's Kafka key (stripe_event.h). */
 static const char *event_key(const ps_json_field_t *f, int is_connect)
 {
-    const char *type = field_string(f, F_TYPE);
-    const char *account = field_string(f, F_ACCOUNT);
-    if (is_connect && account)
-        return account;
-    if (strncmp(type, "payment_intent.", 15) == 0)
-        return field_string(f, F_OBJ_ID);
-    const char *pi = field_string(f, F_OBJ_PAYMENT_INTENT);
-    if (pi && (strncmp(type, "charge.", 7) == 0 || strncmp(type, "refund.", 7) == 0))
-        return pi;
-    const char *customer = field_string(f, F_OBJ_CUSTOMER);
-    if (customer)
-        return customer;
-    return field_string(f, F_OBJ_ID) ? field_string(f, F_OBJ_ID) : field_string(f, F_ID);
+    ps_stripe_key_t k = {
+        .id = field_string(f, F_ID), .type = field_string(f, F_TYPE),
+        .account = field_string(f, F_ACCOUNT), .object_id = field_string(f, F_OBJ_ID),
+        .payment_intent = field_string(f, F_OBJ_PAYMENT_INTENT),
+        .customer = field_string(f, F_OBJ_CUSTOMER),
+    };
+    return ps_stripe_event_key(&k, is_connect);
 }
 
 /* Checks that the scanned body has the shape of a Stripe event; returns the

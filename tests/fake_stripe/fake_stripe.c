@@ -17,6 +17,8 @@
  *
  * For the tests: POST /_fail?count=N&status=S answers the next N API
  * requests with S (and Stripe-Should-Retry: true) before doing anything;
+ * POST /_events gives the fake an event Stripe "has", which GET /v1/events
+ * lists (created[gte], limit, starting_after; newest first) as Stripe does;
  * GET /_requests lists every API request received: path, idempotency key,
  * Stripe-Account, form, status. An intent made with a Stripe-Account is
  * refunded only with the same one, as on Stripe.
@@ -43,6 +45,7 @@ static json_t *intents;      /* pi id -> {amount, refunded} */
 static json_t *identifiers;  /* meter event identifier -> times accepted */
 static json_t *hooks;        /* [{name, signature, event_id, body, status}] */
 static json_t *hook_fails;   /* name -> failures left */
+static json_t *events;       /* the events Stripe "has", in the order they were given */
 static int fail_count, fail_status, next_id = 1;
 /* Part of every id: ids stay unique across restarts of the fake against a
  * database that keeps the ids of earlier runs. */
@@ -318,6 +321,45 @@ static json_t *api(const char *path, const char *auth, const char *key, const ch
     return answer;
 }
 
+/* GET /v1/events: the events created at or after created[gte], newest
+ * first, limit (1 to 100, default 10) a page, after starting_after. */
+static json_t *list_events(struct MHD_Connection *conn, unsigned *status)
+{
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    const char *gte = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "created[gte]");
+    const char *lim = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit");
+    const char *after = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "starting_after");
+    long limit = lim ? atol(lim) : 10;
+    if (auth == NULL || strncmp(auth, "Bearer sk_test_", 15) != 0) {
+        *status = 401;
+        return error("invalid_request_error", NULL, "Invalid API Key provided", NULL);
+    }
+    if (limit < 1 || limit > 100) {
+        *status = 400;
+        return error("invalid_request_error", "parameter_invalid_integer", "Invalid limit", "limit");
+    }
+    json_t *data = json_array();
+    int skipping = after != NULL, more = 0;
+    for (size_t i = json_array_size(events); i-- > 0;) {
+        json_t *e = json_array_get(events, i);
+        const char *id = json_string_value(json_object_get(e, "id"));
+        if (gte && json_integer_value(json_object_get(e, "created")) < atoll(gte))
+            continue;
+        if (skipping) {
+            skipping = strcmp(id, after) != 0;
+            continue;
+        }
+        if ((long)json_array_size(data) == limit) {
+            more = 1;
+            break;
+        }
+        json_array_append(data, e);
+    }
+    *status = 200;
+    return json_pack("{s:s, s:o, s:b, s:s}", "object", "list", "data", data, "has_more", more,
+                     "url", "/v1/events");
+}
+
 static enum MHD_Result on_request(struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *body)
 {
@@ -338,6 +380,14 @@ static enum MHD_Result on_request(struct MHD_Connection *conn, const char *url,
         fail_status = st ? atoi(st) : 500;
         status = 200;
         answer = json_pack("{s:i}", "failing", fail_count);
+    } else if (strcmp(method, "POST") == 0 && strcmp(url, "/_events") == 0) {
+        json_t *e = json_loads(body, 0, NULL);
+        status = json_is_object(e) ? 200 : 400;
+        if (e)
+            json_array_append_new(events, e);
+        answer = json_object();
+    } else if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/events") == 0) {
+        answer = list_events(conn, &status);
     } else if (strcmp(method, "GET") == 0 && strcmp(url, "/_hooks") == 0) {
         status = 200;
         answer = json_deep_copy(hooks);
@@ -388,6 +438,7 @@ int main(int argc, char **argv)
     identifiers = json_object();
     hooks = json_array();
     hook_fails = json_object();
+    events = json_array();
     int rc = fake_serve("fake stripe", atoi(argv[2]), on_request);
     json_decref(requests);
     json_decref(idempotent);
@@ -395,5 +446,6 @@ int main(int argc, char **argv)
     json_decref(identifiers);
     json_decref(hooks);
     json_decref(hook_fails);
+    json_decref(events);
     return rc;
 }

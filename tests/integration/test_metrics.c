@@ -226,3 +226,59 @@ Test(metrics, the_alerts_and_the_dashboard_use_documented_metrics)
     only_documented(PS_SOURCE_DIR "/deploy/prometheus/alerts.yml");
     only_documented(PS_SOURCE_DIR "/deploy/grafana/dashboards/paystream.json");
 }
+
+/* GET url with curl; returns the HTTP status (0: no answer). */
+static long http_status(const char *url)
+{
+    char *out = ts_sh(NULL, "curl -gs -o /dev/null -w '%%{http_code}' --max-time 5 '%s'", url);
+    long status = atol(out);
+    free(out);
+    return status;
+}
+
+/* Restarts service with var set to value in its environment (NULL: as
+ * run/env has it). */
+static void restart_with(const char *service, const char *var, const char *value)
+{
+    if (value)
+        setenv(var, value, 1);
+    else
+        unsetenv(var);
+    cr_assert_eq(ts_svc("restart", service), 0, "%s restarted", service);
+}
+
+/* Waits until url answers 200. */
+static int answers(const char *url)
+{
+    for (int i = 0; i < 100; i++) {
+        if (http_status(url) == 200)
+            return 1;
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+Test(metrics, the_intake_and_the_workers_metrics_listen_on_ipv6_and_ipv4, .timeout = 180)
+{
+    char v6[128], v4[128];
+    const char *port = ts_env("PAYSTREAM_HTTP_PORT");
+    restart_with("intake", "PAYSTREAM_HTTP_ADDR", "::");
+    snprintf(v6, sizeof(v6), "http://[::1]:%s/billing", port);
+    snprintf(v4, sizeof(v4), "http://127.0.0.1:%s/billing", port);
+    int six = answers(v6), four = answers(v4);
+    restart_with("intake", "PAYSTREAM_HTTP_ADDR", NULL);
+    cr_assert(six, "the intake answers on IPv6 (%s)", v6);
+    cr_assert(four, "and on IPv4 (%s)", v4);
+    cr_assert(answers(v4), "back on its own address");
+    cr_assert_eq(http_status(v6), 0, "127.0.0.1 alone takes no IPv6");
+
+    const char *metrics = ts_env("PAYSTREAM_METRICS_URL_INVENTORY"); /* http://127.0.0.1:P/metrics */
+    const char *mport = strrchr(metrics, ':') + 1;
+    restart_with("inventory", "PAYSTREAM_METRICS_ADDR", "::1");
+    snprintf(v6, sizeof(v6), "http://[::1]:%.*s/metrics", (int)strcspn(mport, "/"), mport);
+    int served = answers(v6);
+    restart_with("inventory", "PAYSTREAM_METRICS_ADDR", NULL);
+    cr_assert(served, "a worker serves its metrics on IPv6 (%s)", v6);
+    cr_assert(answers(metrics), "and on IPv4 again");
+}

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define PS_UUID_LEN 36 /* characters, without the terminating NUL */
 
@@ -46,6 +47,11 @@ int ps_has_word(const char *list, const char *word);
 /* Whether s is 1 to maxlen bytes of printable ASCII without spaces (an
  * idempotency key, a usage record's identifier). */
 int ps_is_token(const char *s, size_t maxlen);
+
+/* addr, an IPv4 ("127.0.0.1", "0.0.0.0") or IPv6 ("::1", "::") address,
+ * and port as a socket address in out. Returns its family (AF_INET or
+ * AF_INET6), or -1 when addr is neither. */
+int ps_sockaddr(const char *addr, int port, struct sockaddr_storage *out);
 
 /* Sleeps for ms milliseconds, returning early only on shutdown signals. */
 void ps_sleep_ms(int64_t ms);

@@ -18,8 +18,9 @@
 #define PS_WORKER_STATEMENTS                                                                \
     {"insert_dead_letter",                                                                  \
      "INSERT INTO dead_letters (topic, \"partition\", \"offset\", message_id, reason, "     \
-     "payload) VALUES ($1, $2, $3, $4, $5, $6::bytea) ON CONFLICT DO NOTHING",              \
-     6}
+     "payload, msg_key, headers) VALUES ($1, $2, $3, $4, $5, $6::bytea, $7::bytea, "        \
+     "$8::jsonb) ON CONFLICT DO NOTHING",                                                   \
+     8}
 
 /* A worker's fetch wait, in its configuration table with the default that
  * suits it: short where a caller waits for the result (API commands), longer
