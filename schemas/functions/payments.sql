@@ -418,14 +418,20 @@ LANGUAGE sql STABLE AS $$
           AND (p_payment_id IS NULL OR t.payment_id = p_payment_id)
           AND (p_id IS NULL OR t.id = p_id)
         ORDER BY t.created_at DESC, t.id DESC
-        LIMIT p_limit
+        LIMIT p_limit + 1
+    ), shown AS (
+        SELECT * FROM rows ORDER BY created_at DESC, id DESC LIMIT p_limit
     )
-    SELECT jsonb_build_object('object', 'list', 'data', coalesce(jsonb_agg(jsonb_build_object(
-        'id', r.id, 'object', 'transaction', 'payment_id', r.payment_id, 'type', r.type,
-        'amount_minor', r.amount_minor, 'currency', r.currency, 'status', r.status,
-        'gateway_transaction_id', r.gateway_transaction_id, 'created_at', r.created_at)
-        ORDER BY r.created_at DESC, r.id DESC), '[]'))
-    FROM rows r
+    SELECT jsonb_build_object(
+        'object', 'list',
+        'data', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                              'id', r.id, 'object', 'transaction', 'payment_id', r.payment_id,
+                              'type', r.type, 'amount_minor', r.amount_minor,
+                              'currency', r.currency, 'status', r.status,
+                              'gateway_transaction_id', r.gateway_transaction_id,
+                              'created_at', r.created_at)
+                              ORDER BY r.created_at DESC, r.id DESC) FROM shown r), '[]'),
+        'has_more', (SELECT count(*) FROM rows) > p_limit)
 $$;
 
 -- An order follows its payments: only its own (made through paystream:

@@ -22,9 +22,10 @@ static atomic_int stripe_enabled = -1;
 void handle_health(request_t *req)
 {
     int stripe = atomic_load(&stripe_enabled);
-    json_t *body = json_pack("{s:s, s:s, s:s, s:{s:b, s:b}, s:s, s:o, s:b}", "status", "healthy",
-                             "service", "paystream-intake", "version", PS_VERSION, "webhooks",
-                             "stripe", webhooks_enabled(0), "stripe_connect", webhooks_enabled(1),
+    json_t *body = json_pack("{s:s, s:s, s:s, s:{s:b, s:b, s:b}, s:s, s:o, s:b}", "status",
+                             "healthy", "service", "paystream-intake", "version", PS_VERSION,
+                             "webhooks", "stripe", webhooks_enabled(0), "stripe_connect",
+                             webhooks_enabled(1), "paypal", paypal_webhooks_enabled(),
                              "stripe_mode", intake.livemode ? "live" : "test", "stripe_enabled",
                              stripe < 0 ? json_null() : json_boolean(stripe),
                              "stripe_webhooks_enabled", webhooks_enabled(0));

@@ -2,6 +2,7 @@
 
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,43 @@ static size_t collect_header(char *data, size_t size, size_t n, void *userp)
 }
 
 /* Sends method base+path from the local address source (NULL: any). */
+/* With PAYSTREAM_HTTP_RECORD set (scripts/dev test sets it), appends the
+ * exchange to that file as one JSON line, for the contract check
+ * (tests/contracts): request method, path, content type and body;
+ * response status, content type and body. */
+static void record(const char *method, const char *path, const char *const *headers,
+                   const char *body, size_t len, const ts_http_t *r)
+{
+    const char *file = getenv("PAYSTREAM_HTTP_RECORD");
+    if (file == NULL || *file == '\0' || r->status == 0)
+        return;
+    const char *type = NULL;
+    for (size_t i = 0; headers && headers[i]; i++) {
+        if (strncasecmp(headers[i], "Content-Type: ", 14) == 0)
+            type = headers[i] + 14;
+    }
+    char *rtype = ts_header(r, "Content-Type");
+    json_t *sent = body ? json_stringn(body, len) : NULL, *got = json_string(r->body);
+    json_t *line = json_pack("{s:s, s:s, s:s?, s:o, s:i, s:s?, s:o}", "method", method, "path",
+                             path, "content_type", type, "body", sent ? sent : json_null(),
+                             "status", (int)r->status, "response_content_type", rtype,
+                             "response", got ? got : json_null());
+    char *text = json_dumps(line, JSON_COMPACT);
+    json_decref(line);
+    free(rtype);
+    if (text == NULL)
+        return;
+    size_t n = strlen(text);
+    text[n] = '\n'; /* over the NUL: one write() of the whole line, so threads' lines never mix */
+    int fd = open(file, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (fd >= 0) {
+        if (write(fd, text, n + 1) < 0)
+            fprintf(stderr, "cannot record an exchange in %s\n", file);
+        close(fd);
+    }
+    free(text);
+}
+
 static ts_http_t http_at(const char *base, const char *source, const char *method,
                          const char *path, const char *const *headers, const char *body,
                          size_t len)
@@ -84,6 +122,7 @@ static ts_http_t http_at(const char *base, const char *source, const char *metho
         r.body = strdup("");
     if (r.headers == NULL)
         r.headers = strdup("");
+    record(method, path, headers, body, len, &r);
     return r;
 }
 
