@@ -227,3 +227,16 @@ int ps_sockaddr(const char *addr, int port, struct sockaddr_storage *out)
     }
     return -1;
 }
+
+size_t ps_buf_write(char *data, size_t size, size_t n, void *buf)
+{
+    ps_buf_t *b = buf;
+    size_t add = size * n;
+    if (add > b->max - b->len)
+        return 0;
+    b->data = ps_xrealloc(b->data, b->len + add + 1);
+    memcpy(b->data + b->len, data, add);
+    b->len += add;
+    b->data[b->len] = '\0';
+    return add;
+}

@@ -2,6 +2,9 @@
 #ifndef PAYSTREAM_ADMIN_H
 #define PAYSTREAM_ADMIN_H
 
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+
 /* sql.c: runs sql with params on PAYSTREAM_PG_DSN; prints each row
  * tab-separated when print is set. Returns the number of rows, or -1
  * (reported on stderr). */
@@ -13,6 +16,9 @@ int cmd_topics_create(int argc, char **argv);
 int cmd_topics_config(int argc, char **argv);
 int cmd_kafka_wait(int argc, char **argv);
 int cmd_kafka_watermarks(int argc, char **argv);
+
+/* dump.c */
+int cmd_topics_dump(int argc, char **argv);
 
 /* apikeys.c */
 int cmd_apikey_create(int argc, char **argv);
@@ -28,6 +34,12 @@ int cmd_accounts_links(int argc, char **argv);
 int cmd_dlq_list(int argc, char **argv);
 int cmd_dlq_show(int argc, char **argv);
 int cmd_dlq_redrive(int argc, char **argv);
+
+/* range.c: reading ranges of topics. A consumer of group that reads
+ * what it is assigned and commits nothing, or NULL with err. */
+rd_kafka_t *admin_range_reader(const char *brokers, const char *group, char *err, size_t errlen);
+/* The partitions of topic, or -1 with err (no such topic, say). */
+int admin_partitions(rd_kafka_t *rk, const char *topic, char *err, size_t errlen);
 
 /* reconcile.c */
 int cmd_reconcile(int argc, char **argv);

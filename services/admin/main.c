@@ -24,6 +24,9 @@ static const struct {
      "      create paystream's topics and their .dlq twins (existing ones are kept)"},
     {"topics", "config", cmd_topics_config,
      "TOPIC NAME=VALUE...\n      set configuration of one topic (e.g. retention.bytes)"},
+    {"topics", "dump", cmd_topics_dump,
+     "TOPIC\n      print every message TOPIC holds, one JSON line each: partition, offset, key,\n"
+     "      headers, value"},
     {"kafka", "wait", cmd_kafka_wait,
      "[--brokers N] [--timeout SECONDS]\n      wait until N brokers answer metadata requests"},
     {"kafka", "watermarks", cmd_kafka_watermarks,

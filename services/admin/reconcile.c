@@ -28,24 +28,6 @@
 #define ANSWER_MAX (16 * 1024 * 1024)
 #define TIMEOUT_MS 30000
 
-typedef struct {
-    char *data;
-    size_t len;
-} answer_t;
-
-static size_t on_body(char *data, size_t size, size_t n, void *userp)
-{
-    answer_t *a = userp;
-    size_t add = size * n;
-    if (a->len + add > ANSWER_MAX)
-        return 0;
-    a->data = ps_xrealloc(a->data, a->len + add + 1);
-    memcpy(a->data + a->len, data, add);
-    a->len += add;
-    a->data[a->len] = '\0';
-    return add;
-}
-
 /* One page of GET /v1/events, or NULL after saying why on stderr. */
 static json_t *events_page(const char *since, int page, const char *after)
 {
@@ -56,11 +38,11 @@ static json_t *events_page(const char *since, int page, const char *after)
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", ps_config_str("STRIPE_SECRET_KEY"));
     CURL *c = curl_easy_init();
     struct curl_slist *h = curl_slist_append(NULL, auth);
-    answer_t a = {0};
+    ps_buf_t a = {.max = ANSWER_MAX};
     long http = 0;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ps_buf_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)TIMEOUT_MS);
     CURLcode rc = curl_easy_perform(c);

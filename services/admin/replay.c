@@ -79,24 +79,6 @@ static int offsets_at(rd_kafka_t *c, const char *topic, int n, const position_t 
     return e ? -1 : 0;
 }
 
-static int partitions_of(rd_kafka_t *c, const char *topic, char *err, size_t errlen)
-{
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(c, topic, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(c, 0, t, &md, TIMEOUT_MS);
-    int n = -1;
-    if (e)
-        snprintf(err, errlen, "%s", rd_kafka_err2str(e));
-    else if (md->topic_cnt != 1 || md->topics[0].err)
-        snprintf(err, errlen, "no topic %s", topic);
-    else
-        n = md->topics[0].partition_cnt;
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(t);
-    return n;
-}
-
 /* How many partitions of the assignment have not reached their end yet. */
 static int64_t unfinished(rd_kafka_t *c, const char *topic, int n, const int64_t *end)
 {
@@ -166,25 +148,6 @@ static int replay_range(rd_kafka_t *c, rd_kafka_t *p, const char *topic, int n,
     return 0;
 }
 
-/* A consumer of a group of its own that reads what it is assigned and
- * commits nothing. */
-static rd_kafka_t *range_reader(const char *brokers, const char *group, char *err, size_t errlen)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, errlen) != RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "group.id", group, err, errlen) != RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) != RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, errlen) !=
-            RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
-    if (c == NULL)
-        rd_kafka_conf_destroy(conf);
-    return c;
-}
-
 int cmd_replay(int argc, char **argv)
 {
     const char *topic = argc > 0 ? argv[0] : NULL, *from = NULL, *to = NULL;
@@ -226,11 +189,11 @@ int cmd_replay(int argc, char **argv)
     char err[512], group[64];
     snprintf(group, sizeof(group), "paystream-admin-replay-%d", (int)getpid());
     const char *brokers = ps_config_str("PAYSTREAM_KAFKA_BROKERS");
-    rd_kafka_t *c = range_reader(brokers, group, err, sizeof(err));
+    rd_kafka_t *c = admin_range_reader(brokers, group, err, sizeof(err));
     rd_kafka_t *p = c ? ps_kafka_producer_new(brokers, "paystream-admin-replay", delivered,
                                               TIMEOUT_MS, 5, err, sizeof(err))
                       : NULL;
-    int n = p ? partitions_of(c, topic, err, sizeof(err)) : -1;
+    int n = p ? admin_partitions(c, topic, err, sizeof(err)) : -1;
     int64_t start[PARTITIONS_MAX], end[PARTITIONS_MAX], done[PARTITIONS_MAX] = {0};
     int rc = 1;
     if (n > PARTITIONS_MAX)

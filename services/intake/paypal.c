@@ -100,24 +100,6 @@ static int cert_url_allowed(const char *url)
     return 0;
 }
 
-typedef struct {
-    char *data;
-    size_t len;
-} fetched_t;
-
-static size_t on_cert(char *data, size_t size, size_t n, void *userp)
-{
-    fetched_t *f = userp;
-    size_t add = size * n;
-    if (f->len + add > CERT_BYTES_MAX)
-        return 0;
-    f->data = ps_xrealloc(f->data, f->len + add + 1);
-    memcpy(f->data + f->len, data, add);
-    f->len += add;
-    f->data[f->len] = '\0';
-    return add;
-}
-
 /* The checked key of the certificate at url, from the cache or fetched
  * (a new reference). NULL with *unavailable set when it could not be
  * fetched (PayPal retries on the 503 that follows), else NULL with why the
@@ -136,13 +118,13 @@ static EVP_PKEY *cert_key(const char *url, int *unavailable, char *err, size_t e
     if (key)
         return key;
 
-    fetched_t f = {0};
+    ps_buf_t f = {.max = CERT_BYTES_MAX};
     long http = 0;
     CURL *c = curl_easy_init();
     CURLcode rc = CURLE_FAILED_INIT;
     if (c) {
         curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_cert);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ps_buf_write);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &f);
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

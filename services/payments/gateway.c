@@ -85,21 +85,6 @@ static json_t *sandbox_billing(const char *kind, const char *digits)
                      "session_id", id, "url", url);
 }
 
-#define ANSWER_MAX (1024 * 1024)
-
-size_t gateway_on_body(char *data, size_t size, size_t n, void *answer)
-{
-    gateway_answer_t *a = answer;
-    size_t add = size * n;
-    if (a->len + add > ANSWER_MAX)
-        return 0;
-    a->body = ps_xrealloc(a->body, a->len + add + 1);
-    memcpy(a->body + a->len, data, add);
-    a->len += add;
-    a->body[a->len] = '\0';
-    return add;
-}
-
 void gateway_init(void)
 {
     static const double seconds[] = {0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30};

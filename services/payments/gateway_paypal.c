@@ -90,12 +90,12 @@ static int paypal_post(const char *path, const char *request_id, const char *bod
         h = curl_slist_append(h, "Content-Type: application/json");
         h = curl_slist_append(h, "Prefer: return=representation");
     }
-    gateway_answer_t a = {0};
+    gateway_answer_t a = {.body.max = GATEWAY_ANSWER_MAX};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, gateway_on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ps_buf_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a.body);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, paypal.timeout_ms);
@@ -106,8 +106,8 @@ static int paypal_post(const char *path, const char *request_id, const char *bod
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, http);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
-    *root = a.body ? json_loads(a.body, 0, NULL) : NULL;
-    free(a.body);
+    *root = a.body.data ? json_loads(a.body.data, 0, NULL) : NULL;
+    free(a.body.data);
     char status[16];
     snprintf(status, sizeof(status), "%ld", *http);
     ps_log_info("paypal answered", "request_id", request_id, "path", path, "status", status,

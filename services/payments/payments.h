@@ -10,6 +10,7 @@
 #include "paystream/billing.h"
 #include "paystream/envelope.h"
 #include "paystream/pg.h"
+#include "paystream/util.h"
 #include "paystream/worker.h"
 
 /* Prepared statements of the worker. */
@@ -81,19 +82,16 @@ int gateway_paypal_enabled(void);
  * or when no Stripe key is configured, else stripe. */
 const char *gateway_for(int sandbox_actor);
 
-/* An answer of a gateway's API as libcurl reads it: the body, and the
- * gateway's id of the request (Stripe's Request-Id, PayPal's
- * Paypal-Debug-Id) for the logs. */
+/* An answer of a gateway's API as libcurl reads it: the body (through
+ * ps_buf_write, at most GATEWAY_ANSWER_MAX bytes: no gateway answers that
+ * much), and the gateway's id of the request (Stripe's Request-Id,
+ * PayPal's Paypal-Debug-Id) for the logs. */
+#define GATEWAY_ANSWER_MAX (1024 * 1024)
 typedef struct {
-    char *body; /* malloc'd, NUL-terminated; NULL when empty */
-    size_t len;
+    ps_buf_t body;
     char request_id[64];
     int should_retry; /* Stripe-Should-Retry: 1 true, 0 false, -1 absent */
 } gateway_answer_t;
-
-/* libcurl's write function for a gateway_answer_t: keeps the body, and
- * fails the transfer past 1 MiB (no gateway answers that much). */
-size_t gateway_on_body(char *data, size_t size, size_t n, void *answer);
 
 /* Makes the call. Returns 0 with the gateway's answer in *outcome (the
  * object the finish step takes), or -1 with the reason in err when the

@@ -48,6 +48,16 @@ int ps_has_word(const char *list, const char *word);
  * idempotency key, a usage record's identifier). */
 int ps_is_token(const char *s, size_t maxlen);
 
+/* Bytes received, growing as they come: the write callback of a libcurl
+ * transfer is ps_buf_write with a ps_buf_t as its data. data stays
+ * NUL-terminated (NULL while empty); past max bytes the callback refuses,
+ * which fails the transfer. Free data with free(). */
+typedef struct {
+    char *data;
+    size_t len, max;
+} ps_buf_t;
+size_t ps_buf_write(char *data, size_t size, size_t n, void *buf);
+
 /* addr, an IPv4 ("127.0.0.1", "0.0.0.0") or IPv6 ("::1", "::") address,
  * and port as a socket address in out. Returns its family (AF_INET or
  * AF_INET6), or -1 when addr is neither. */
