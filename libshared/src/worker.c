@@ -23,7 +23,7 @@
 #define STATS_EVERY_MS 10000
 #define LAG_EVERY_MS 1000
 
-/* The metrics every worker has (README "Metrics"). */
+/* The metrics every worker has (deploy/dashboards/README.md). */
 static struct {
     ps_metric_t *messages, *batches, *apply_seconds, *dead_letters, *lag;
 } wm;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "intake.h"
 #include "paystream/config.h"
 #include "paystream/json_scan.h"
@@ -23,6 +24,8 @@
 #define CERT_URL_MAX 500
 #define CERT_BYTES_MAX (64 * 1024)
 #define IDS_MAX 4
+#define FETCHES_PER_S 1.0 /* certificates fetched, on average, */
+#define FETCHES_BURST 5.0 /* and at once */
 
 static struct {
     char ids[IDS_MAX][65]; /* PAYPAL_WEBHOOK_ID: the webhook's id(s) */
@@ -35,6 +38,7 @@ static struct {
         EVP_PKEY *key;
     } certs[CERTS_MAX];
     int next; /* the entry to replace when all are taken */
+    ratelimit_t *fetches; /* of certificates not cached */
 } pp = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 int paypal_webhooks_init(char *err, size_t errlen)
@@ -60,6 +64,7 @@ int paypal_webhooks_init(char *err, size_t errlen)
         return -1;
     }
     pp.prefixes = ps_xstrdup(ps_config_str("PAYPAL_CERT_URL_PREFIXES"));
+    pp.fetches = ratelimit_new(FETCHES_PER_S, FETCHES_BURST);
     const char *ca = ps_config_str("PAYPAL_CERT_CA_FILE");
     pp.store = X509_STORE_new();
     if (pp.store == NULL || (*ca ? X509_STORE_load_locations(pp.store, ca, NULL)
@@ -79,6 +84,7 @@ void paypal_webhooks_free(void)
         EVP_PKEY_free(pp.certs[i].key);
     X509_STORE_free(pp.store);
     free(pp.prefixes);
+    ratelimit_free(pp.fetches);
     curl_global_cleanup();
 }
 
@@ -117,6 +123,15 @@ static EVP_PKEY *cert_key(const char *url, int *unavailable, char *err, size_t e
     pthread_mutex_unlock(&pp.lock);
     if (key)
         return key;
+    /* The URL comes with the request and is fetched before the signature
+     * can be checked: a few fetches a second at most, so that unsigned
+     * requests naming new URLs cannot keep the HTTP threads waiting on
+     * PayPal. A refused one is a 503, which PayPal retries. */
+    if (ratelimit_take(pp.fetches, "cert") > 0) {
+        *unavailable = 1;
+        snprintf(err, errlen, "too many certificates fetched just now");
+        return NULL;
+    }
 
     ps_buf_t f = {.max = CERT_BYTES_MAX};
     long http = 0;

@@ -18,7 +18,8 @@
  * POST /_expire_tokens makes every token given so far answer 401;
  * POST /_fail?count=N&status=S answers the next N API requests with S;
  * GET /_requests lists the API requests (method, path, request_id, body,
- * status); GET /v1/notifications/certs/NAME serves DIR/NAME.pem, the
+ * status) and the certificates fetched; GET /v1/notifications/certs/NAME
+ * serves DIR/NAME.pem, the
  * certificates the tests sign webhooks with. */
 #include <jansson.h>
 #include <microhttpd.h>
@@ -265,8 +266,12 @@ static enum MHD_Result send_cert(struct MHD_Connection *conn, const char *name)
 static enum MHD_Result on_request(struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *body)
 {
-    if (strcmp(method, "GET") == 0 && strncmp(url, "/v1/notifications/certs/", 24) == 0)
+    if (strcmp(method, "GET") == 0 && strncmp(url, "/v1/notifications/certs/", 24) == 0) {
+        pthread_mutex_lock(&lock);
+        json_array_append_new(requests, json_pack("{s:s, s:s}", "method", "GET", "path", url));
+        pthread_mutex_unlock(&lock);
         return send_cert(conn, url + 24);
+    }
     unsigned status = 200;
     json_t *answer;
     pthread_mutex_lock(&lock);

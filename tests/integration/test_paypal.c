@@ -387,3 +387,35 @@ Test(paypal, webhooks_are_verified_and_each_event_applies_once)
     free(made), free(event), free(res);
     free(order), free(payment);
 }
+
+/* The certificate URL comes with the request and is fetched before the
+ * signature can be checked: unsigned requests naming new URLs get a 503
+ * without a fetch once a few were fetched, instead of holding the HTTP
+ * threads on PayPal. */
+Test(paypal, unsigned_requests_cannot_make_the_intake_fetch_certificates_without_end)
+{
+    char url[256], evt[64];
+    ts_unique(evt, sizeof(evt), "WH-FLOOD-");
+    char *event = paypal_event(evt, "PAYMENT.CAPTURE.COMPLETED", 0, "{\"id\":\"CAP-FLOOD\"}");
+    json_t *before = paypal_requests("/v1/notifications/certs/flood");
+    cr_assert_eq(json_array_size(before), 0);
+    json_decref(before);
+    int unavailable = 0;
+    for (int i = 0; i < 12; i++) {
+        char name[64];
+        ts_unique(name, sizeof(name), "flood-");
+        snprintf(url, sizeof(url), "%s/v1/notifications/certs/%s", ts_env("PAYPAL_API_BASE"), name);
+        ts_http_t r = post_paypal(event, "signer", "WH-PAYSTREAM-TEST", url);
+        unavailable += r.status == 503;
+        ts_http_free(&r);
+    }
+    cr_assert_eq(unavailable, 12, "no such certificate, or not fetched: a 503 to retry");
+    json_t *fetched = paypal_requests("/v1/notifications/certs/flood");
+    cr_assert_leq(json_array_size(fetched), 8, "a burst of 5 and about one a second, not 12");
+    cr_assert_geq(json_array_size(fetched), 1);
+    json_decref(fetched);
+    free(event);
+    /* The intake's bucket refills (a fetch a second) for the tests after. */
+    struct timespec refill = {6, 0};
+    nanosleep(&refill, NULL);
+}

@@ -31,8 +31,8 @@
      "longest a Kafka fetch waits for a batch's worth of messages: the delay a message "   \
      "may take on a quiet topic"}
 
-/* Where a worker serves its metrics (README "Metrics"): in every worker's
- * configuration table; ps_worker_open reads it. */
+/* Where a worker serves its metrics (deploy/dashboards/README.md lists
+ * them): in every worker's configuration table; ps_worker_open reads it. */
 #define PS_CFG_METRICS                                                                      \
     {"PAYSTREAM_METRICS_PORT", PS_CFG_INT, "0", 0, 65535,                                  \
      "serve GET /metrics (Prometheus text) on this TCP port; 0: not served"},              \
