@@ -94,7 +94,7 @@ static int redrive(ps_pg_t *pg, rd_kafka_t *producer, const char *id, int again)
                         "it once more\n", id);
     } else {
         size_t keylen = strlen(PQgetvalue(res, 0, 1)) / 2, len = strlen(PQgetvalue(res, 0, 3)) / 2;
-        unsigned char *key = malloc(keylen + 1), *value = malloc(len + 1);
+        unsigned char *key = ps_xmalloc(keylen + 1), *value = ps_xmalloc(len + 1);
         ps_hex_decode(PQgetvalue(res, 0, 1), 2 * keylen, key, keylen);
         ps_hex_decode(PQgetvalue(res, 0, 3), 2 * len, value, len);
         char why[512];

@@ -150,6 +150,7 @@ int cmd_reconcile(int argc, char **argv)
     }
     char since[24], err[512];
     snprintf(since, sizeof(since), "%lld", (long long)timegm(&tm));
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before librdkafka's threads */
     ps_pg_t *pg = ps_pg_connect(ps_config_str("PAYSTREAM_PG_DSN"), NULL, 0, err, sizeof(err));
     rd_kafka_t *p = pg ? ps_kafka_producer_new(ps_config_str("PAYSTREAM_KAFKA_BROKERS"),
                                                "paystream-admin-reconcile", ps_kafka_dr_sync,
@@ -158,9 +159,9 @@ int cmd_reconcile(int argc, char **argv)
     if (p == NULL) {
         fprintf(stderr, "paystream-admin: %s\n", err);
         ps_pg_close(pg);
+        curl_global_cleanup();
         return 1;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     json_t *missing = json_array(); /* newest first, as Stripe lists them */
     int64_t listed = 0;
     int failed = 0, more = 1;

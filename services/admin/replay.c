@@ -119,13 +119,23 @@ static int replay_range(rd_kafka_t *c, rd_kafka_t *p, const char *topic, int n,
             rd_kafka_headers_t *h = NULL, *copy = NULL;
             if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
                 copy = rd_kafka_headers_copy(h);
-            while (rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(m->partition),
-                                     RD_KAFKA_V_KEY(m->key, m->key_len),
-                                     RD_KAFKA_V_VALUE(m->payload, m->len),
-                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                     RD_KAFKA_V_HEADERS(copy), RD_KAFKA_V_END) ==
+            rd_kafka_resp_err_t e;
+            while ((e = rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic),
+                                          RD_KAFKA_V_PARTITION(m->partition),
+                                          RD_KAFKA_V_KEY(m->key, m->key_len),
+                                          RD_KAFKA_V_VALUE(m->payload, m->len),
+                                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                          RD_KAFKA_V_HEADERS(copy), RD_KAFKA_V_END)) ==
                    RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 rd_kafka_poll(p, 100);
+            if (e) { /* not queued: the headers are still ours */
+                fprintf(stderr, "paystream-admin: cannot publish to %s: %s\n", topic,
+                        rd_kafka_err2str(e));
+                if (copy)
+                    rd_kafka_headers_destroy(copy);
+                rd_kafka_message_destroy(m);
+                return -1;
+            }
             sent++;
             done[m->partition]++;
             if (m->offset + 1 >= end[m->partition])
