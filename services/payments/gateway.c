@@ -13,6 +13,7 @@
  * the command id, so a repeated call gets the same answer, as Stripe's
  * idempotency keys do. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "payments.h"
@@ -83,6 +84,30 @@ static json_t *sandbox_billing(const char *kind, const char *digits)
     snprintf(url, sizeof(url), "%s%s", SANDBOX_CHECKOUT_URL, id);
     return json_pack("{s:s, s:s, s:s, s:s}", "outcome", "succeeded", "gateway", "sandbox",
                      "session_id", id, "url", url);
+}
+
+CURLcode gateway_post(CURL *c, const char *url, struct curl_slist *headers, const char *body,
+                      long timeout_ms, curl_write_callback header_fn, gateway_answer_t *a,
+                      long *http, json_t **root)
+{
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ps_buf_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a->body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_fn);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, a);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    *http = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, http);
+    *root = a->body.data ? json_loads(a->body.data, 0, NULL) : NULL;
+    free(a->body.data);
+    a->body.data = NULL;
+    a->body.len = 0;
+    return rc;
 }
 
 void gateway_init(void)

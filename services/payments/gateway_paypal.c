@@ -91,23 +91,9 @@ static int paypal_post(const char *path, const char *request_id, const char *bod
         h = curl_slist_append(h, "Prefer: return=representation");
     }
     gateway_answer_t a = {.body.max = GATEWAY_ANSWER_MAX};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ps_buf_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a.body);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, paypal.timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform(c);
-    *http = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, http);
+    CURLcode rc = gateway_post(c, url, h, body, paypal.timeout_ms, on_header, &a, http, root);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
-    *root = a.body.data ? json_loads(a.body.data, 0, NULL) : NULL;
-    free(a.body.data);
     char status[16];
     snprintf(status, sizeof(status), "%ld", *http);
     ps_log_info("paypal answered", "request_id", request_id, "path", path, "status", status,

@@ -140,23 +140,9 @@ static int stripe_post(const char *path, const char *idempotency_key, form_t *f,
     }
     h = curl_slist_append(h, "Stripe-Version: " STRIPE_VERSION);
     gateway_answer_t a = {.body.max = GATEWAY_ANSWER_MAX, .should_retry = -1};
-    CURL *c = f->curl;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, f->text);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ps_buf_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a.body);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, stripe.timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform(c);
-    *http = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, http);
+    CURLcode rc = gateway_post(f->curl, url, h, f->text, stripe.timeout_ms, on_header, &a, http,
+                               root);
     curl_slist_free_all(h);
-    *root = a.body.data ? json_loads(a.body.data, 0, NULL) : NULL;
-    free(a.body.data);
 
     char status[16];
     snprintf(status, sizeof(status), "%ld", *http);

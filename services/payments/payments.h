@@ -2,6 +2,7 @@
 #ifndef PAYSTREAM_PAYMENTS_H
 #define PAYSTREAM_PAYMENTS_H
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <librdkafka/rdkafka.h>
@@ -92,6 +93,14 @@ typedef struct {
     char request_id[64];
     int should_retry; /* Stripe-Should-Retry: 1 true, 0 false, -1 absent */
 } gateway_answer_t;
+
+/* POSTs body to url on handle c with headers, waiting up to timeout_ms;
+ * header_fn reads the answer's headers into a (the request id, ...).
+ * Returns libcurl's code, with the status in *http (0 without an answer)
+ * and the body as JSON in *root (NULL when it is none). */
+CURLcode gateway_post(CURL *c, const char *url, struct curl_slist *headers, const char *body,
+                      long timeout_ms, curl_write_callback header_fn, gateway_answer_t *a,
+                      long *http, json_t **root);
 
 /* Makes the call. Returns 0 with the gateway's answer in *outcome (the
  * object the finish step takes), or -1 with the reason in err when the
