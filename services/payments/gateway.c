@@ -18,12 +18,13 @@
 
 #include "payments.h"
 #include "paystream/config.h"
+#include "paystream/log.h"
 #include "paystream/metrics.h"
 #include "paystream/util.h"
 
 #define SANDBOX_CHECKOUT_URL "https://checkout.sandbox.paystream.invalid/pay/"
 
-static int stripe_enabled, paypal_enabled;
+static int curl_ready, stripe_enabled, paypal_enabled;
 static ps_metric_t *calls, *call_seconds;
 
 static const struct {
@@ -120,17 +121,22 @@ void gateway_init(void)
                                        "time a call to a gateway's API took, by gateway and kind",
                                        seconds, sizeof(seconds) / sizeof(seconds[0]));
     const char *key = ps_config_str("STRIPE_SECRET_KEY");
-    stripe_enabled = *key != '\0' &&
-                     stripe_gateway_init(key, ps_config_str("STRIPE_API_BASE"),
-                                         (long)ps_config_int("STRIPE_TIMEOUT_MS"),
-                                         ps_config_str("PAYSTREAM_CHECKOUT_SUCCESS_URL"),
-                                         ps_config_str("PAYSTREAM_CHECKOUT_CANCEL_URL")) == 0;
     const char *id = ps_config_str("PAYPAL_CLIENT_ID"), *secret = ps_config_str("PAYPAL_CLIENT_SECRET");
-    paypal_enabled = *id != '\0' && *secret != '\0' &&
-                     paypal_gateway_init(id, secret, ps_config_str("PAYPAL_API_BASE"),
-                                         (long)ps_config_int("PAYPAL_TIMEOUT_MS"),
-                                         ps_config_str("PAYPAL_RETURN_URL"),
-                                         ps_config_str("PAYPAL_CANCEL_URL")) == 0;
+    /* Once for both gateways, before any other thread exists. */
+    curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+    if (!curl_ready)
+        ps_log_error("cannot set up libcurl; the stripe and paypal gateways are off", NULL);
+    stripe_enabled = curl_ready && *key != '\0';
+    if (stripe_enabled)
+        stripe_gateway_init(key, ps_config_str("STRIPE_API_BASE"),
+                            (long)ps_config_int("STRIPE_TIMEOUT_MS"),
+                            ps_config_str("PAYSTREAM_CHECKOUT_SUCCESS_URL"),
+                            ps_config_str("PAYSTREAM_CHECKOUT_CANCEL_URL"));
+    paypal_enabled = curl_ready && *id != '\0' && *secret != '\0';
+    if (paypal_enabled)
+        paypal_gateway_init(id, secret, ps_config_str("PAYPAL_API_BASE"),
+                            (long)ps_config_int("PAYPAL_TIMEOUT_MS"),
+                            ps_config_str("PAYPAL_RETURN_URL"), ps_config_str("PAYPAL_CANCEL_URL"));
 }
 
 int gateway_paypal_enabled(void)
@@ -145,10 +151,8 @@ int gateway_stripe_enabled(void)
 
 void gateway_free(void)
 {
-    if (stripe_enabled)
-        stripe_gateway_free();
-    if (paypal_enabled)
-        paypal_gateway_free();
+    if (curl_ready)
+        curl_global_cleanup();
 }
 
 const char *gateway_for(int sandbox_actor)

@@ -45,24 +45,14 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
     return len;
 }
 
-int paypal_gateway_init(const char *client_id, const char *secret, const char *api_base,
-                        long timeout_ms, const char *return_url, const char *cancel_url)
+void paypal_gateway_init(const char *client_id, const char *secret, const char *api_base,
+                         long timeout_ms, const char *return_url, const char *cancel_url)
 {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        ps_log_error("cannot set up libcurl; the paypal gateway is off", NULL);
-        return -1;
-    }
     snprintf(paypal.userpwd, sizeof(paypal.userpwd), "%s:%s", client_id, secret);
     paypal.base = api_base;
     paypal.timeout_ms = timeout_ms;
     paypal.return_url = return_url;
     paypal.cancel_url = cancel_url;
-    return 0;
-}
-
-void paypal_gateway_free(void)
-{
-    curl_global_cleanup();
 }
 
 /* One request to PayPal: POST path with body (JSON, or the token form when

@@ -62,24 +62,14 @@ static void form_free(form_t *f)
     free(f);
 }
 
-int stripe_gateway_init(const char *secret_key, const char *api_base, long timeout_ms,
-                        const char *success_url, const char *cancel_url)
+void stripe_gateway_init(const char *secret_key, const char *api_base, long timeout_ms,
+                         const char *success_url, const char *cancel_url)
 {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        ps_log_error("cannot set up libcurl; the stripe gateway is off", NULL);
-        return -1;
-    }
     snprintf(stripe.auth, sizeof(stripe.auth), "Authorization: Bearer %s", secret_key);
     stripe.base = api_base;
     stripe.timeout_ms = timeout_ms;
     stripe.success_url = success_url;
     stripe.cancel_url = cancel_url;
-    return 0;
-}
-
-void stripe_gateway_free(void)
-{
-    curl_global_cleanup();
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *userp)

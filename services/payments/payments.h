@@ -110,16 +110,14 @@ int gateway_call(json_t *call, const char *command_id, json_t **outcome, char *e
                  size_t errlen);
 
 /* gateway_stripe.c: the stripe gateway (gateway_call's contract). */
-int stripe_gateway_init(const char *secret_key, const char *api_base, long timeout_ms,
+void stripe_gateway_init(const char *secret_key, const char *api_base, long timeout_ms,
                         const char *success_url, const char *cancel_url);
-void stripe_gateway_free(void);
 int stripe_gateway_call(json_t *call, const char *command_id, json_t **outcome, char *err,
                         size_t errlen);
 
 /* gateway_paypal.c: the paypal gateway (gateway_call's contract). */
-int paypal_gateway_init(const char *client_id, const char *secret, const char *api_base,
+void paypal_gateway_init(const char *client_id, const char *secret, const char *api_base,
                         long timeout_ms, const char *return_url, const char *cancel_url);
-void paypal_gateway_free(void);
 int paypal_gateway_call(json_t *call, const char *command_id, json_t **outcome, char *err,
                         size_t errlen);
 
