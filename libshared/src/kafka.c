@@ -115,6 +115,22 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_assign(rk, parts);
 }
 
+/* How much a consumer prefetches. Once its queue is full, librdkafka
+ * before 2.2 stops fetching for a whole second (confluentinc/librdkafka
+ * #2879), however soon the worker empties it: with a 2 MB queue a worker
+ * draining a backlog sat idle half of each second. So it prefetches a
+ * second of what a worker applies (16 MB, about 7,000 of Stripe's events),
+ * unless librdkafka lets it retry sooner (fetch.queue.backoff.ms): then
+ * 2 MB, a poll batch (at most PS_BATCH_BYTES_MAX) twice over. */
+static const char *prefetch_kbytes(rd_kafka_conf_t *conf)
+{
+    char ignored[128];
+    if (rd_kafka_conf_set(conf, "fetch.queue.backoff.ms", "10", ignored, sizeof(ignored)) ==
+        RD_KAFKA_CONF_OK)
+        return "2048";
+    return "16384";
+}
+
 rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
                                   const char *const *topics, int fetch_wait_ms, char *err,
                                   size_t errlen)
@@ -134,9 +150,8 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
         conf_set(conf, "session.timeout.ms", "10000", err, errlen) < 0 ||
         conf_set(conf, "heartbeat.interval.ms", "1000", err, errlen) < 0 ||
         /* Prefetch and fetch a few MB, not librdkafka's 64 MB queue and
-         * 50 MB responses: a worker stays small, and a poll batch (at most
-         * PS_BATCH_BYTES_MAX) needs half the prefetch. */
-        conf_set(conf, "queued.max.messages.kbytes", "2048", err, errlen) < 0 ||
+         * 50 MB responses (see prefetch_kbytes). */
+        conf_set(conf, "queued.max.messages.kbytes", prefetch_kbytes(conf), err, errlen) < 0 ||
         conf_set(conf, "fetch.max.bytes", "2097152", err, errlen) < 0 ||
         conf_set(conf, "max.partition.fetch.bytes", "262144", err, errlen) < 0 ||
         /* Under load, fetch a batch's worth at a time rather than whatever

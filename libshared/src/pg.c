@@ -201,7 +201,7 @@ int ps_pg_batch(ps_pg_t *pg, const ps_pg_call_t *calls, size_t n, PGresult **res
     int ok = PQsendQueryParams(pg->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
     for (size_t i = 0; ok && i < n; i++)
         ok = PQsendQueryPrepared(pg->conn, calls[i].stmt, calls[i].nparams, calls[i].values,
-                                 NULL, NULL, 0);
+                                 calls[i].lengths, calls[i].formats, 0);
     ok = ok && PQsendQueryParams(pg->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
     ok = ok && PQpipelineSync(pg->conn);
     int rc = -1;

@@ -47,8 +47,8 @@ BEGIN
     END IF;
     -- Made apart and attached: attaching scans the default partition for
     -- rows of the day, which must have moved first.
-    EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
-                   v_name, p_table);
+    EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
+                   'INCLUDING COMPRESSION)', v_name, p_table);
     EXECUTE format('WITH moved AS (DELETE FROM %I WHERE %I >= $1 AND %I < $2 RETURNING *) '
                    'INSERT INTO %I SELECT * FROM moved',
                    p_table || '_default', v_col, v_col, v_name) USING v_lo, v_hi;

@@ -355,8 +355,7 @@ static void set_int(json_t *o, const char *key, int64_t n)
  * (see ps_stripe_batch_rows). A Connect event speaks for its account, a
  * platform event for the platform (no account, whatever its body says);
  * one of the other mode is refused here, where the mode is known. The
- * payload goes in as received: it parsed as JSON here, so splicing it costs
- * nothing and keeps its bytes. */
+ * payload goes apart, as received: it parsed as JSON here. */
 static void fill_json(ps_batch_msg_t *ec, json_t *root, facts_t *f, int connect)
 {
     json_t *o = json_object();
@@ -398,18 +397,11 @@ static void fill_json(ps_batch_msg_t *ec, json_t *root, facts_t *f, int connect)
         json_object_set_new(o, "voucher", f->voucher);
         f->voucher = NULL;
     }
-    char *facts = json_dumps(o, JSON_COMPACT);
+    ec->json = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    if (facts == NULL)
+    if (ec->json == NULL)
         abort(); /* only for want of memory: everything in o is valid */
-    /* facts is "{...}" with at least event_id in it: "{\"payload\":" payload "," rest. */
-    size_t plen = ec->msg->len, flen = strlen(facts);
-    char *w = ec->json = ps_xmalloc(sizeof("{\"payload\":,") + plen + flen);
-    memcpy(w, "{\"payload\":", 11);
-    memcpy(w + 11, ec->msg->payload, plen);
-    w[11 + plen] = ',';
-    memcpy(w + 12 + plen, facts + 1, flen); /* with its NUL */
-    free(facts);
+    ec->payload_apart = 1;
 }
 
 void stripe_events_init(int livemode)

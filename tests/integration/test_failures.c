@@ -54,7 +54,7 @@ Test(failures, a_schema_the_worker_does_not_expect_stalls_it_without_dead_letter
     ts_unique(pi, sizeof(pi), "pi_schema_");
     char *body = ts_succeeded_event(evt, pi, 700);
     /* As if a migration had not been applied. */
-    ts_sql_exec("ALTER FUNCTION ps_apply_stripe_batch(jsonb) RENAME TO ps_apply_stripe_batch_away");
+    ts_sql_exec("ALTER FUNCTION ps_apply_stripe_batch(jsonb, text[]) RENAME TO ps_apply_stripe_batch_away");
     ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
     cr_assert_eq(r.status, 200, "%s", r.body);
     ts_http_free(&r);
@@ -63,7 +63,7 @@ Test(failures, a_schema_the_worker_does_not_expect_stalls_it_without_dead_letter
                         "position(convert_to($1, 'UTF8') IN payload) > 0",
                         evt, NULL);
     char *seen = ts_sql("SELECT count(*) FROM stripe_events WHERE id = $1", evt, NULL);
-    ts_sql_exec("ALTER FUNCTION ps_apply_stripe_batch_away(jsonb) RENAME TO ps_apply_stripe_batch");
+    ts_sql_exec("ALTER FUNCTION ps_apply_stripe_batch_away(jsonb, text[]) RENAME TO ps_apply_stripe_batch");
     cr_assert_str_eq(dead, "0", "the event was dead-lettered for the database's fault");
     cr_assert_str_eq(seen, "0", "applied without its function?");
     /* Fixed: the worker goes on where it stopped. */

@@ -138,7 +138,7 @@ Test(schema, a_database_of_paystream_0_1_is_upgraded_without_losing_a_row)
 
     /* It works as a new one does: the rules of today apply to 0.1's payment. */
     char *outcomes = psql(old,
-        "SELECT string_agg(outcome, ',' ORDER BY ord) FROM ps_apply_stripe_events('["
+        "SELECT string_agg(outcome, ',' ORDER BY ord) FROM (SELECT '["
         "{\"event_id\":\"evt_up_9\",\"type\":\"charge.refunded\",\"created\":1700000100,"
         "\"payload\":{},\"payment_intent\":\"pi_up_1\",\"intent_status\":\"completed\","
         "\"amount\":2500,\"currency\":\"EUR\",\"captured\":2500,\"refunded\":2500,"
@@ -146,7 +146,8 @@ Test(schema, a_database_of_paystream_0_1_is_upgraded_without_losing_a_row)
         "\"currency\":\"EUR\",\"status\":\"succeeded\"}]},"
         "{\"event_id\":\"evt_up_10\",\"type\":\"charge.refunded\",\"created\":1700000101,"
         "\"payload\":{},\"connect\":true,\"account\":\"acct_up_1\","
-        "\"payment_intent\":\"pi_up_2\",\"currency\":\"USD\"}]'::jsonb)");
+        "\"payment_intent\":\"pi_up_2\",\"currency\":\"USD\"}]'::jsonb AS b) s, "
+        "ps_apply_stripe_events(s.b, " TS_STRIPE_PAYLOADS("s.b") ")");
     cr_assert_str_eq(outcomes, "applied,account_mismatch");
     char *order = psql(old, "SELECT status FROM orders WHERE id = 'ord_up_1'");
     cr_assert_str_eq(order, "refunded");

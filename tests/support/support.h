@@ -13,6 +13,13 @@
  * only makes a test slower, never red. */
 #define TS_WAIT_MS 120000
 
+/* SQL: the payloads of a batch of Stripe events (the "payload" member of
+ * each element of the jsonb array batch, in order), as the payments worker
+ * passes them to ps_apply_stripe_events and ps_apply_stripe_batch. */
+#define TS_STRIPE_PAYLOADS(batch) \
+    "ARRAY(SELECT e->>'payload' FROM jsonb_array_elements(" batch ") WITH ORDINALITY x(e, n) " \
+    "ORDER BY n)"
+
 typedef struct {
     long status;   /* 0 when the request could not be made */
     char *body;    /* malloc'd, NUL-terminated */

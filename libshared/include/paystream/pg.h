@@ -50,11 +50,15 @@ PGresult *ps_pg_exec_prepared(ps_pg_t *pg, const char *name, int nparams,
 PGresult *ps_pg_query(ps_pg_t *pg, const char *sql, int nparams, const char *const *values,
                       ps_pg_err_t *err);
 
-/* One call of a prepared statement within a batch. */
+/* One call of a prepared statement within a batch. A value is text
+ * unless its format is 1: then it is in the type's binary form, lengths
+ * bytes long. */
 typedef struct {
     const char *stmt;
     int nparams;
     const char *values[24];
+    int lengths[24];
+    int formats[24];
 } ps_pg_call_t;
 
 /* Runs calls in one transaction, pipelined: one round trip for the lot.
