@@ -7,7 +7,6 @@
 -- payloads when its row is written (ps_stripe_payload).
 CREATE TYPE ps_stripe_event_row AS (
     ord bigint,
-    fast boolean,           -- the set-based path of ps_apply_stripe_batch may apply it
     event_id text, type text,
     account text,           -- the connected account a Connect event speaks for
     connect boolean,        -- came to the Connect endpoint
@@ -28,12 +27,7 @@ CREATE TYPE ps_stripe_event_row AS (
 -- PostgreSQL a third of what it costs inside a batch's 1 MB of JSON.
 CREATE FUNCTION ps_stripe_batch_rows(p_events jsonb) RETURNS SETOF ps_stripe_event_row
 LANGUAGE sql STABLE AS $$
-    SELECT e.ord,
-           -- The event id too: the same id could come again with other facts.
-           e.refunds IS NULL
-             AND count(*) OVER (PARTITION BY coalesce(e.payment_intent, e.event_id)) = 1
-             AND count(*) OVER (PARTITION BY e.event_id) = 1,
-           e.event_id, e.type, e.account, coalesce(e.connect, false), e.refusal,
+    SELECT e.ord, e.event_id, e.type, e.account, coalesce(e.connect, false), e.refusal,
            e.billing IS NOT NULL, e.created, coalesce(e.livemode, false), e.message_id,
            e.payment_intent, e.intent_status, e.gateway_status, e.amount,
            e.currency, e.captured, e.refunded, e.charge_id, e.customer, e.failure_code,
@@ -136,45 +130,33 @@ BEGIN
     RETURN v_sum;
 END $$;
 
--- Applies one Stripe event exactly once; the reference of the set-based
--- ps_apply_stripe_batch, which must give the same outcomes and tables. It
--- dedupes on the event id, refuses what the event's sender does not own
--- (ps_stripe_refusal), then moves the payment's lifecycle if the state
--- machine and the event's age allow, grows its money facts, appends ledger
--- rows, and records refunds. A payment's order is never taken from an event.
--- Returns 'duplicate', a refusal, 'recorded' (no payment involved),
--- 'applied' or 'stale' (the lifecycle move was refused; the money facts
--- still count).
-CREATE FUNCTION ps_apply_stripe_event(e ps_stripe_event_row, p_payload jsonb) RETURNS text
+-- The payment that event e (which names a payment intent) is about, locked:
+-- the one with its intent, else (an event of the platform) the payment
+-- without an intent that its metadata.payment_id names; all NULL if none.
+CREATE FUNCTION ps_stripe_payment(e ps_stripe_event_row) RETURNS payments
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_at      timestamptz := to_timestamp(e.created);
-    p         payments;
-    v_new     boolean;
-    v_refusal text;
-    v_result  text := 'applied';
+    p payments;
 BEGIN
-    IF e.payment_intent IS NOT NULL THEN
-        SELECT * INTO p FROM payments WHERE gateway_payment_id = e.payment_intent FOR UPDATE;
-        IF NOT FOUND AND e.payment_id IS NOT NULL AND NOT e.connect THEN
-            SELECT * INTO p FROM payments
-            WHERE id = e.payment_id AND gateway_payment_id IS NULL FOR UPDATE;
-        END IF;
+    SELECT * INTO p FROM payments WHERE gateway_payment_id = e.payment_intent FOR UPDATE;
+    IF NOT FOUND AND e.payment_id IS NOT NULL AND NOT e.connect THEN
+        SELECT * INTO p FROM payments
+        WHERE id = e.payment_id AND gateway_payment_id IS NULL FOR UPDATE;
     END IF;
-    v_refusal := ps_stripe_refusal(e, p);
-    INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload, outcome)
-    VALUES (e.event_id, e.type, e.account, v_at, e.livemode, e.message_id, p_payload, v_refusal)
-    ON CONFLICT (id, created) DO NOTHING;
-    IF NOT FOUND THEN
-        RETURN 'duplicate';
-    ELSIF v_refusal IS NOT NULL THEN
-        RETURN v_refusal;
-    ELSIF e.payment_intent IS NULL THEN
-        RETURN 'recorded';
-    END IF;
+    RETURN p;
+END $$;
 
-    v_new := p.id IS NULL;
-    IF v_new THEN
+-- Payment p after event e, which may change it (ps_stripe_refusal found no
+-- reason not to), in memory: a new payment if p has no id, the intent
+-- adopted, the lifecycle moved if the state machine and the event's age
+-- allow (the version counts the moves: an event of a lifecycle state that
+-- did not move it was stale), and the money facts, which only grow.
+CREATE FUNCTION ps_stripe_fold(p payments, e ps_stripe_event_row) RETURNS payments
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_at timestamptz := to_timestamp(e.created);
+BEGIN
+    IF p.id IS NULL THEN
         p.id := ps_new_id('pay_');
         p.gateway := 'stripe';
         p.intent_status := 'pending';
@@ -188,53 +170,44 @@ BEGIN
     -- A payment made through the API learns its intent from the gateway's
     -- answer, and Stripe's webhook may come first: it adopts the intent.
     p.gateway_payment_id := e.payment_intent;
-
-    IF e.intent_status IS NOT NULL THEN
-        IF ps_payment_moves(p.last_event_at, p.intent_status, v_at, e.intent_status) THEN
-            p.intent_status   := e.intent_status;
-            p.gateway_status  := coalesce(e.gateway_status, p.gateway_status);
-            p.amount_minor    := coalesce(e.amount, p.amount_minor);
-            p.currency        := coalesce(e.currency, p.currency);
-            p.customer        := coalesce(e.customer, p.customer);
-            p.failure_code    := CASE WHEN e.intent_status = 'failed' THEN e.failure_code END;
-            p.failure_message := CASE WHEN e.intent_status = 'failed' THEN e.failure_message END;
-            p.last_event_at   := v_at;
-            p.version         := p.version + 1;
-        ELSE
-            v_result := 'stale';
-        END IF;
+    IF ps_payment_moves(p.last_event_at, p.intent_status, v_at, e.intent_status) THEN
+        p.intent_status   := e.intent_status;
+        p.gateway_status  := coalesce(e.gateway_status, p.gateway_status);
+        p.amount_minor    := coalesce(e.amount, p.amount_minor);
+        p.currency        := coalesce(e.currency, p.currency);
+        p.customer        := coalesce(e.customer, p.customer);
+        p.failure_code    := CASE WHEN e.intent_status = 'failed' THEN e.failure_code END;
+        p.failure_message := CASE WHEN e.intent_status = 'failed' THEN e.failure_message END;
+        p.last_event_at   := v_at;
+        p.version         := p.version + 1;
     END IF;
-
-    -- Money facts only grow, whatever order their events arrive in.
     p.captured_minor := greatest(p.captured_minor, coalesce(e.captured, 0));
     p.refunded_minor := greatest(p.refunded_minor, coalesce(e.refunded, 0));
     p.currency := coalesce(p.currency, e.currency);
+    RETURN p;
+END $$;
 
-    IF v_new THEN
+-- Refunds seen one by one count as soon as the capture covers them.
+CREATE FUNCTION ps_payment_refunds_counted(p payments) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT greatest(p.refunded_minor, least(p.captured_minor, p.refunds_succeeded_minor))
+$$;
+
+-- Stores payment p: a new row, or the one with its id. What events state
+-- and nothing else (an order, an account and an actor are the API's).
+CREATE FUNCTION ps_payment_write(p payments, p_new boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_new THEN
         INSERT INTO payments (id, gateway, gateway_payment_id, intent_status, gateway_status,
                               amount_minor, currency, captured_minor, refunded_minor,
                               refunds_succeeded_minor, customer, account, failure_code,
                               failure_message, last_event_at, version)
         VALUES (p.id, p.gateway, p.gateway_payment_id, p.intent_status, p.gateway_status,
-                p.amount_minor, p.currency, p.captured_minor, p.refunded_minor, 0, p.customer,
-                NULL, p.failure_code, p.failure_message, p.last_event_at, p.version);
-    END IF;
-
-    IF e.charge_id IS NOT NULL AND coalesce(e.captured, 0) > 0 THEN
-        INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
-                                  gateway_transaction_id, source_event_id)
-        VALUES (p.id, 'charge', e.captured, e.currency, 'succeeded', e.charge_id, e.event_id)
-        ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
-    END IF;
-
-    IF e.refunds IS NOT NULL THEN
-        p.refunds_succeeded_minor := ps_apply_refunds(p.id, e.event_id, v_at, e.refunds);
-    END IF;
-    -- Refunds seen one by one count as soon as the capture covers them.
-    p.refunded_minor := greatest(p.refunded_minor,
-                                 least(p.captured_minor, p.refunds_succeeded_minor));
-
-    IF NOT v_new OR e.refunds IS NOT NULL THEN
+                p.amount_minor, p.currency, p.captured_minor, p.refunded_minor,
+                p.refunds_succeeded_minor, p.customer, NULL, p.failure_code, p.failure_message,
+                p.last_event_at, p.version);
+    ELSE
         UPDATE payments SET
             gateway_payment_id = p.gateway_payment_id, intent_status = p.intent_status,
             gateway_status = p.gateway_status, amount_minor = p.amount_minor,
@@ -245,154 +218,213 @@ BEGIN
             version = p.version, updated_at = now()
         WHERE id = p.id;
     END IF;
-    RETURN v_result;
+END $$;
+
+-- Applies event e, which may change payment p (as stored; no id: none
+-- yet), and stores what it changed: the payment, its charge in the ledger,
+-- its refunds. Returns 'applied', or 'stale' when the event announced a
+-- lifecycle state the payment could not move to (its money facts still
+-- count).
+CREATE FUNCTION ps_stripe_apply(p payments, e ps_stripe_event_row) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    q payments := ps_stripe_fold(p, e);
+BEGIN
+    IF p.id IS NULL THEN
+        PERFORM ps_payment_write(q, true);
+    END IF;
+    IF e.charge_id IS NOT NULL AND coalesce(e.captured, 0) > 0 THEN
+        INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
+                                  gateway_transaction_id, source_event_id)
+        VALUES (q.id, 'charge', e.captured, e.currency, 'succeeded', e.charge_id, e.event_id)
+        ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
+    END IF;
+    IF e.refunds IS NOT NULL THEN
+        q.refunds_succeeded_minor := ps_apply_refunds(q.id, e.event_id, to_timestamp(e.created),
+                                                      e.refunds);
+    END IF;
+    q.refunded_minor := ps_payment_refunds_counted(q);
+    IF p.id IS NOT NULL OR e.refunds IS NOT NULL THEN
+        PERFORM ps_payment_write(q, false);
+    END IF;
+    RETURN CASE WHEN e.intent_status IS NOT NULL AND q.version = coalesce(p.version, 0)
+                THEN 'stale' ELSE 'applied' END;
+END $$;
+
+-- Applies one Stripe event exactly once; the reference of
+-- ps_apply_stripe_batch, which must give the same outcomes and tables. It
+-- dedupes on the event id, refuses what the event's sender does not own
+-- (ps_stripe_refusal), then applies it (ps_stripe_apply). A payment's order
+-- is never taken from an event. Returns 'duplicate', a refusal, 'recorded'
+-- (no payment involved), 'applied' or 'stale'.
+CREATE FUNCTION ps_apply_stripe_event(e ps_stripe_event_row, p_payload jsonb) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    p         payments;
+    v_refusal text;
+BEGIN
+    IF e.payment_intent IS NOT NULL THEN
+        p := ps_stripe_payment(e);
+    END IF;
+    v_refusal := ps_stripe_refusal(e, p);
+    INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload, outcome)
+    VALUES (e.event_id, e.type, e.account, to_timestamp(e.created), e.livemode, e.message_id,
+            p_payload, v_refusal)
+    ON CONFLICT (id, created) DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN 'duplicate';
+    ELSIF v_refusal IS NOT NULL THEN
+        RETURN v_refusal;
+    ELSIF e.payment_intent IS NULL THEN
+        RETURN 'recorded';
+    END IF;
+    RETURN ps_stripe_apply(p, e);
 END $$;
 
 -- Applies a batch (see ps_stripe_batch_rows) exactly once in effect and
--- returns each event's outcome, as ps_apply_stripe_event names them.
--- Events about a payment no other event of the batch touches, and without
--- refunds, are applied set-based, one statement per table; the others go
--- through ps_apply_stripe_event one by one, in log order.
+-- returns each event's outcome, as ps_apply_stripe_event names them, with
+-- the effect of applying its events one by one in log order. Stripe sends
+-- several events per payment back to back, and a statement per event per
+-- table was most of the cost: here the batch's events are recorded by one
+-- INSERT, a payment's events are folded in log order in memory
+-- (ps_stripe_fold) and the payment stored once, their charges go to the
+-- ledger by one INSERT. The payment is stored after an event wherever the
+-- triggers on payments must see that step as the one-by-one apply shows it
+-- to them: a move into or out of failed, more refunded, a payment of an
+-- order. An event with refunds is applied as the reference does
+-- (ps_stripe_apply), the payment and the ledger stored before it.
 --
--- PL/pgSQL plans the main statement once per session. A plan made while
--- payments was small was a hash join over a sequential scan of all of it,
--- kept batch after batch long after the table had grown; planning it for
--- every batch instead took about half of PostgreSQL's time when batches are
--- small. So the statement names the batch's payment intents as an array for
--- the index, and the function runs with sequential scans off: a plan made
--- while the tables are small probes the indexes as one made later would.
+-- Payments are taken in the order of their intents, so two workers that
+-- share some (during a rebalance) lock them in the same order.
 CREATE FUNCTION ps_apply_stripe_batch(p_events jsonb, p_payloads text[])
 RETURNS TABLE (ord bigint, event_id text, outcome text) LANGUAGE plpgsql
 SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
-    r ps_stripe_event_row;
+    r         record;
+    e         ps_stripe_event_row;
+    p         payments;     -- the payment being folded, as its events left it
+    v_stored  payments;     -- the same as stored (id NULL: not stored yet)
+    v_before  payments;
+    v_fresh   bigint[];
+    v_refusal text;
+    -- Charges for the ledger, stored in log order of their payment's turn.
+    l_pay text[] := '{}'; l_amount bigint[] := '{}'; l_cur text[] := '{}';
+    l_charge text[] := '{}'; l_event text[] := '{}';
+    -- Events refused for a reason that depends on their payment.
+    x_id text[] := '{}'; x_created timestamptz[] := '{}'; x_outcome text[] := '{}';
 BEGIN
-    -- A payment made through the API learns its payment intent from the
-    -- gateway's answer, and Stripe's webhook may come first. The intent names
-    -- the payment in metadata.payment_id: the payment adopts the intent, so
-    -- the event applies to it instead of making another, if the event may
-    -- change that payment at all. Rare, so planned for each batch: kept from
-    -- a small table, its plan went through every payment still without an
-    -- intent rather than by id.
-    IF jsonb_path_exists(p_events, '$[*].payment_id') THEN
-        EXECUTE $q$
-        UPDATE payments p SET gateway_payment_id = b.payment_intent
-        FROM ps_stripe_batch_rows($1) b
-        WHERE b.payment_id IS NOT NULL AND b.payment_intent IS NOT NULL AND NOT b.connect
-          AND p.id = b.payment_id AND p.gateway_payment_id IS NULL
-          AND ps_stripe_refusal(b, p) IS NULL
-          AND NOT EXISTS (SELECT 1 FROM payments q WHERE q.gateway_payment_id = b.payment_intent)
-        $q$ USING p_events;
-    END IF;
-
-    RETURN QUERY
-    WITH ev AS MATERIALIZED (
-        SELECT b AS e, b.*, to_timestamp(b.created) AS at FROM ps_stripe_batch_rows(p_events) b
-        WHERE b.fast
-    ), pre AS MATERIALIZED (
-        -- Each event with the payment it names as it was before this
-        -- statement (the only event of the batch about it), and whether the
-        -- event may change it. The batch's intents as an array: the index is
-        -- probed for exactly these, whatever the size of payments.
-        SELECT ev.*, p.id AS pid,
-               ps_stripe_refusal(ev.e, CASE WHEN p.id IS NOT NULL THEN p ELSE c END) AS refused
-        FROM ev
-        LEFT JOIN payments p ON p.gateway_payment_id = ev.payment_intent
-              AND p.gateway_payment_id = ANY (ARRAY(SELECT ev.payment_intent FROM ev
-                                                    WHERE ev.payment_intent IS NOT NULL))
-        LEFT JOIN payments c ON p.id IS NULL AND NOT ev.connect AND c.id = ev.payment_id
-              AND c.gateway_payment_id IS NULL
+    -- Every event of the batch is recorded once: the first delivery of each
+    -- in the batch, unless an earlier batch has it. An event about no
+    -- payment is refused (or not) on its own facts here.
+    WITH b AS (
+        SELECT DISTINCT ON (b.event_id, b.created) b AS e, b.* FROM ps_stripe_batch_rows(p_events) b
+        ORDER BY b.event_id, b.created, b.ord
     ), fresh AS (
         INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload,
                                    outcome)
-        SELECT pre.event_id, pre.type, pre.account, pre.at, pre.livemode, pre.message_id,
-               ps_stripe_payload(p_payloads, pre.ord), pre.refused
-        FROM pre
+        SELECT b.event_id, b.type, b.account, to_timestamp(b.created), b.livemode, b.message_id,
+               ps_stripe_payload(p_payloads, b.ord),
+               CASE WHEN b.payment_intent IS NULL THEN ps_stripe_refusal(b.e, NULL) END
+        FROM b ORDER BY b.ord
         ON CONFLICT (id, created) DO NOTHING
-        RETURNING stripe_events.id
-    ), todo AS MATERIALIZED (
-        -- The events to apply, each with its payment's id: the one it has,
-        -- or the one it is about to get.
-        SELECT pre.*, coalesce(pre.pid, ps_new_id('pay_')) AS pay_id
-        FROM pre JOIN fresh ON fresh.id = pre.event_id
-        WHERE pre.payment_intent IS NOT NULL AND pre.refused IS NULL
-    ), upd AS (
-        -- Payments that exist: every SET expression reads the row as it was.
-        UPDATE payments p SET
-            intent_status = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
-                                 THEN t.intent_status ELSE p.intent_status END,
-            gateway_status = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
-                                  THEN coalesce(t.gateway_status, p.gateway_status) ELSE p.gateway_status END,
-            amount_minor = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
-                                THEN coalesce(t.amount, p.amount_minor) ELSE p.amount_minor END,
-            currency = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
-                            THEN coalesce(t.currency, p.currency) ELSE coalesce(p.currency, t.currency) END,
-            customer = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
-                            THEN coalesce(t.customer, p.customer) ELSE p.customer END,
-            failure_code = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
-                                THEN CASE WHEN t.intent_status = 'failed' THEN t.failure_code END
-                                ELSE p.failure_code END,
-            failure_message = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
-                                   THEN CASE WHEN t.intent_status = 'failed' THEN t.failure_message END
-                                   ELSE p.failure_message END,
-            last_event_at = CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
-                                 THEN t.at ELSE p.last_event_at END,
-            version = p.version + CASE WHEN ps_payment_moves(p.last_event_at, p.intent_status, t.at, t.intent_status)
-                                       THEN 1 ELSE 0 END,
-            -- Money facts only grow; refunds already counted still count.
-            captured_minor = greatest(p.captured_minor, coalesce(t.captured, 0)),
-            refunded_minor = greatest(p.refunded_minor, coalesce(t.refunded, 0),
-                                      least(greatest(p.captured_minor, coalesce(t.captured, 0)),
-                                            p.refunds_succeeded_minor)),
-            updated_at = now()
-        FROM todo t
-        WHERE p.id = t.pid
-        -- A lifecycle event that did not move the payment was stale: had it
-        -- moved, the row would now carry its time and status.
-        RETURNING p.id, p.gateway_payment_id, t.event_id,
-                  CASE WHEN t.intent_status IS NULL
-                         OR (p.last_event_at = t.at AND p.intent_status = t.intent_status)
-                       THEN 'applied' ELSE 'stale' END AS outcome
-    ), ins AS (
-        INSERT INTO payments (id, gateway, gateway_payment_id, intent_status, gateway_status,
-                              amount_minor, currency, captured_minor, refunded_minor, customer,
-                              failure_code, failure_message, last_event_at, version)
-        SELECT t.pay_id, 'stripe', t.payment_intent,
-               coalesce(t.intent_status, 'pending'),
-               CASE WHEN t.intent_status IS NOT NULL THEN t.gateway_status END,
-               CASE WHEN t.intent_status IS NOT NULL THEN coalesce(t.amount, 0) ELSE 0 END,
-               t.currency, coalesce(t.captured, 0), coalesce(t.refunded, 0),
-               CASE WHEN t.intent_status IS NOT NULL THEN t.customer END,
-               CASE WHEN t.intent_status = 'failed' THEN t.failure_code END,
-               CASE WHEN t.intent_status = 'failed' THEN t.failure_message END,
-               CASE WHEN t.intent_status IS NOT NULL THEN t.at END,
-               CASE WHEN t.intent_status IS NOT NULL THEN 1 ELSE 0 END
-        FROM todo t WHERE t.pid IS NULL
-    ), ledger AS (
-        -- Every event of todo updates its payment or makes it in this
-        -- statement; the foreign key is checked at its end.
-        INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
-                                  gateway_transaction_id, source_event_id)
-        SELECT t.pay_id, 'charge', t.captured, t.currency, 'succeeded', t.charge_id, t.event_id
-        FROM todo t
-        WHERE t.charge_id IS NOT NULL AND coalesce(t.captured, 0) > 0
-        ON CONFLICT (type, gateway_transaction_id) DO NOTHING
+        RETURNING stripe_events.id, stripe_events.created
     )
-    SELECT pre.ord, pre.event_id,
-           CASE WHEN fresh.id IS NULL THEN 'duplicate'
-                WHEN pre.refused IS NOT NULL THEN pre.refused
-                WHEN pre.payment_intent IS NULL THEN 'recorded'
-                ELSE coalesce(upd.outcome, 'applied') END
-    FROM pre LEFT JOIN fresh ON fresh.id = pre.event_id
-             LEFT JOIN upd ON upd.event_id = pre.event_id;
+    SELECT array_agg(b.ord) INTO v_fresh
+    FROM b JOIN fresh ON fresh.id = b.event_id AND fresh.created = to_timestamp(b.created);
 
-    FOR r IN SELECT * FROM ps_stripe_batch_rows(p_events) b WHERE NOT b.fast ORDER BY b.ord LOOP
-        ord := r.ord;
-        event_id := r.event_id;
-        outcome := ps_apply_stripe_event(r, ps_stripe_payload(p_payloads, r.ord));
+    FOR r IN SELECT b AS e, f.ord IS NOT NULL AS fresh
+             FROM ps_stripe_batch_rows(p_events) b
+             LEFT JOIN unnest(v_fresh) AS f(ord) ON f.ord = b.ord
+             ORDER BY b.payment_intent NULLS FIRST, b.ord LOOP
+        e := r.e;
+        ord := e.ord;
+        event_id := e.event_id;
+        IF NOT r.fresh THEN
+            outcome := 'duplicate';
+            RETURN NEXT;
+            CONTINUE;
+        ELSIF e.payment_intent IS NULL THEN
+            outcome := coalesce(ps_stripe_refusal(e, NULL), 'recorded');
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF p.gateway_payment_id IS DISTINCT FROM e.payment_intent THEN
+            -- The next payment: the last one stored, then this one taken.
+            IF p IS DISTINCT FROM v_stored THEN
+                PERFORM ps_payment_write(p, v_stored.id IS NULL);
+            END IF;
+            p := ps_stripe_payment(e);
+            v_stored := p;
+        ELSIF p.id IS NULL THEN
+            p := ps_stripe_payment(e);   -- none yet: perhaps the one metadata names
+            v_stored := p;
+        END IF;
+        v_refusal := ps_stripe_refusal(e, p);
+        IF v_refusal IS NOT NULL THEN
+            x_id := x_id || e.event_id;
+            x_created := x_created || to_timestamp(e.created);
+            x_outcome := x_outcome || v_refusal;
+            outcome := v_refusal;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF e.refunds IS NOT NULL THEN
+            IF p IS DISTINCT FROM v_stored THEN
+                PERFORM ps_payment_write(p, v_stored.id IS NULL);
+                v_stored := p;
+            END IF;
+            INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
+                                      gateway_transaction_id, source_event_id)
+            SELECT l.pay, 'charge', l.amount, l.cur, 'succeeded', l.charge, l.event
+            FROM unnest(l_pay, l_amount, l_cur, l_charge, l_event)
+                 WITH ORDINALITY AS l(pay, amount, cur, charge, event, n)
+            ORDER BY l.n
+            ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
+            l_pay := '{}'; l_amount := '{}'; l_cur := '{}'; l_charge := '{}'; l_event := '{}';
+            outcome := ps_stripe_apply(v_stored, e);
+            SELECT * INTO p FROM payments WHERE gateway_payment_id = e.payment_intent;
+            v_stored := p;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        v_before := p;
+        p := ps_stripe_fold(p, e);
+        p.refunded_minor := ps_payment_refunds_counted(p);
+        IF e.charge_id IS NOT NULL AND coalesce(e.captured, 0) > 0 THEN
+            l_pay := l_pay || p.id;
+            l_amount := l_amount || e.captured;
+            l_cur := l_cur || e.currency::text;
+            l_charge := l_charge || e.charge_id;
+            l_event := l_event || e.event_id;
+        END IF;
+        -- Where the triggers on payments must see this step.
+        IF p.order_id IS NOT NULL
+           OR (p.intent_status = 'failed') IS DISTINCT FROM (v_before.intent_status = 'failed')
+           OR p.refunded_minor > coalesce(v_before.refunded_minor, 0) THEN
+            PERFORM ps_payment_write(p, v_stored.id IS NULL);
+            v_stored := p;
+        END IF;
+        outcome := CASE WHEN e.intent_status IS NOT NULL AND p.version = coalesce(v_before.version, 0)
+                        THEN 'stale' ELSE 'applied' END;
         RETURN NEXT;
     END LOOP;
+    IF p IS DISTINCT FROM v_stored THEN
+        PERFORM ps_payment_write(p, v_stored.id IS NULL);
+    END IF;
+
+    INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
+                              gateway_transaction_id, source_event_id)
+    SELECT l.pay, 'charge', l.amount, l.cur, 'succeeded', l.charge, l.event
+    FROM unnest(l_pay, l_amount, l_cur, l_charge, l_event)
+         WITH ORDINALITY AS l(pay, amount, cur, charge, event, n)
+    ORDER BY l.n
+    ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
+    IF cardinality(x_id) > 0 THEN
+        UPDATE stripe_events s SET outcome = x.outcome
+        FROM unnest(x_id, x_created, x_outcome) AS x(id, created, outcome)
+        WHERE s.id = x.id AND s.created = x.created;
+    END IF;
 END $$;
 
 -- The whole batch of Stripe events: the payment facts through
