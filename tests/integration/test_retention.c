@@ -223,5 +223,12 @@ Test(retention, the_payments_worker_runs_it_at_start)
     cr_assert_eq(ts_svc("restart", "payments"), 0);
     cr_assert(ts_wait_sql("t", "SELECT to_regclass($1) IS NOT NULL", ahead, NULL),
               "the worker did not make %s again", ahead);
-    free(ahead);
+    /* Every partition of the log, old and new, compresses payloads with lz4. */
+    char *pglz = ts_sql("SELECT coalesce(string_agg(c.relname, ','), '') FROM pg_inherits i "
+                        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_attribute a "
+                        "ON a.attrelid = c.oid AND a.attname = 'payload' "
+                        "WHERE i.inhparent = 'stripe_events'::regclass AND a.attcompression <> 'l'",
+                        NULL);
+    cr_assert_str_eq(pglz, "", "partitions without lz4: %s", pglz);
+    free(ahead), free(pglz);
 }
