@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "payments.h"
+#include "paystream/json_scan.h"
 #include "paystream/money.h"
 #include "paystream/util.h"
 
@@ -351,26 +352,32 @@ static void set_int(json_t *o, const char *key, int64_t n)
         json_object_set_new(o, key, json_integer((json_int_t)n));
 }
 
+/* The members of an event's top level that its batch element carries. */
+typedef struct {
+    const char *id, *type, *account;
+    int64_t created;
+    int livemode;
+} top_t;
+
 /* Writes the event as one element of the batch ps_apply_stripe_events takes
  * (see ps_stripe_batch_rows). A Connect event speaks for its account, a
  * platform event for the platform (no account, whatever its body says);
  * one of the other mode is refused here, where the mode is known. The
  * payload goes apart, as received: it parsed as JSON here. */
-static void fill_json(ps_batch_msg_t *ec, json_t *root, facts_t *f, int connect)
+static void fill_json(ps_batch_msg_t *ec, const top_t *top, facts_t *f, int connect)
 {
     json_t *o = json_object();
     char cur[4];
-    set_str(o, "event_id", str_field(root, "id"));
-    set_str(o, "type", str_field(root, "type"));
+    set_str(o, "event_id", top->id);
+    set_str(o, "type", top->type);
     if (connect) {
         json_object_set_new(o, "connect", json_true());
-        set_str(o, "account", str_field(root, "account"));
+        set_str(o, "account", top->account);
     }
-    int livemode = json_is_true(json_object_get(root, "livemode"));
-    if (livemode != system_livemode)
+    if (top->livemode != system_livemode)
         set_str(o, "refusal", "livemode_mismatch");
-    set_int(o, "created", (int64_t)json_integer_value(json_object_get(root, "created")));
-    json_object_set_new(o, "livemode", json_boolean(livemode));
+    set_int(o, "created", top->created);
+    json_object_set_new(o, "livemode", json_boolean(top->livemode));
     set_str(o, "message_id", ec->env.message_id);
     set_str(o, "payment_intent", f->payment_intent);
     set_str(o, "intent_status", f->intent_status);
@@ -418,9 +425,49 @@ int stripe_event_handled(const char *type, int connect)
     return 0;
 }
 
+/* An event of a type paystream only records needs no more than its top
+ * level: the document is checked as JSON and those members read, without
+ * building it (a quarter of Stripe's events, 2 KB each). Returns 1 when
+ * done (ec filled or marked bad), 0 when the body's type is handled after
+ * all and the event must be read whole. */
+static int prepare_recorded(ps_batch_msg_t *ec, int connect)
+{
+    enum { ID, TYPE, CREATED, LIVEMODE, ACCOUNT, OBJECT, NFIELDS };
+    ps_json_field_t f[NFIELDS] = {{.path = "id"},      {.path = "type"},
+                                  {.path = "created"}, {.path = "livemode"},
+                                  {.path = "account"}, {.path = "data.object"}};
+    char err[256];
+    if (ps_json_scan(ec->msg->payload ? ec->msg->payload : "", ec->msg->len, f, NFIELDS, err,
+                     sizeof(err)) < 0) {
+        ps_batch_msg_bad(ec, "not a Stripe event", err);
+        return 1;
+    }
+    top_t top = {.id = ps_json_str(&f[ID]), .type = ps_json_str(&f[TYPE]),
+                 .account = ps_json_str(&f[ACCOUNT]), .created = f[CREATED].integer,
+                 .livemode = f[LIVEMODE].kind == PS_JSON_TRUE};
+    if (top.id && !*top.id)
+        top.id = NULL;
+    if (top.type && !*top.type)
+        top.type = NULL;
+    if (top.account && !*top.account)
+        top.account = NULL;
+    if (top.id == NULL || top.type == NULL || f[CREATED].kind != PS_JSON_INTEGER ||
+        f[OBJECT].kind != PS_JSON_OBJECT) {
+        ps_batch_msg_bad(ec, "not a Stripe event", "id, type, created or data.object missing");
+        return 1;
+    }
+    if (stripe_event_handled(top.type, 0))
+        return 0;
+    facts_t none = {.amount = -1, .captured = -1, .refunded = -1};
+    fill_json(ec, &top, &none, connect);
+    return 1;
+}
+
 void stripe_event_prepare(ps_batch_msg_t *ec, int connect)
 {
     if (ps_batch_msg_envelope(ec) < 0)
+        return;
+    if (!stripe_event_handled(ec->env.type, 0) && prepare_recorded(ec, connect))
         return;
     json_error_t jerr;
     json_t *root = json_loadb(ec->msg->payload ? ec->msg->payload : "", ec->msg->len, 0, &jerr);
@@ -442,8 +489,13 @@ void stripe_event_prepare(ps_batch_msg_t *ec, int connect)
             break;
         }
     }
-    if (!ec->bad)
-        fill_json(ec, root, &f, connect);
+    if (!ec->bad) {
+        top_t top = {.id = str_field(root, "id"), .type = type,
+                     .account = str_field(root, "account"),
+                     .created = (int64_t)json_integer_value(json_object_get(root, "created")),
+                     .livemode = json_is_true(json_object_get(root, "livemode"))};
+        fill_json(ec, &top, &f, connect);
+    }
     json_decref(f.refunds);
     json_decref(f.billing);
     json_decref(f.voucher);

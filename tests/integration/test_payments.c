@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "paystream/kafka.h"
 #include "support.h"
 
 /* Posts an event about object_json and asserts the intake took it; writes the
@@ -234,9 +235,36 @@ Test(payments, unknown_event_types_are_stored_and_acknowledged)
     char evt[64];
     post(evt, "customer.created", time(NULL), "{\"id\":\"cus_unknown\",\"object\":\"customer\"}");
     wait_event(evt);
-    char *type = ts_sql("SELECT type FROM stripe_events WHERE id = $1", evt, NULL);
-    cr_assert_str_eq(type, "customer.created");
-    free(type);
+    char *row = ts_sql("SELECT type || ' ' || (payload->'data'->'object'->>'id') || ' ' || "
+                       "coalesce(outcome, '-') || ' ' || (message_id IS NOT NULL) "
+                       "FROM stripe_events WHERE id = $1",
+                       evt, NULL);
+    cr_assert_str_eq(row, "customer.created cus_unknown - true");
+    free(row);
+}
+
+/* Types paystream only records are read without building the document;
+ * what is on the topic is checked all the same, and the body's type, not
+ * the header's, decides what an event is. */
+Test(payments, a_recorded_type_is_checked_and_its_body_decides)
+{
+    char pi[64], broken[128], evt[64], value[1024];
+    ts_unique(evt, sizeof(evt), "evt_hdr_");
+    snprintf(broken, sizeof(broken), "{\"id\":\"%s\",\"type\":\"customer.created\"", evt);
+    ts_produce(PS_TOPIC_STRIPE_EVENTS, evt, "customer.created", broken);
+    ts_unique(pi, sizeof(pi), "pi_hdr_");
+    char *obj = intent(pi, 700, "succeeded", NULL);
+    snprintf(value, sizeof(value),
+             "{\"id\":\"%s_2\",\"object\":\"event\",\"type\":\"payment_intent.succeeded\","
+             "\"created\":%ld,\"livemode\":false,\"data\":{\"object\":%s}}",
+             evt, (long)time(NULL), obj);
+    ts_produce(PS_TOPIC_STRIPE_EVENTS, pi, "customer.created", value);
+    cr_assert(ts_wait_sql("completed", "SELECT status FROM payments WHERE gateway_payment_id = $1",
+                          pi, NULL));
+    cr_assert(ts_wait_sql("1", "SELECT count(*) FROM dead_letters WHERE payload = "
+                          "convert_to($1, 'UTF8') AND reason LIKE 'not a Stripe event%'",
+                          broken, NULL));
+    free(obj);
 }
 
 Test(payments, an_event_that_cannot_apply_is_dead_lettered_and_the_partition_moves_on)
