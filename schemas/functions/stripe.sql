@@ -281,6 +281,22 @@ BEGIN
     RETURN ps_stripe_apply(p, e);
 END $$;
 
+-- Appends charges to the ledger in the order given (the i-th of each array
+-- is one charge), each once: the first event to state a charge is its
+-- source.
+CREATE FUNCTION ps_ledger_add_charges(p_payment_ids text[], p_amounts bigint[],
+                                      p_currencies text[], p_charge_ids text[],
+                                      p_event_ids text[]) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
+                              gateway_transaction_id, source_event_id)
+    SELECT l.pay, 'charge', l.amount, l.cur, 'succeeded', l.charge, l.event
+    FROM unnest(p_payment_ids, p_amounts, p_currencies, p_charge_ids, p_event_ids)
+         WITH ORDINALITY AS l(pay, amount, cur, charge, event, n)
+    ORDER BY l.n
+    ON CONFLICT (type, gateway_transaction_id) DO NOTHING
+$$;
+
 -- Applies a batch (see ps_stripe_batch_rows) exactly once in effect and
 -- returns each event's outcome, as ps_apply_stripe_event names them, with
 -- the effect of applying its events one by one in log order. Stripe sends
@@ -374,13 +390,7 @@ BEGIN
                 PERFORM ps_payment_write(p, v_stored.id IS NULL);
                 v_stored := p;
             END IF;
-            INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
-                                      gateway_transaction_id, source_event_id)
-            SELECT l.pay, 'charge', l.amount, l.cur, 'succeeded', l.charge, l.event
-            FROM unnest(l_pay, l_amount, l_cur, l_charge, l_event)
-                 WITH ORDINALITY AS l(pay, amount, cur, charge, event, n)
-            ORDER BY l.n
-            ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
+            PERFORM ps_ledger_add_charges(l_pay, l_amount, l_cur, l_charge, l_event);
             l_pay := '{}'; l_amount := '{}'; l_cur := '{}'; l_charge := '{}'; l_event := '{}';
             outcome := ps_stripe_apply(v_stored, e);
             SELECT * INTO p FROM payments WHERE gateway_payment_id = e.payment_intent;
@@ -413,13 +423,7 @@ BEGIN
         PERFORM ps_payment_write(p, v_stored.id IS NULL);
     END IF;
 
-    INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
-                              gateway_transaction_id, source_event_id)
-    SELECT l.pay, 'charge', l.amount, l.cur, 'succeeded', l.charge, l.event
-    FROM unnest(l_pay, l_amount, l_cur, l_charge, l_event)
-         WITH ORDINALITY AS l(pay, amount, cur, charge, event, n)
-    ORDER BY l.n
-    ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
+    PERFORM ps_ledger_add_charges(l_pay, l_amount, l_cur, l_charge, l_event);
     IF cardinality(x_id) > 0 THEN
         UPDATE stripe_events s SET outcome = x.outcome
         FROM unnest(x_id, x_created, x_outcome) AS x(id, created, outcome)
