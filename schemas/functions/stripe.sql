@@ -415,7 +415,8 @@ BEGIN
             PERFORM ps_payment_write(p, v_stored.id IS NULL);
             v_stored := p;
         END IF;
-        outcome := CASE WHEN e.intent_status IS NOT NULL AND p.version = coalesce(v_before.version, 0)
+        outcome := CASE WHEN e.intent_status IS NOT NULL
+                             AND p.version = coalesce(v_before.version, 0)
                         THEN 'stale' ELSE 'applied' END;
         RETURN NEXT;
     END LOOP;

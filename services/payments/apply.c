@@ -11,7 +11,9 @@
 
 const ps_pg_stmt_t payments_statements[] = {
     {"apply_stripe_events",
-     "SELECT ord, event_id, outcome, note::text FROM ps_apply_stripe_events($1::jsonb, $2::text[])", 2},
+     "SELECT ord, event_id, outcome, note::text "
+     "FROM ps_apply_stripe_events($1::jsonb, $2::text[])",
+     2},
     {"apply_commands", "SELECT ord, command_id, outcome FROM ps_apply_commands($1::jsonb)", 1},
     {"apply_usage", "SELECT ord, record_id, outcome FROM ps_apply_usage($1::jsonb)", 1},
     {"apply_paypal_events",

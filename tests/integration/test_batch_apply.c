@@ -177,7 +177,8 @@ static void apply_one_by_one(const stream_t *s, const char *tag, char *outcomes)
 {
     for (int i = 0; i < NEVENTS; i++) {
         char *arr = array_of(s, i, i + 1, tag);
-        char *o = ts_sql("SELECT ps_apply_stripe_event(r, ps_stripe_payload(" TS_STRIPE_PAYLOADS("$1::jsonb") ", r.ord)) "
+        char *o = ts_sql("SELECT ps_apply_stripe_event(r, ps_stripe_payload("
+                         TS_STRIPE_PAYLOADS("$1::jsonb") ", r.ord)) "
                          "FROM ps_stripe_batch_rows($1::jsonb) r",
                          arr, NULL);
         cr_assert(o != NULL);
