@@ -437,3 +437,9 @@ const char *ps_json_str(const ps_json_field_t *f)
 {
     return f->kind == PS_JSON_STRING && f->str_len < sizeof(f->str) ? f->str : NULL;
 }
+
+const char *ps_json_text(const ps_json_field_t *f)
+{
+    const char *s = ps_json_str(f);
+    return s && *s ? s : NULL;
+}

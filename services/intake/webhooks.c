@@ -88,20 +88,14 @@ static const char *const field_paths[NFIELDS] = {
 };
 
 /* A string member, NULL when absent, empty or not a string. */
-static const char *field_string(const ps_json_field_t *f, int which)
-{
-    const char *s = ps_json_str(&f[which]);
-    return s && *s ? s : NULL;
-}
-
 /* The event's Kafka key (stripe_event.h). */
 static const char *event_key(const ps_json_field_t *f, int is_connect)
 {
     ps_stripe_key_t k = {
-        .id = field_string(f, F_ID), .type = field_string(f, F_TYPE),
-        .account = field_string(f, F_ACCOUNT), .object_id = field_string(f, F_OBJ_ID),
-        .payment_intent = field_string(f, F_OBJ_PAYMENT_INTENT),
-        .customer = field_string(f, F_OBJ_CUSTOMER),
+        .id = ps_json_text(&f[F_ID]), .type = ps_json_text(&f[F_TYPE]),
+        .account = ps_json_text(&f[F_ACCOUNT]), .object_id = ps_json_text(&f[F_OBJ_ID]),
+        .payment_intent = ps_json_text(&f[F_OBJ_PAYMENT_INTENT]),
+        .customer = ps_json_text(&f[F_OBJ_CUSTOMER]),
     };
     return ps_stripe_event_key(&k, is_connect);
 }
@@ -112,13 +106,13 @@ static const char *event_shape_error(const ps_json_field_t *f)
 {
     if (f[F_ROOT].kind != PS_JSON_OBJECT)
         return "(body)";
-    const char *id = field_string(f, F_ID);
+    const char *id = ps_json_text(&f[F_ID]);
     if (id == NULL || strncmp(id, "evt_", 4) != 0 || strlen(id) > 90)
         return "id";
-    const char *object = field_string(f, F_OBJECT);
+    const char *object = ps_json_text(&f[F_OBJECT]);
     if (object == NULL || strcmp(object, "event") != 0)
         return "object";
-    const char *type = field_string(f, F_TYPE);
+    const char *type = ps_json_text(&f[F_TYPE]);
     if (type == NULL || strlen(type) > 120)
         return "type";
     if (f[F_CREATED].kind != PS_JSON_INTEGER)
@@ -234,8 +228,8 @@ static void handle_webhook(request_t *req, endpoint_t *ep)
         snprintf(msg, sizeof(msg), "body is not a Stripe event: field %s is missing or invalid", bad);
         http_respond_error(req, 400, "invalid_request_error", "not_a_stripe_event", msg, bad);
     } else {
-        webhook_publish(req, ep->topic, ep->source, field_string(f, F_TYPE),
-                        event_key(f, ep == &connect_ep), field_string(f, F_ID));
+        webhook_publish(req, ep->topic, ep->source, ps_json_text(&f[F_TYPE]),
+                        event_key(f, ep == &connect_ep), ps_json_text(&f[F_ID]));
     }
 }
 

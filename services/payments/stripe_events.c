@@ -12,7 +12,6 @@
 #include "payments.h"
 #include "paystream/json_scan.h"
 #include "paystream/money.h"
-#include "paystream/util.h"
 
 /* The facts an event states about a payment; NULL or -1 when it says none. */
 typedef struct {
@@ -442,15 +441,9 @@ static int prepare_recorded(ps_batch_msg_t *ec, int connect)
         ps_batch_msg_bad(ec, "not a Stripe event", err);
         return 1;
     }
-    top_t top = {.id = ps_json_str(&f[ID]), .type = ps_json_str(&f[TYPE]),
-                 .account = ps_json_str(&f[ACCOUNT]), .created = f[CREATED].integer,
+    top_t top = {.id = ps_json_text(&f[ID]), .type = ps_json_text(&f[TYPE]),
+                 .account = ps_json_text(&f[ACCOUNT]), .created = f[CREATED].integer,
                  .livemode = f[LIVEMODE].kind == PS_JSON_TRUE};
-    if (top.id && !*top.id)
-        top.id = NULL;
-    if (top.type && !*top.type)
-        top.type = NULL;
-    if (top.account && !*top.account)
-        top.account = NULL;
     if (top.id == NULL || top.type == NULL || f[CREATED].kind != PS_JSON_INTEGER ||
         f[OBJECT].kind != PS_JSON_OBJECT) {
         ps_batch_msg_bad(ec, "not a Stripe event", "id, type, created or data.object missing");

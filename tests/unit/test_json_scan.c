@@ -87,6 +87,19 @@ Test(json_scan, a_string_too_long_to_copy_is_still_measured)
     cr_assert_eq(f[0].kind, PS_JSON_STRING);
     cr_assert_eq(f[0].str_len, 1000);
     cr_assert_null(ps_json_str(&f[0]));
+    cr_assert_null(ps_json_text(&f[0]));
+}
+
+Test(json_scan, text_is_a_string_that_states_something)
+{
+    ps_json_field_t f[3] = {{.path = "a"}, {.path = "b"}, {.path = "c"}};
+    char err[160];
+    cr_assert_eq(ps_json_scan("{\"a\":\"x\",\"b\":\"\",\"c\":7}", 22, f, 3, err, sizeof(err)), 0,
+                 "%s", err);
+    cr_assert_str_eq(ps_json_text(&f[0]), "x");
+    cr_assert_str_eq(ps_json_str(&f[1]), "");
+    cr_assert_null(ps_json_text(&f[1]));
+    cr_assert_null(ps_json_text(&f[2]));
 }
 
 Test(json_scan, refuses_what_jansson_refuses)

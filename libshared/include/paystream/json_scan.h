@@ -51,4 +51,8 @@ int ps_json_scan(const char *buf, size_t len, ps_json_field_t *fields, size_t nf
 /* The field's string when it is a string that fit, else NULL. */
 const char *ps_json_str(const ps_json_field_t *f);
 
+/* The same, and NULL for the empty string too: a member that states
+ * nothing. */
+const char *ps_json_text(const ps_json_field_t *f);
+
 #endif
