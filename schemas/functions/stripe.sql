@@ -193,21 +193,25 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT greatest(p.refunded_minor, least(p.captured_minor, p.refunds_succeeded_minor))
 $$;
 
--- Stores payment p: a new row, or the one with its id. What events state
--- and nothing else (an order, an account and an actor are the API's).
-CREATE FUNCTION ps_payment_write(p payments, p_new boolean) RETURNS void
+-- Stores payments: p_new as new rows, p_old over the rows with their ids.
+-- What events state and nothing else (an order, an account and an actor
+-- are the API's). Set-based: a batch stores the payments its events
+-- folded with one statement each way.
+CREATE FUNCTION ps_payments_write(p_new payments[], p_old payments[]) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF p_new THEN
+    IF cardinality(p_new) > 0 THEN
         INSERT INTO payments (id, gateway, gateway_payment_id, intent_status, gateway_status,
                               amount_minor, currency, captured_minor, refunded_minor,
                               refunds_succeeded_minor, customer, account, failure_code,
                               failure_message, last_event_at, version)
-        VALUES (p.id, p.gateway, p.gateway_payment_id, p.intent_status, p.gateway_status,
-                p.amount_minor, p.currency, p.captured_minor, p.refunded_minor,
-                p.refunds_succeeded_minor, p.customer, NULL, p.failure_code, p.failure_message,
-                p.last_event_at, p.version);
-    ELSE
+        SELECT p.id, p.gateway, p.gateway_payment_id, p.intent_status, p.gateway_status,
+               p.amount_minor, p.currency, p.captured_minor, p.refunded_minor,
+               p.refunds_succeeded_minor, p.customer, NULL, p.failure_code, p.failure_message,
+               p.last_event_at, p.version
+        FROM unnest(p_new) WITH ORDINALITY AS p ORDER BY p.ordinality;
+    END IF;
+    IF cardinality(p_old) > 0 THEN
         UPDATE payments SET
             gateway_payment_id = p.gateway_payment_id, intent_status = p.intent_status,
             gateway_status = p.gateway_status, amount_minor = p.amount_minor,
@@ -216,7 +220,18 @@ BEGIN
             customer = p.customer, failure_code = p.failure_code,
             failure_message = p.failure_message, last_event_at = p.last_event_at,
             version = p.version, updated_at = now()
-        WHERE id = p.id;
+        FROM unnest(p_old) AS p WHERE payments.id = p.id;
+    END IF;
+END $$;
+
+-- Stores payment p: a new row, or the one with its id.
+CREATE FUNCTION ps_payment_write(p payments, p_new boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_new THEN
+        PERFORM ps_payments_write(ARRAY[p], '{}');
+    ELSE
+        PERFORM ps_payments_write('{}', ARRAY[p]);
     END IF;
 END $$;
 
@@ -283,19 +298,24 @@ END $$;
 
 -- Appends charges to the ledger in the order given (the i-th of each array
 -- is one charge), each once: the first event to state a charge is its
--- source.
+-- source. PL/pgSQL: a batch calls it several times, and PostgreSQL would
+-- parse and plan a LANGUAGE sql body at every call.
 CREATE FUNCTION ps_ledger_add_charges(p_payment_ids text[], p_amounts bigint[],
                                       p_currencies text[], p_charge_ids text[],
                                       p_event_ids text[]) RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF cardinality(p_payment_ids) = 0 THEN
+        RETURN;
+    END IF;
     INSERT INTO transactions (payment_id, type, amount_minor, currency, status,
                               gateway_transaction_id, source_event_id)
     SELECT l.pay, 'charge', l.amount, l.cur, 'succeeded', l.charge, l.event
     FROM unnest(p_payment_ids, p_amounts, p_currencies, p_charge_ids, p_event_ids)
          WITH ORDINALITY AS l(pay, amount, cur, charge, event, n)
     ORDER BY l.n
-    ON CONFLICT (type, gateway_transaction_id) DO NOTHING
-$$;
+    ON CONFLICT (type, gateway_transaction_id) DO NOTHING;
+END $$;
 
 -- Applies a batch (see ps_stripe_batch_rows) exactly once in effect and
 -- returns each event's outcome, as ps_apply_stripe_event names them, with
@@ -303,12 +323,13 @@ $$;
 -- several events per payment back to back, and a statement per event per
 -- table was most of the cost: here the batch's events are recorded by one
 -- INSERT, a payment's events are folded in log order in memory
--- (ps_stripe_fold) and the payment stored once, their charges go to the
--- ledger by one INSERT. The payment is stored after an event wherever the
--- triggers on payments must see that step as the one-by-one apply shows it
--- to them: a move into or out of failed, more refunded, a payment of an
--- order. An event with refunds is applied as the reference does
--- (ps_stripe_apply), the payment and the ledger stored before it.
+-- (ps_stripe_fold), the payments so folded are stored together
+-- (ps_payments_write) and their charges go to the ledger by one INSERT.
+-- A payment is stored after an event wherever the triggers on payments
+-- must see that step as the one-by-one apply shows it to them: a move into
+-- or out of failed, more refunded, a payment of an order. An event with
+-- refunds is applied as the reference does (ps_stripe_apply), the payment
+-- and its charges stored before it.
 --
 -- Payments are taken in the order of their intents, so two workers that
 -- share some (during a rebalance) lock them in the same order.
@@ -324,9 +345,13 @@ DECLARE
     v_before  payments;
     v_fresh   bigint[];
     v_refusal text;
-    -- Charges for the ledger, stored in log order of their payment's turn.
+    -- Payments whose events are folded, to store (new ones and the others)
+    -- with one statement each way, before the ledger, which names them.
+    w_new payments[] := '{}'; w_old payments[] := '{}'; w_ids text[] := '{}';
+    -- Charges for the ledger, stored in log order of their payment's turn;
+    -- the last l_mine are the payment's being folded.
     l_pay text[] := '{}'; l_amount bigint[] := '{}'; l_cur text[] := '{}';
-    l_charge text[] := '{}'; l_event text[] := '{}';
+    l_charge text[] := '{}'; l_event text[] := '{}'; l_mine integer := 0; l_keep integer;
     -- Events refused for a reason that depends on their payment.
     x_id text[] := '{}'; x_created timestamptz[] := '{}'; x_outcome text[] := '{}';
 BEGIN
@@ -339,10 +364,14 @@ BEGIN
     ), fresh AS (
         INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload,
                                    outcome)
+        -- The payload is made jsonb after the sort, which then moves no
+        -- payloads.
         SELECT b.event_id, b.type, b.account, to_timestamp(b.created), b.livemode, b.message_id,
-               ps_stripe_payload(p_payloads, b.ord),
-               CASE WHEN b.payment_intent IS NULL THEN ps_stripe_refusal(b.e, NULL) END
-        FROM b ORDER BY b.ord
+               ps_stripe_payload(p_payloads, b.ord), b.outcome
+        FROM (SELECT b.event_id, b.type, b.account, b.created, b.livemode, b.message_id, b.ord,
+                     CASE WHEN b.payment_intent IS NULL THEN ps_stripe_refusal(b.e, NULL) END
+                     AS outcome
+              FROM b ORDER BY b.ord OFFSET 0) b
         ON CONFLICT (id, created) DO NOTHING
         RETURNING stripe_events.id, stripe_events.created
     )
@@ -365,16 +394,26 @@ BEGIN
             RETURN NEXT;
             CONTINUE;
         END IF;
-        IF p.gateway_payment_id IS DISTINCT FROM e.payment_intent THEN
-            -- The next payment: the last one stored, then this one taken.
-            IF p IS DISTINCT FROM v_stored THEN
-                PERFORM ps_payment_write(p, v_stored.id IS NULL);
+        IF p.gateway_payment_id IS DISTINCT FROM e.payment_intent
+           AND p IS DISTINCT FROM v_stored THEN
+            -- The next payment: the last one to be stored.
+            IF v_stored.id IS NULL THEN
+                w_new := w_new || p;
+            ELSE
+                w_old := w_old || p;
+            END IF;
+            w_ids := w_ids || p.id;
+        END IF;
+        IF p.gateway_payment_id IS DISTINCT FROM e.payment_intent OR p.id IS NULL THEN
+            -- This one taken (none yet: perhaps the one metadata names,
+            -- which must not be one still to be stored with another intent).
+            IF e.payment_id = ANY (w_ids) THEN
+                PERFORM ps_payments_write(w_new, w_old);
+                w_new := '{}'; w_old := '{}'; w_ids := '{}';
             END IF;
             p := ps_stripe_payment(e);
             v_stored := p;
-        ELSIF p.id IS NULL THEN
-            p := ps_stripe_payment(e);   -- none yet: perhaps the one metadata names
-            v_stored := p;
+            l_mine := 0;
         END IF;
         v_refusal := ps_stripe_refusal(e, p);
         IF v_refusal IS NOT NULL THEN
@@ -390,8 +429,14 @@ BEGIN
                 PERFORM ps_payment_write(p, v_stored.id IS NULL);
                 v_stored := p;
             END IF;
-            PERFORM ps_ledger_add_charges(l_pay, l_amount, l_cur, l_charge, l_event);
-            l_pay := '{}'; l_amount := '{}'; l_cur := '{}'; l_charge := '{}'; l_event := '{}';
+            -- Its charges so far go first: the first event to state a
+            -- charge is its source.
+            l_keep := cardinality(l_pay) - l_mine;
+            PERFORM ps_ledger_add_charges(l_pay[l_keep + 1:], l_amount[l_keep + 1:],
+                                          l_cur[l_keep + 1:], l_charge[l_keep + 1:],
+                                          l_event[l_keep + 1:]);
+            l_pay := l_pay[:l_keep]; l_amount := l_amount[:l_keep]; l_cur := l_cur[:l_keep];
+            l_charge := l_charge[:l_keep]; l_event := l_event[:l_keep]; l_mine := 0;
             outcome := ps_stripe_apply(v_stored, e);
             SELECT * INTO p FROM payments WHERE gateway_payment_id = e.payment_intent;
             v_stored := p;
@@ -407,10 +452,12 @@ BEGIN
             l_cur := l_cur || e.currency::text;
             l_charge := l_charge || e.charge_id;
             l_event := l_event || e.event_id;
+            l_mine := l_mine + 1;
         END IF;
-        -- Where the triggers on payments must see this step.
+        -- Where the triggers on payments must see this step. A payment not
+        -- yet made (v_before all NULL) was not failed.
         IF p.order_id IS NOT NULL
-           OR (p.intent_status = 'failed') IS DISTINCT FROM (v_before.intent_status = 'failed')
+           OR (p.intent_status = 'failed') <> coalesce(v_before.intent_status = 'failed', false)
            OR p.refunded_minor > coalesce(v_before.refunded_minor, 0) THEN
             PERFORM ps_payment_write(p, v_stored.id IS NULL);
             v_stored := p;
@@ -423,7 +470,7 @@ BEGIN
     IF p IS DISTINCT FROM v_stored THEN
         PERFORM ps_payment_write(p, v_stored.id IS NULL);
     END IF;
-
+    PERFORM ps_payments_write(w_new, w_old);
     PERFORM ps_ledger_add_charges(l_pay, l_amount, l_cur, l_charge, l_event);
     IF cardinality(x_id) > 0 THEN
         UPDATE stripe_events s SET outcome = x.outcome

@@ -291,6 +291,55 @@ Test(batch_apply, gives_the_same_result_as_one_event_at_a_time, .timeout = 300)
               folded, refunds);
 }
 
+/* A payment made through the API, which two intents of one batch name in
+ * their metadata: the first adopts it, the second is a payment of its own,
+ * as when they come one by one; the batch must not let the second adopt a
+ * payment it has not stored yet. */
+Test(batch_apply, two_intents_naming_one_payment_in_a_batch_adopt_it_once)
+{
+    static const char events[] =
+        "[{\"event_id\":\"evt_{tag}_a\",\"type\":\"payment_intent.succeeded\","
+        "\"created\":1700000000,\"payment_intent\":\"pi_{tag}_a\",\"intent_status\":"
+        "\"completed\",\"amount\":1000,\"currency\":\"USD\",\"payment_id\":\"pay_{tag}\","
+        "\"payload\":{\"id\":\"evt_{tag}_a\"}},"
+        "{\"event_id\":\"evt_{tag}_b\",\"type\":\"payment_intent.succeeded\","
+        "\"created\":1700000001,\"payment_intent\":\"pi_{tag}_b\",\"intent_status\":"
+        "\"completed\",\"amount\":1000,\"currency\":\"USD\",\"payment_id\":\"pay_{tag}\","
+        "\"payload\":{\"id\":\"evt_{tag}_b\"}}]";
+    char one[32], batch[32];
+    ts_unique(one, sizeof(one), "o");
+    ts_unique(batch, sizeof(batch), "b");
+    const char *tags[] = {one, batch};
+    char *outcomes[2];
+    for (int w = 0; w < 2; w++) {
+        char id[64];
+        snprintf(id, sizeof(id), "pay_%s", tags[w]);
+        free(ts_sql("INSERT INTO payments (id, gateway, amount_minor, currency, actor) "
+                    "VALUES ($1, 'stripe', 1000, 'USD', 'user_1') RETURNING id",
+                    id, NULL));
+        char *arr = with_tag(events, tags[w]);
+        outcomes[w] = ts_sql(
+            w == 0 ? "SELECT string_agg(ps_apply_stripe_event(r, ps_stripe_payload("
+                     TS_STRIPE_PAYLOADS("$1::jsonb") ", r.ord)), ',' ORDER BY r.ord) "
+                     "FROM ps_stripe_batch_rows($1::jsonb) r"
+                   : "SELECT string_agg(outcome, ',' ORDER BY ord) FROM "
+                     "ps_apply_stripe_batch($1::jsonb, " TS_STRIPE_PAYLOADS("$1::jsonb") ")",
+            arr, NULL);
+        free(arr);
+    }
+    cr_assert_str_eq(outcomes[0], "applied,applied");
+    cr_assert_str_eq(outcomes[1], outcomes[0]);
+    char id[64];
+    snprintf(id, sizeof(id), "pay_%s", batch);
+    char *r = ts_sql("SELECT string_agg(replace(gateway_payment_id, $2, 'X') || ' ' || "
+                     "(id = $1), ',' ORDER BY gateway_payment_id) FROM payments "
+                     "WHERE id = $1 OR gateway_payment_id LIKE 'pi\\_' || $2 || '\\_%'",
+                     id, batch, NULL);
+    cr_assert_str_eq(r, "pi_X_a true,pi_X_b false", "adopted by the first intent only: %s", r);
+    cr_assert_eq(differences(one, batch), 0, "tables differ");
+    free(r), free(outcomes[0]), free(outcomes[1]);
+}
+
 /* Ids of ours are prefix, time and randomness: distinct, in order of making
  * (to the microsecond), and carrying the time they were made. */
 Test(batch_apply, new_ids_are_unique_and_in_time_order)
