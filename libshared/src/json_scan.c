@@ -272,8 +272,10 @@ static int read_scalar(scan_t *s)
     switch (*s->p) {
     case '"':
         if (f) {
+            f->raw = (const char *)s->p + 1;
             if (read_string(s, f->str, sizeof(f->str), &f->str_len) < 0)
                 return -1;
+            f->raw_len = (size_t)((const char *)s->p - 1 - f->raw);
             f->kind = PS_JSON_STRING;
             return 0;
         } else {
@@ -442,4 +444,20 @@ const char *ps_json_text(const ps_json_field_t *f)
 {
     const char *s = ps_json_str(f);
     return s && *s ? s : NULL;
+}
+
+char *ps_json_strdup(const ps_json_field_t *f)
+{
+    if (f->kind != PS_JSON_STRING)
+        return NULL;
+    /* Unescaping never lengthens a string, and the scan checked it. */
+    char *out = malloc(f->raw_len + 1);
+    if (out == NULL)
+        abort();
+    scan_t s = {.p = (const unsigned char *)f->raw - 1,
+                .end = (const unsigned char *)f->raw + f->raw_len + 1};
+    size_t n;
+    if (read_string(&s, out, f->raw_len + 1, &n) < 0)
+        abort();
+    return out;
 }

@@ -1,6 +1,9 @@
 /* Stripe events: from a consumed message to its element of the batch that
  * ps_apply_stripe_events applies. Each handled event type is one line
  * in the table below and one extractor; every other type is only recorded.
+ * A payment intent's facts, and a recorded event's top level, are read
+ * with the scanner (half and a quarter of Stripe's events, 2 KB each):
+ * building the document with jansson was most of the worker's CPU.
  * Payment intents, charges and refunds state facts about a payment;
  * Checkout Sessions, subscriptions and invoices are billing objects of
  * their own (the element's "billing" member). */
@@ -26,25 +29,24 @@ typedef struct {
 typedef int (*extract_fn)(json_t *object, const char *status, facts_t *f, char *err,
                           size_t errlen);
 
-static int on_payment_intent(json_t *, const char *, facts_t *, char *, size_t);
 static int on_charge(json_t *, const char *, facts_t *, char *, size_t);
 static int on_refund(json_t *, const char *, facts_t *, char *, size_t);
 static int on_checkout(json_t *, const char *, facts_t *, char *, size_t);
 static int on_subscription(json_t *, const char *, facts_t *, char *, size_t);
 static int on_invoice(json_t *, const char *, facts_t *, char *, size_t);
 
-static const struct {
+static const struct handler {
     const char *type;
-    extract_fn extract;
+    extract_fn extract; /* NULL: a payment intent's, read by the scanner (on_payment_intent) */
     const char *status; /* the lifecycle state the event announces */
     int billing;        /* a billing object of the platform's: never a Connect event's */
 } handlers[] = {
-    {"payment_intent.created", on_payment_intent, "pending", 0},
-    {"payment_intent.requires_action", on_payment_intent, "pending", 0},
-    {"payment_intent.processing", on_payment_intent, "processing", 0},
-    {"payment_intent.succeeded", on_payment_intent, "completed", 0},
-    {"payment_intent.payment_failed", on_payment_intent, "failed", 0},
-    {"payment_intent.canceled", on_payment_intent, "cancelled", 0},
+    {"payment_intent.created", NULL, "pending", 0},
+    {"payment_intent.requires_action", NULL, "pending", 0},
+    {"payment_intent.processing", NULL, "processing", 0},
+    {"payment_intent.succeeded", NULL, "completed", 0},
+    {"payment_intent.payment_failed", NULL, "failed", 0},
+    {"payment_intent.canceled", NULL, "cancelled", 0},
     {"charge.succeeded", on_charge, "completed", 0},
     {"charge.refunded", on_charge, "completed", 0},
     {"charge.refund.updated", on_refund, NULL, 0},
@@ -86,23 +88,46 @@ static int one_of(const char *s, const char *const *words)
     return 0;
 }
 
-/* Reads a non-negative integer amount; absent leaves *out as it is. */
-static int amount_field(json_t *obj, const char *name, int64_t *out, char *err, size_t errlen)
+/* Takes a non-negative integer amount: kind is what the member is, v its
+ * value when an integer; absent or null leaves *out as it is. */
+static int amount_take(const char *name, ps_json_kind_t kind, int64_t v, int64_t *out, char *err,
+                       size_t errlen)
 {
-    json_t *v = json_object_get(obj, name);
-    if (v == NULL || json_is_null(v))
+    if (kind == PS_JSON_ABSENT || kind == PS_JSON_NULL)
         return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+    if (kind != PS_JSON_INTEGER || v < 0) {
         snprintf(err, errlen, "%s is not a non-negative integer amount", name);
         return -1;
     }
-    *out = json_integer_value(v);
+    *out = v;
     return 0;
 }
 
-static int currency_field(json_t *obj, facts_t *f, char *err, size_t errlen)
+/* What jansson's v is, as the scanner names it. */
+static ps_json_kind_t kind_of(json_t *v)
 {
-    f->currency = str_field(obj, "currency");
+    switch (v ? json_typeof(v) : JSON_NULL) {
+    case JSON_OBJECT: return PS_JSON_OBJECT;
+    case JSON_ARRAY: return PS_JSON_ARRAY;
+    case JSON_STRING: return PS_JSON_STRING;
+    case JSON_INTEGER: return PS_JSON_INTEGER;
+    case JSON_REAL: return PS_JSON_REAL;
+    case JSON_TRUE: return PS_JSON_TRUE;
+    case JSON_FALSE: return PS_JSON_FALSE;
+    default: return v ? PS_JSON_NULL : PS_JSON_ABSENT;
+    }
+}
+
+static int amount_field(json_t *obj, const char *name, int64_t *out, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, name);
+    return amount_take(name, kind_of(v), json_integer_value(v), out, err, errlen);
+}
+
+/* Takes the currency the object states (NULL: none). */
+static int currency_take(const char *currency, facts_t *f, char *err, size_t errlen)
+{
+    f->currency = currency;
     if (f->currency && ps_currency_exponent(f->currency) < 0) {
         snprintf(err, errlen, "currency \"%.8s\" is not an ISO 4217 code", f->currency);
         return -1;
@@ -110,39 +135,9 @@ static int currency_field(json_t *obj, facts_t *f, char *err, size_t errlen)
     return 0;
 }
 
-static int on_payment_intent(json_t *pi, const char *status, facts_t *f, char *err,
-                             size_t errlen)
+static int currency_field(json_t *obj, facts_t *f, char *err, size_t errlen)
 {
-    f->payment_intent = str_field(pi, "id");
-    if (f->payment_intent == NULL || strncmp(f->payment_intent, "pi_", 3) != 0) {
-        snprintf(err, errlen, "data.object.id is not a payment intent id");
-        return -1;
-    }
-    f->intent_status = status;
-    f->gateway_status = str_field(pi, "status");
-    f->customer = str_field(pi, "customer");
-    f->payment_id = str_field(json_object_get(pi, "metadata"), "payment_id");
-    json_t *lpe = json_object_get(pi, "last_payment_error");
-    f->failure_code = str_field(lpe, "decline_code") ? str_field(lpe, "decline_code")
-                                                     : str_field(lpe, "code");
-    f->failure_message = str_field(lpe, "message");
-    if (amount_field(pi, "amount", &f->amount, err, errlen) < 0 ||
-        currency_field(pi, f, err, errlen) < 0)
-        return -1;
-    if (strcmp(status, "completed") == 0) {
-        if (amount_field(pi, "amount_received", &f->captured, err, errlen) < 0)
-            return -1;
-        f->charge_id = str_field(pi, "latest_charge");
-    }
-    json_t *oxxo = json_object_get(json_object_get(pi, "next_action"), "oxxo_display_details");
-    if (json_is_object(oxxo)) {
-        json_t *expires = json_object_get(oxxo, "expires_after");
-        f->voucher = json_pack("{s:s, s:s?, s:O?, s:s?}", "type", "oxxo", "number",
-                               str_field(oxxo, "number"), "expires_at",
-                               json_is_integer(expires) ? expires : NULL, "hosted_voucher_url",
-                               str_field(oxxo, "hosted_voucher_url"));
-    }
-    return 0;
+    return currency_take(str_field(obj, "currency"), f, err, errlen);
 }
 
 /* Turns a Stripe refund object into the row ps_apply_refunds expects. */
@@ -415,58 +410,156 @@ void stripe_events_init(int livemode)
     system_livemode = livemode;
 }
 
-int stripe_event_handled(const char *type, int connect)
+static const struct handler *handler_for(const char *type)
 {
     for (size_t i = 0; i < NHANDLERS; i++) {
         if (strcmp(handlers[i].type, type) == 0)
-            return !(connect && handlers[i].billing);
+            return &handlers[i];
+    }
+    return NULL;
+}
+
+int stripe_event_handled(const char *type, int connect)
+{
+    const struct handler *h = handler_for(type);
+    return h && !(connect && h->billing);
+}
+
+/* What the scanner reads of an event: its top level, and what a payment
+ * intent states. */
+enum {
+    S_ID, S_TYPE, S_CREATED, S_LIVEMODE, S_ACCOUNT, S_OBJECT,
+    S_PI_ID, S_PI_STATUS, S_PI_CUSTOMER, S_PI_PAYMENT_ID, S_PI_DECLINE_CODE, S_PI_CODE,
+    S_PI_MESSAGE, S_PI_AMOUNT, S_PI_CURRENCY, S_PI_RECEIVED, S_PI_LATEST_CHARGE,
+    S_OXXO, S_OXXO_NUMBER, S_OXXO_EXPIRES, S_OXXO_URL, S_NFIELDS
+};
+
+static const char *const scan_paths[S_NFIELDS] = {
+    [S_ID] = "id",
+    [S_TYPE] = "type",
+    [S_CREATED] = "created",
+    [S_LIVEMODE] = "livemode",
+    [S_ACCOUNT] = "account",
+    [S_OBJECT] = "data.object",
+    [S_PI_ID] = "data.object.id",
+    [S_PI_STATUS] = "data.object.status",
+    [S_PI_CUSTOMER] = "data.object.customer",
+    [S_PI_PAYMENT_ID] = "data.object.metadata.payment_id",
+    [S_PI_DECLINE_CODE] = "data.object.last_payment_error.decline_code",
+    [S_PI_CODE] = "data.object.last_payment_error.code",
+    [S_PI_MESSAGE] = "data.object.last_payment_error.message",
+    [S_PI_AMOUNT] = "data.object.amount",
+    [S_PI_CURRENCY] = "data.object.currency",
+    [S_PI_RECEIVED] = "data.object.amount_received",
+    [S_PI_LATEST_CHARGE] = "data.object.latest_charge",
+    [S_OXXO] = "data.object.next_action.oxxo_display_details",
+    [S_OXXO_NUMBER] = "data.object.next_action.oxxo_display_details.number",
+    [S_OXXO_EXPIRES] = "data.object.next_action.oxxo_display_details.expires_after",
+    [S_OXXO_URL] = "data.object.next_action.oxxo_display_details.hosted_voucher_url",
+};
+
+typedef struct {
+    ps_json_field_t f[S_NFIELDS];
+    char *dup[S_NFIELDS]; /* the strings too long for f[i].str; malloc'd */
+} scanned_t;
+
+/* Member i when it is a string that states something, however long. */
+static const char *scanned_text(scanned_t *s, int i)
+{
+    ps_json_field_t *f = &s->f[i];
+    if (f->kind != PS_JSON_STRING || f->str_len == 0)
+        return NULL;
+    if (f->str_len < sizeof(f->str))
+        return f->str;
+    if (s->dup[i] == NULL)
+        s->dup[i] = ps_json_strdup(f);
+    return s->dup[i];
+}
+
+static int scanned_amount(const scanned_t *s, int i, int64_t *out, char *err, size_t errlen)
+{
+    return amount_take(strrchr(scan_paths[i], '.') + 1, s->f[i].kind, s->f[i].integer, out, err,
+                       errlen);
+}
+
+static int on_payment_intent(scanned_t *s, const char *status, facts_t *f, char *err,
+                             size_t errlen)
+{
+    f->payment_intent = scanned_text(s, S_PI_ID);
+    if (f->payment_intent == NULL || strncmp(f->payment_intent, "pi_", 3) != 0) {
+        snprintf(err, errlen, "data.object.id is not a payment intent id");
+        return -1;
+    }
+    f->intent_status = status;
+    f->gateway_status = scanned_text(s, S_PI_STATUS);
+    f->customer = scanned_text(s, S_PI_CUSTOMER);
+    f->payment_id = scanned_text(s, S_PI_PAYMENT_ID);
+    f->failure_code = scanned_text(s, S_PI_DECLINE_CODE) ? scanned_text(s, S_PI_DECLINE_CODE)
+                                                         : scanned_text(s, S_PI_CODE);
+    f->failure_message = scanned_text(s, S_PI_MESSAGE);
+    if (scanned_amount(s, S_PI_AMOUNT, &f->amount, err, errlen) < 0 ||
+        currency_take(scanned_text(s, S_PI_CURRENCY), f, err, errlen) < 0)
+        return -1;
+    if (strcmp(status, "completed") == 0) {
+        if (scanned_amount(s, S_PI_RECEIVED, &f->captured, err, errlen) < 0)
+            return -1;
+        f->charge_id = scanned_text(s, S_PI_LATEST_CHARGE);
+    }
+    if (s->f[S_OXXO].kind == PS_JSON_OBJECT) {
+        f->voucher = json_pack("{s:s, s:s?, s:s?}", "type", "oxxo", "number",
+                               scanned_text(s, S_OXXO_NUMBER), "hosted_voucher_url",
+                               scanned_text(s, S_OXXO_URL));
+        if (s->f[S_OXXO_EXPIRES].kind == PS_JSON_INTEGER)
+            json_object_set_new(f->voucher, "expires_at",
+                                json_integer((json_int_t)s->f[S_OXXO_EXPIRES].integer));
     }
     return 0;
 }
 
-/* An event of a type paystream only records needs no more than its top
- * level: the document is checked as JSON and those members read, without
- * building it (a quarter of Stripe's events, 2 KB each). Returns 1 when
- * done (ec filled or marked bad), 0 when the body's type is handled after
- * all and the event must be read whole. */
-static int prepare_recorded(ps_batch_msg_t *ec, int connect)
+/* Reads the event without building the document, which is enough for a
+ * type paystream only records (a quarter of Stripe's events) and for a
+ * payment intent's (half of them). Returns 1 when done (ec filled or
+ * marked bad), 0 when the body's type must be read whole. */
+static int prepare_scanned(ps_batch_msg_t *ec, int connect)
 {
-    enum { ID, TYPE, CREATED, LIVEMODE, ACCOUNT, OBJECT, NFIELDS };
-    ps_json_field_t f[NFIELDS] = {{.path = "id"},      {.path = "type"},
-                                  {.path = "created"}, {.path = "livemode"},
-                                  {.path = "account"}, {.path = "data.object"}};
-    char err[256];
-    if (ps_json_scan(ec->msg->payload ? ec->msg->payload : "", ec->msg->len, f, NFIELDS, err,
+    scanned_t s = {0};
+    for (int i = 0; i < S_NFIELDS; i++)
+        s.f[i].path = scan_paths[i];
+    char err[256] = "";
+    if (ps_json_scan(ec->msg->payload ? ec->msg->payload : "", ec->msg->len, s.f, S_NFIELDS, err,
                      sizeof(err)) < 0) {
         ps_batch_msg_bad(ec, "not a Stripe event", err);
         return 1;
     }
-    top_t top = {.id = ps_json_text(&f[ID]), .type = ps_json_text(&f[TYPE]),
-                 .account = ps_json_text(&f[ACCOUNT]), .created = f[CREATED].integer,
-                 .livemode = f[LIVEMODE].kind == PS_JSON_TRUE};
-    if (top.id == NULL || top.type == NULL || f[CREATED].kind != PS_JSON_INTEGER ||
-        f[OBJECT].kind != PS_JSON_OBJECT) {
+    top_t top = {.id = scanned_text(&s, S_ID), .type = scanned_text(&s, S_TYPE),
+                 .account = scanned_text(&s, S_ACCOUNT), .created = s.f[S_CREATED].integer,
+                 .livemode = s.f[S_LIVEMODE].kind == PS_JSON_TRUE};
+    int done = 1;
+    facts_t f = {.amount = -1, .captured = -1, .refunded = -1};
+    const struct handler *h = top.type ? handler_for(top.type) : NULL;
+    if (top.id == NULL || top.type == NULL || s.f[S_CREATED].kind != PS_JSON_INTEGER ||
+        s.f[S_OBJECT].kind != PS_JSON_OBJECT)
         ps_batch_msg_bad(ec, "not a Stripe event", "id, type, created or data.object missing");
-        return 1;
-    }
-    if (stripe_event_handled(top.type, 0))
-        return 0;
-    facts_t none = {.amount = -1, .captured = -1, .refunded = -1};
-    fill_json(ec, &top, &none, connect);
-    return 1;
+    else if (h && h->extract)
+        done = 0;
+    else if (h && on_payment_intent(&s, h->status, &f, err, sizeof(err)) < 0)
+        ps_batch_msg_bad(ec, "cannot apply", err);
+    else
+        fill_json(ec, &top, &f, connect);
+    json_decref(f.voucher);
+    for (int i = 0; i < S_NFIELDS; i++)
+        free(s.dup[i]);
+    return done;
 }
 
-void stripe_event_prepare(ps_batch_msg_t *ec, int connect)
+/* Reads the event whole: a charge, a refund or a billing object. */
+static void prepare_parsed(ps_batch_msg_t *ec, int connect)
 {
-    if (ps_batch_msg_envelope(ec) < 0)
-        return;
-    if (!stripe_event_handled(ec->env.type, 0) && prepare_recorded(ec, connect))
-        return;
     json_error_t jerr;
     json_t *root = json_loadb(ec->msg->payload ? ec->msg->payload : "", ec->msg->len, 0, &jerr);
     json_t *object = json_object_get(json_object_get(root, "data"), "object");
-    if (!json_is_object(object) || str_field(root, "id") == NULL || str_field(root, "type") == NULL ||
-        !json_is_integer(json_object_get(root, "created"))) {
+    if (!json_is_object(object) || str_field(root, "id") == NULL ||
+        str_field(root, "type") == NULL || !json_is_integer(json_object_get(root, "created"))) {
         ps_batch_msg_bad(ec, "not a Stripe event",
                         root ? "id, type, created or data.object missing" : jerr.text);
         json_decref(root);
@@ -474,15 +567,11 @@ void stripe_event_prepare(ps_batch_msg_t *ec, int connect)
     }
     facts_t f = {.amount = -1, .captured = -1, .refunded = -1};
     const char *type = str_field(root, "type");
+    const struct handler *h = handler_for(type);
     char err[256] = "";
-    for (size_t i = 0; i < NHANDLERS; i++) {
-        if (strcmp(handlers[i].type, type) == 0 &&
-            handlers[i].extract(object, handlers[i].status, &f, err, sizeof(err)) < 0) {
-            ps_batch_msg_bad(ec, "cannot apply", err);
-            break;
-        }
-    }
-    if (!ec->bad) {
+    if (h && h->extract && h->extract(object, h->status, &f, err, sizeof(err)) < 0) {
+        ps_batch_msg_bad(ec, "cannot apply", err);
+    } else {
         top_t top = {.id = str_field(root, "id"), .type = type,
                      .account = str_field(root, "account"),
                      .created = (int64_t)json_integer_value(json_object_get(root, "created")),
@@ -493,4 +582,12 @@ void stripe_event_prepare(ps_batch_msg_t *ec, int connect)
     json_decref(f.billing);
     json_decref(f.voucher);
     json_decref(root);
+}
+
+void stripe_event_prepare(ps_batch_msg_t *ec, int connect)
+{
+    if (ps_batch_msg_envelope(ec) < 0)
+        return;
+    if (!prepare_scanned(ec, connect))
+        prepare_parsed(ec, connect);
 }

@@ -143,6 +143,29 @@ Test(payments, failed_payment_retried_later_succeeds_and_forgets_the_failure)
     free(ok);
 }
 
+/* The worker reads a payment intent without building the document; a
+ * string longer than what it copies in place is still read whole. */
+Test(payments, a_long_failure_message_is_kept_whole_and_unescaped)
+{
+    char pi[64], e1[64], extra[1200], want[1000];
+    ts_unique(pi, sizeof(pi), "pi_");
+    char words[700] = "";
+    for (int i = 0; i < 30; i++)
+        strcat(words, "The bank declined it. ");
+    snprintf(extra, sizeof(extra),
+             ",\"last_payment_error\":{\"code\":\"card_declined\",\"message\":"
+             "\"\\\"D\\u00e9clin\\u00e9\\\": %s\"}", words);
+    snprintf(want, sizeof(want), "\"D\xc3\xa9" "clin\xc3\xa9\": %s", words);
+    char *failed = intent(pi, 500, "requires_payment_method", extra);
+    post(e1, "payment_intent.payment_failed", time(NULL), failed);
+    wait_event(e1);
+    expect_payment(pi, "status", "failed");
+    expect_payment(pi, "failure_code", "card_declined");
+    expect_payment(pi, "failure_message", want);
+    cr_assert_gt(strlen(want), 600);
+    free(failed);
+}
+
 static char *charge(const char *pi, long amount, long refunded, const char *refunds)
 {
     char *s = NULL;
@@ -265,6 +288,28 @@ Test(payments, a_recorded_type_is_checked_and_its_body_decides)
                           "convert_to($1, 'UTF8') AND reason LIKE 'not a Stripe event%'",
                           broken, NULL));
     free(obj);
+}
+
+/* Money is an integer number of minor units: a real or a negative amount
+ * is dead-lettered, and the payment is left as it was. */
+Test(payments, a_payment_intent_amount_must_be_a_non_negative_integer)
+{
+    static const char *const amounts[] = {"\"amount\":12.5,\"amount_received\":0",
+                                          "\"amount\":100,\"amount_received\":-1"};
+    for (size_t i = 0; i < 2; i++) {
+        char pi[64], evt[64], obj[256];
+        ts_unique(pi, sizeof(pi), "pi_");
+        snprintf(obj, sizeof(obj), "{\"id\":\"%s\",\"object\":\"payment_intent\",%s,"
+                 "\"currency\":\"usd\",\"status\":\"succeeded\"}", pi, amounts[i]);
+        post(evt, "payment_intent.succeeded", time(NULL), obj);
+        cr_assert(ts_wait_sql("1", "SELECT count(*) FROM dead_letters WHERE convert_from(payload, "
+                              "'UTF8') LIKE '%' || $1 || '%' AND reason LIKE "
+                              "'%is not a non-negative integer amount%'", evt, NULL),
+                  "%s is dead-lettered", amounts[i]);
+        char *n = ts_sql("SELECT count(*) FROM payments WHERE gateway_payment_id = $1", pi, NULL);
+        cr_assert_str_eq(n, "0");
+        free(n);
+    }
 }
 
 Test(payments, an_event_that_cannot_apply_is_dead_lettered_and_the_partition_moves_on)

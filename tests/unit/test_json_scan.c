@@ -2,6 +2,7 @@
  * it refuses what jansson refuses. */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "paystream/json_scan.h"
@@ -88,6 +89,26 @@ Test(json_scan, a_string_too_long_to_copy_is_still_measured)
     cr_assert_eq(f[0].str_len, 1000);
     cr_assert_null(ps_json_str(&f[0]));
     cr_assert_null(ps_json_text(&f[0]));
+}
+
+/* A string of any length, escapes and all, as jansson reads it. */
+Test(json_scan, strdup_copies_a_string_of_any_length)
+{
+    char doc[1400] = "{\"id\":\"\\u00e9\\\"";
+    size_t n = strlen(doc);
+    memset(doc + n, 'a', 1000);
+    strcpy(doc + n + 1000, "\\n\",\"created\":7}");
+    ps_json_field_t f[NPATHS];
+    char err[160];
+    cr_assert_eq(scan(doc, f, err), 0, "%s", err);
+    json_t *root = json_loads(doc, 0, NULL);
+    char *id = ps_json_strdup(&f[0]);
+    cr_assert_str_eq(id, json_string_value(json_object_get(root, "id")));
+    cr_assert_eq(strlen(id), 1004);
+    cr_assert_null(ps_json_strdup(&f[3]), "a number is no string");
+    cr_assert_null(ps_json_strdup(&f[2]), "nor is an absent member");
+    free(id);
+    json_decref(root);
 }
 
 Test(json_scan, text_is_a_string_that_states_something)

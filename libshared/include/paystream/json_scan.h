@@ -39,7 +39,8 @@ typedef struct {
     int64_t integer;         /* PS_JSON_INTEGER */
     char str[PS_JSON_STR_MAX]; /* PS_JSON_STRING, unescaped, when it fits with its NUL */
     size_t str_len;          /* its length in bytes, even when it did not fit */
-    const char *raw;         /* a number: its text in the document, exactly as sent */
+    const char *raw;         /* a number or a string: its text in the document,
+                              * exactly as sent (a string's without its quotes) */
     size_t raw_len;
 } ps_json_field_t;
 
@@ -54,5 +55,9 @@ const char *ps_json_str(const ps_json_field_t *f);
 /* The same, and NULL for the empty string too: a member that states
  * nothing. */
 const char *ps_json_text(const ps_json_field_t *f);
+
+/* The field's string unescaped, however long, malloc'd (the caller frees
+ * it); NULL when it is not a string. Only while the scanned buffer lives. */
+char *ps_json_strdup(const ps_json_field_t *f);
 
 #endif
