@@ -16,6 +16,7 @@
 typedef struct {
     const unsigned char *p, *start, *end;
     ps_json_field_t *fields;
+    const size_t *path_lens; /* strlen of each field's path */
     size_t nfields;
     char path[PATH_MAX_LEN + 1]; /* of the value being read; tracked only if path_ok */
     size_t path_len;
@@ -41,8 +42,7 @@ static ps_json_field_t *wanted(scan_t *s)
     if (!s->path_ok)
         return NULL;
     for (size_t i = 0; i < s->nfields; i++) {
-        if (strlen(s->fields[i].path) == s->path_len &&
-            memcmp(s->fields[i].path, s->path, s->path_len) == 0)
+        if (s->path_lens[i] == s->path_len && memcmp(s->fields[i].path, s->path, s->path_len) == 0)
             return &s->fields[i];
     }
     return NULL;
@@ -330,6 +330,13 @@ static void enter_element(scan_t *s, size_t parent_len, int parent_ok, size_t in
     }
 }
 
+/* A container asked for (f, or NULL) ended just before end. */
+static void closed(ps_json_field_t *f, const unsigned char *end)
+{
+    if (f)
+        f->raw_len = (size_t)((const char *)end - f->raw);
+}
+
 #define PLEN(d) ((d) < PATH_DEPTH ? path_len[d] : 0)
 #define POK(d) ((d) < PATH_DEPTH ? path_ok[d] : 0)
 
@@ -344,8 +351,16 @@ int ps_json_scan(const char *buf, size_t len, ps_json_field_t *fields, size_t nf
     char open_[MAX_DEPTH];
     size_t path_len[PATH_DEPTH], index[PATH_DEPTH];
     unsigned char path_ok[PATH_DEPTH];
+    ps_json_field_t *asked[PATH_DEPTH]; /* the field a shallow container is, if asked for */
     int depth = 0, rc = 0;
+    /* Every member is looked for among the fields: their paths' lengths
+     * are measured once. */
+    size_t few[32], *lens = nfields <= 32 ? few : malloc(nfields * sizeof(*lens));
+    if (lens == NULL)
+        abort();
+    s.path_lens = lens;
     for (size_t i = 0; i < nfields; i++) {
+        lens[i] = strlen(fields[i].path);
         fields[i].kind = PS_JSON_ABSENT;
         fields[i].str[0] = '\0';
         fields[i].str_len = 0;
@@ -369,13 +384,16 @@ int ps_json_scan(const char *buf, size_t len, ps_json_field_t *fields, size_t nf
                 rc = -1;
                 goto done;
             }
-            if (f)
+            if (f) {
                 f->kind = *s.p == '{' ? PS_JSON_OBJECT : PS_JSON_ARRAY;
+                f->raw = (const char *)s.p;
+            }
             open_[depth] = (char)*s.p;
             if (depth < PATH_DEPTH) {
                 path_len[depth] = s.path_len;
                 path_ok[depth] = (unsigned char)s.path_ok;
                 index[depth] = 0;
+                asked[depth] = f;
             }
             depth++;
             s.p++;
@@ -384,6 +402,7 @@ int ps_json_scan(const char *buf, size_t len, ps_json_field_t *fields, size_t nf
             if (s.p < s.end && *s.p == close) {
                 s.p++;
                 depth--;
+                closed(depth < PATH_DEPTH ? asked[depth] : NULL, s.p);
             } else if (open_[depth - 1] == '{') {
                 if (enter_member(&s, PLEN(depth - 1), POK(depth - 1)) < 0) {
                     rc = -1;
@@ -423,6 +442,7 @@ int ps_json_scan(const char *buf, size_t len, ps_json_field_t *fields, size_t nf
             if (s.p < s.end && *s.p == (open == '{' ? '}' : ']')) {
                 s.p++;
                 depth--;
+                closed(depth < PATH_DEPTH ? asked[depth] : NULL, s.p);
                 continue;
             }
             rc = fail(&s, open == '{' ? "',' or '}' expected" : "',' or ']' expected");
@@ -430,6 +450,8 @@ int ps_json_scan(const char *buf, size_t len, ps_json_field_t *fields, size_t nf
         }
     }
 done:
+    if (lens != few)
+        free(lens);
     if (rc < 0 && err && errlen > 0)
         snprintf(err, errlen, "%s at byte %zu", s.why, (size_t)(s.p - s.start));
     return rc;

@@ -1,9 +1,9 @@
 /* Stripe events: from a consumed message to its element of the batch that
  * ps_apply_stripe_events applies. Each handled event type is one line
  * in the table below and one extractor; every other type is only recorded.
- * A payment intent's facts, and a recorded event's top level, are read
- * with the scanner (half and a quarter of Stripe's events, 2 KB each):
- * building the document with jansson was most of the worker's CPU.
+ * Payment intents, charges and the top level of a recorded event are read
+ * with the scanner (most of Stripe's events, 2 KB each): building
+ * the document with jansson was most of the worker's CPU.
  * Payment intents, charges and refunds state facts about a payment;
  * Checkout Sessions, subscriptions and invoices are billing objects of
  * their own (the element's "billing" member). */
@@ -26,10 +26,17 @@ typedef struct {
     json_t *voucher; /* a delayed method's voucher (OXXO); new reference, or NULL */
 } facts_t;
 
+/* An event's members read by the scanner (prepare_scanned). */
+typedef struct scanned scanned_t;
+
+/* Reads what an event's object states, from the jansson document or from
+ * the scanned members. */
 typedef int (*extract_fn)(json_t *object, const char *status, facts_t *f, char *err,
                           size_t errlen);
+typedef int (*scan_fn)(scanned_t *s, const char *status, facts_t *f, char *err, size_t errlen);
 
-static int on_charge(json_t *, const char *, facts_t *, char *, size_t);
+static int on_payment_intent(scanned_t *, const char *, facts_t *, char *, size_t);
+static int on_charge(scanned_t *, const char *, facts_t *, char *, size_t);
 static int on_refund(json_t *, const char *, facts_t *, char *, size_t);
 static int on_checkout(json_t *, const char *, facts_t *, char *, size_t);
 static int on_subscription(json_t *, const char *, facts_t *, char *, size_t);
@@ -37,36 +44,37 @@ static int on_invoice(json_t *, const char *, facts_t *, char *, size_t);
 
 static const struct handler {
     const char *type;
-    extract_fn extract; /* NULL: a payment intent's, read by the scanner (on_payment_intent) */
+    scan_fn scan;       /* the object's facts read by the scanner, */
+    extract_fn extract; /* or from the document (building it costs more) */
     const char *status; /* the lifecycle state the event announces */
     int billing;        /* a billing object of the platform's: never a Connect event's */
 } handlers[] = {
-    {"payment_intent.created", NULL, "pending", 0},
-    {"payment_intent.requires_action", NULL, "pending", 0},
-    {"payment_intent.processing", NULL, "processing", 0},
-    {"payment_intent.succeeded", NULL, "completed", 0},
-    {"payment_intent.payment_failed", NULL, "failed", 0},
-    {"payment_intent.canceled", NULL, "cancelled", 0},
-    {"charge.succeeded", on_charge, "completed", 0},
-    {"charge.refunded", on_charge, "completed", 0},
-    {"charge.refund.updated", on_refund, NULL, 0},
-    {"refund.created", on_refund, NULL, 0},
-    {"refund.updated", on_refund, NULL, 0},
-    {"refund.failed", on_refund, NULL, 0},
+    {"payment_intent.created", on_payment_intent, NULL, "pending", 0},
+    {"payment_intent.requires_action", on_payment_intent, NULL, "pending", 0},
+    {"payment_intent.processing", on_payment_intent, NULL, "processing", 0},
+    {"payment_intent.succeeded", on_payment_intent, NULL, "completed", 0},
+    {"payment_intent.payment_failed", on_payment_intent, NULL, "failed", 0},
+    {"payment_intent.canceled", on_payment_intent, NULL, "cancelled", 0},
+    {"charge.succeeded", on_charge, NULL, "completed", 0},
+    {"charge.refunded", on_charge, NULL, "completed", 0},
+    {"charge.refund.updated", NULL, on_refund, NULL, 0},
+    {"refund.created", NULL, on_refund, NULL, 0},
+    {"refund.updated", NULL, on_refund, NULL, 0},
+    {"refund.failed", NULL, on_refund, NULL, 0},
     /* "completed": paid, or awaiting a delayed payment, as payment_status says */
-    {"checkout.session.completed", on_checkout, "completed", 1},
-    {"checkout.session.async_payment_succeeded", on_checkout, "paid", 1},
-    {"checkout.session.async_payment_failed", on_checkout, "payment_failed", 1},
-    {"checkout.session.expired", on_checkout, "expired", 1},
-    {"customer.subscription.created", on_subscription, NULL, 1},
-    {"customer.subscription.updated", on_subscription, NULL, 1},
-    {"customer.subscription.deleted", on_subscription, "canceled", 1},
-    {"invoice.created", on_invoice, NULL, 1},
-    {"invoice.finalized", on_invoice, NULL, 1},
-    {"invoice.paid", on_invoice, "paid", 1},
-    {"invoice.payment_failed", on_invoice, NULL, 1},
-    {"invoice.voided", on_invoice, "void", 1},
-    {"invoice.marked_uncollectible", on_invoice, "uncollectible", 1},
+    {"checkout.session.completed", NULL, on_checkout, "completed", 1},
+    {"checkout.session.async_payment_succeeded", NULL, on_checkout, "paid", 1},
+    {"checkout.session.async_payment_failed", NULL, on_checkout, "payment_failed", 1},
+    {"checkout.session.expired", NULL, on_checkout, "expired", 1},
+    {"customer.subscription.created", NULL, on_subscription, NULL, 1},
+    {"customer.subscription.updated", NULL, on_subscription, NULL, 1},
+    {"customer.subscription.deleted", NULL, on_subscription, "canceled", 1},
+    {"invoice.created", NULL, on_invoice, NULL, 1},
+    {"invoice.finalized", NULL, on_invoice, NULL, 1},
+    {"invoice.paid", NULL, on_invoice, "paid", 1},
+    {"invoice.payment_failed", NULL, on_invoice, NULL, 1},
+    {"invoice.voided", NULL, on_invoice, "void", 1},
+    {"invoice.marked_uncollectible", NULL, on_invoice, "uncollectible", 1},
 };
 #define NHANDLERS (sizeof(handlers) / sizeof(handlers[0]))
 
@@ -160,37 +168,6 @@ static json_t *refund_row(json_t *re, char *err, size_t errlen)
     }
     return json_pack("{s:s, s:I, s:s, s:s, s:s?}", "id", id, "amount", (json_int_t)amount,
                      "currency", cur, "status", status, "reason", str_field(re, "reason"));
-}
-
-static int on_charge(json_t *ch, const char *status, facts_t *f, char *err, size_t errlen)
-{
-    f->payment_intent = str_field(ch, "payment_intent");
-    f->charge_id = str_field(ch, "id");
-    if (f->payment_intent == NULL)
-        return 0; /* a charge outside payment intents: recorded only */
-    f->customer = str_field(ch, "customer");
-    if (amount_field(ch, "amount", &f->amount, err, errlen) < 0 ||
-        currency_field(ch, f, err, errlen) < 0)
-        return -1;
-    if (!json_is_true(json_object_get(ch, "captured")))
-        return 0; /* an authorisation: no money moved yet */
-    f->intent_status = status;
-    if (amount_field(ch, "amount_captured", &f->captured, err, errlen) < 0 ||
-        amount_field(ch, "amount_refunded", &f->refunded, err, errlen) < 0)
-        return -1;
-    json_t *list = json_object_get(json_object_get(ch, "refunds"), "data");
-    if (!json_is_array(list))
-        return 0;
-    f->refunds = json_array();
-    size_t i;
-    json_t *re;
-    json_array_foreach(list, i, re) {
-        json_t *row = refund_row(re, err, errlen);
-        if (row == NULL)
-            return -1;
-        json_array_append_new(f->refunds, row);
-    }
-    return 0;
 }
 
 static int on_refund(json_t *re, const char *status, facts_t *f, char *err, size_t errlen)
@@ -429,9 +406,11 @@ int stripe_event_handled(const char *type, int connect)
  * intent states. */
 enum {
     S_ID, S_TYPE, S_CREATED, S_LIVEMODE, S_ACCOUNT, S_OBJECT,
-    S_PI_ID, S_PI_STATUS, S_PI_CUSTOMER, S_PI_PAYMENT_ID, S_PI_DECLINE_CODE, S_PI_CODE,
-    S_PI_MESSAGE, S_PI_AMOUNT, S_PI_CURRENCY, S_PI_RECEIVED, S_PI_LATEST_CHARGE,
-    S_OXXO, S_OXXO_NUMBER, S_OXXO_EXPIRES, S_OXXO_URL, S_NFIELDS
+    S_OBJ_ID, S_OBJ_CUSTOMER, S_OBJ_AMOUNT, S_OBJ_CURRENCY,
+    S_PI_STATUS, S_PI_PAYMENT_ID, S_PI_DECLINE_CODE, S_PI_CODE, S_PI_MESSAGE, S_PI_RECEIVED,
+    S_PI_LATEST_CHARGE, S_OXXO, S_OXXO_NUMBER, S_OXXO_EXPIRES, S_OXXO_URL,
+    S_CH_PAYMENT_INTENT, S_CH_CAPTURED, S_CH_AMOUNT_CAPTURED, S_CH_AMOUNT_REFUNDED, S_CH_REFUNDS,
+    S_NFIELDS
 };
 
 static const char *const scan_paths[S_NFIELDS] = {
@@ -441,27 +420,32 @@ static const char *const scan_paths[S_NFIELDS] = {
     [S_LIVEMODE] = "livemode",
     [S_ACCOUNT] = "account",
     [S_OBJECT] = "data.object",
-    [S_PI_ID] = "data.object.id",
+    [S_OBJ_ID] = "data.object.id",
+    [S_OBJ_CUSTOMER] = "data.object.customer",
+    [S_OBJ_AMOUNT] = "data.object.amount",
+    [S_OBJ_CURRENCY] = "data.object.currency",
     [S_PI_STATUS] = "data.object.status",
-    [S_PI_CUSTOMER] = "data.object.customer",
     [S_PI_PAYMENT_ID] = "data.object.metadata.payment_id",
     [S_PI_DECLINE_CODE] = "data.object.last_payment_error.decline_code",
     [S_PI_CODE] = "data.object.last_payment_error.code",
     [S_PI_MESSAGE] = "data.object.last_payment_error.message",
-    [S_PI_AMOUNT] = "data.object.amount",
-    [S_PI_CURRENCY] = "data.object.currency",
     [S_PI_RECEIVED] = "data.object.amount_received",
     [S_PI_LATEST_CHARGE] = "data.object.latest_charge",
     [S_OXXO] = "data.object.next_action.oxxo_display_details",
     [S_OXXO_NUMBER] = "data.object.next_action.oxxo_display_details.number",
     [S_OXXO_EXPIRES] = "data.object.next_action.oxxo_display_details.expires_after",
     [S_OXXO_URL] = "data.object.next_action.oxxo_display_details.hosted_voucher_url",
+    [S_CH_PAYMENT_INTENT] = "data.object.payment_intent",
+    [S_CH_CAPTURED] = "data.object.captured",
+    [S_CH_AMOUNT_CAPTURED] = "data.object.amount_captured",
+    [S_CH_AMOUNT_REFUNDED] = "data.object.amount_refunded",
+    [S_CH_REFUNDS] = "data.object.refunds.data",
 };
 
-typedef struct {
+struct scanned {
     ps_json_field_t f[S_NFIELDS];
     char *dup[S_NFIELDS]; /* the strings too long for f[i].str; malloc'd */
-} scanned_t;
+};
 
 /* Member i when it is a string that states something, however long. */
 static const char *scanned_text(scanned_t *s, int i)
@@ -485,20 +469,20 @@ static int scanned_amount(const scanned_t *s, int i, int64_t *out, char *err, si
 static int on_payment_intent(scanned_t *s, const char *status, facts_t *f, char *err,
                              size_t errlen)
 {
-    f->payment_intent = scanned_text(s, S_PI_ID);
+    f->payment_intent = scanned_text(s, S_OBJ_ID);
     if (f->payment_intent == NULL || strncmp(f->payment_intent, "pi_", 3) != 0) {
         snprintf(err, errlen, "data.object.id is not a payment intent id");
         return -1;
     }
     f->intent_status = status;
     f->gateway_status = scanned_text(s, S_PI_STATUS);
-    f->customer = scanned_text(s, S_PI_CUSTOMER);
+    f->customer = scanned_text(s, S_OBJ_CUSTOMER);
     f->payment_id = scanned_text(s, S_PI_PAYMENT_ID);
     f->failure_code = scanned_text(s, S_PI_DECLINE_CODE) ? scanned_text(s, S_PI_DECLINE_CODE)
                                                          : scanned_text(s, S_PI_CODE);
     f->failure_message = scanned_text(s, S_PI_MESSAGE);
-    if (scanned_amount(s, S_PI_AMOUNT, &f->amount, err, errlen) < 0 ||
-        currency_take(scanned_text(s, S_PI_CURRENCY), f, err, errlen) < 0)
+    if (scanned_amount(s, S_OBJ_AMOUNT, &f->amount, err, errlen) < 0 ||
+        currency_take(scanned_text(s, S_OBJ_CURRENCY), f, err, errlen) < 0)
         return -1;
     if (strcmp(status, "completed") == 0) {
         if (scanned_amount(s, S_PI_RECEIVED, &f->captured, err, errlen) < 0)
@@ -516,10 +500,50 @@ static int on_payment_intent(scanned_t *s, const char *status, facts_t *f, char 
     return 0;
 }
 
+static int on_charge(scanned_t *s, const char *status, facts_t *f, char *err, size_t errlen)
+{
+    f->payment_intent = scanned_text(s, S_CH_PAYMENT_INTENT);
+    f->charge_id = scanned_text(s, S_OBJ_ID);
+    if (f->payment_intent == NULL)
+        return 0; /* a charge outside payment intents: recorded only */
+    f->customer = scanned_text(s, S_OBJ_CUSTOMER);
+    if (scanned_amount(s, S_OBJ_AMOUNT, &f->amount, err, errlen) < 0 ||
+        currency_take(scanned_text(s, S_OBJ_CURRENCY), f, err, errlen) < 0)
+        return -1;
+    if (s->f[S_CH_CAPTURED].kind != PS_JSON_TRUE)
+        return 0; /* an authorisation: no money moved yet */
+    f->intent_status = status;
+    if (scanned_amount(s, S_CH_AMOUNT_CAPTURED, &f->captured, err, errlen) < 0 ||
+        scanned_amount(s, S_CH_AMOUNT_REFUNDED, &f->refunded, err, errlen) < 0)
+        return -1;
+    const ps_json_field_t *list = &s->f[S_CH_REFUNDS];
+    if (list->kind != PS_JSON_ARRAY)
+        return 0;
+    f->refunds = json_array();
+    /* The list, read whole: it holds a charge's refunds, when it has any. */
+    json_t *all = json_loadb(list->raw, list->raw_len, 0, NULL);
+    if (all == NULL) {
+        snprintf(err, errlen, "data.object.refunds.data cannot be read");
+        return -1;
+    }
+    size_t i;
+    json_t *re;
+    json_array_foreach(all, i, re) {
+        json_t *row = refund_row(re, err, errlen);
+        if (row == NULL) {
+            json_decref(all);
+            return -1;
+        }
+        json_array_append_new(f->refunds, row);
+    }
+    json_decref(all);
+    return 0;
+}
+
 /* Reads the event without building the document, which is enough for a
- * type paystream only records (a quarter of Stripe's events) and for a
- * payment intent's (half of them). Returns 1 when done (ec filled or
- * marked bad), 0 when the body's type must be read whole. */
+ * type paystream only records, a payment intent's and a charge's. Returns
+ * 1 when done (ec filled or marked bad), 0 when the body's type must be
+ * read whole. */
 static int prepare_scanned(ps_batch_msg_t *ec, int connect)
 {
     scanned_t s = {0};
@@ -542,17 +566,18 @@ static int prepare_scanned(ps_batch_msg_t *ec, int connect)
         ps_batch_msg_bad(ec, "not a Stripe event", "id, type, created or data.object missing");
     else if (h && h->extract)
         done = 0;
-    else if (h && on_payment_intent(&s, h->status, &f, err, sizeof(err)) < 0)
+    else if (h && h->scan(&s, h->status, &f, err, sizeof(err)) < 0)
         ps_batch_msg_bad(ec, "cannot apply", err);
     else
         fill_json(ec, &top, &f, connect);
+    json_decref(f.refunds);
     json_decref(f.voucher);
     for (int i = 0; i < S_NFIELDS; i++)
         free(s.dup[i]);
     return done;
 }
 
-/* Reads the event whole: a charge, a refund or a billing object. */
+/* Reads the event whole: a refund or a billing object. */
 static void prepare_parsed(ps_batch_msg_t *ec, int connect)
 {
     json_error_t jerr;

@@ -111,6 +111,21 @@ Test(json_scan, strdup_copies_a_string_of_any_length)
     json_decref(root);
 }
 
+/* A container asked for is given as its text, to be read on its own. */
+Test(json_scan, a_container_is_given_whole_as_sent)
+{
+    static const char doc[] = "{\"a\":{\"b\":[1, {\"c\":2}] },\"d\":[],\"e\":{}}";
+    ps_json_field_t f[4] = {{.path = "a"}, {.path = "a.b"}, {.path = "d"}, {.path = "e"}};
+    static const char *const want[] = {"{\"b\":[1, {\"c\":2}] }", "[1, {\"c\":2}]", "[]", "{}"};
+    char err[160];
+    cr_assert_eq(ps_json_scan(doc, strlen(doc), f, 4, err, sizeof(err)), 0, "%s", err);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(f[i].raw_len, strlen(want[i]), "%s", f[i].path);
+        cr_assert(memcmp(f[i].raw, want[i], f[i].raw_len) == 0, "%s", f[i].path);
+    }
+    cr_assert_eq(f[1].kind, PS_JSON_ARRAY);
+}
+
 Test(json_scan, text_is_a_string_that_states_something)
 {
     ps_json_field_t f[3] = {{.path = "a"}, {.path = "b"}, {.path = "c"}};

@@ -39,8 +39,8 @@ typedef struct {
     int64_t integer;         /* PS_JSON_INTEGER */
     char str[PS_JSON_STR_MAX]; /* PS_JSON_STRING, unescaped, when it fits with its NUL */
     size_t str_len;          /* its length in bytes, even when it did not fit */
-    const char *raw;         /* a number or a string: its text in the document,
-                              * exactly as sent (a string's without its quotes) */
+    const char *raw;         /* its text in the document, exactly as sent (a
+                              * string's without its quotes, a container's whole) */
     size_t raw_len;
 } ps_json_field_t;
 
