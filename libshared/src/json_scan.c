@@ -4,6 +4,7 @@
 #include "paystream/json_scan.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -482,4 +483,18 @@ char *ps_json_strdup(const ps_json_field_t *f)
     if (read_string(&s, out, f->raw_len + 1, &n) < 0)
         abort();
     return out;
+}
+
+ps_json_kind_t ps_json_kind_of(const json_t *v)
+{
+    switch (v ? json_typeof(v) : JSON_NULL) {
+    case JSON_OBJECT: return PS_JSON_OBJECT;
+    case JSON_ARRAY: return PS_JSON_ARRAY;
+    case JSON_STRING: return PS_JSON_STRING;
+    case JSON_INTEGER: return PS_JSON_INTEGER;
+    case JSON_REAL: return PS_JSON_REAL;
+    case JSON_TRUE: return PS_JSON_TRUE;
+    case JSON_FALSE: return PS_JSON_FALSE;
+    default: return v ? PS_JSON_NULL : PS_JSON_ABSENT;
+    }
 }

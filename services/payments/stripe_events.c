@@ -111,25 +111,10 @@ static int amount_take(const char *name, ps_json_kind_t kind, int64_t v, int64_t
     return 0;
 }
 
-/* What jansson's v is, as the scanner names it. */
-static ps_json_kind_t kind_of(json_t *v)
-{
-    switch (v ? json_typeof(v) : JSON_NULL) {
-    case JSON_OBJECT: return PS_JSON_OBJECT;
-    case JSON_ARRAY: return PS_JSON_ARRAY;
-    case JSON_STRING: return PS_JSON_STRING;
-    case JSON_INTEGER: return PS_JSON_INTEGER;
-    case JSON_REAL: return PS_JSON_REAL;
-    case JSON_TRUE: return PS_JSON_TRUE;
-    case JSON_FALSE: return PS_JSON_FALSE;
-    default: return v ? PS_JSON_NULL : PS_JSON_ABSENT;
-    }
-}
-
 static int amount_field(json_t *obj, const char *name, int64_t *out, char *err, size_t errlen)
 {
     json_t *v = json_object_get(obj, name);
-    return amount_take(name, kind_of(v), json_integer_value(v), out, err, errlen);
+    return amount_take(name, ps_json_kind_of(v), json_integer_value(v), out, err, errlen);
 }
 
 /* Takes the currency the object states (NULL: none). */

@@ -35,21 +35,6 @@ static json_t *at(json_t *root, const char *path)
     return v;
 }
 
-static ps_json_kind_t kind_of(json_t *v)
-{
-    switch (v ? json_typeof(v) : -1) {
-    case JSON_OBJECT: return PS_JSON_OBJECT;
-    case JSON_ARRAY: return PS_JSON_ARRAY;
-    case JSON_STRING: return PS_JSON_STRING;
-    case JSON_INTEGER: return PS_JSON_INTEGER;
-    case JSON_REAL: return PS_JSON_REAL;
-    case JSON_TRUE: return PS_JSON_TRUE;
-    case JSON_FALSE: return PS_JSON_FALSE;
-    case JSON_NULL: return PS_JSON_NULL;
-    default: return PS_JSON_ABSENT;
-    }
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ps_json_field_t f[NPATHS];
@@ -65,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(root != NULL);
         for (size_t i = 0; i < NPATHS; i++) {
             json_t *v = at(root, paths[i]);
-            FUZZ_CHECK(f[i].kind == kind_of(v));
+            FUZZ_CHECK(f[i].kind == ps_json_kind_of(v));
             if (f[i].kind == PS_JSON_INTEGER)
                 FUZZ_CHECK(f[i].integer == json_integer_value(v));
             if (f[i].kind == PS_JSON_INTEGER || f[i].kind == PS_JSON_REAL) {
@@ -84,6 +69,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 FUZZ_CHECK(f[i].str_len == json_string_length(v));
                 if (ps_json_str(&f[i]))
                     FUZZ_CHECK(memcmp(f[i].str, json_string_value(v), f[i].str_len) == 0);
+                char *whole = ps_json_strdup(&f[i]);
+                FUZZ_CHECK(memcmp(whole, json_string_value(v), f[i].str_len + 1) == 0);
+                free(whole);
+            }
+            if (f[i].kind == PS_JSON_OBJECT || f[i].kind == PS_JSON_ARRAY) {
+                /* The container's own text: it reads as the same value. */
+                json_t *again = json_loadb(f[i].raw, f[i].raw_len, 0, NULL);
+                FUZZ_CHECK(again != NULL && json_equal(again, v));
+                json_decref(again);
             }
         }
     }

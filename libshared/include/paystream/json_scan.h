@@ -60,4 +60,10 @@ const char *ps_json_text(const ps_json_field_t *f);
  * it); NULL when it is not a string. Only while the scanned buffer lives. */
 char *ps_json_strdup(const ps_json_field_t *f);
 
+struct json_t;
+
+/* What a jansson value is, as the scanner names it (NULL: absent), so that
+ * code reading either way checks one kind. */
+ps_json_kind_t ps_json_kind_of(const struct json_t *v);
+
 #endif
