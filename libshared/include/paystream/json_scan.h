@@ -6,7 +6,8 @@
  * 8259, strict UTF-8, no NUL in strings, integers within int64, finite
  * reals, nesting at most 2048 deep, an object or array at the top) and
  * copies out the members it is asked for. It allocates nothing but a copy
- * of a number longer than 63 characters, to read it with strtod.
+ * of a number longer than 63 characters, to read it with strtod, and the
+ * lengths of more than 32 paths asked for.
  *
  * One difference: a key given twice is refused only where it is one of the
  * asked-for members (or on their way), not everywhere as jansson's
