@@ -312,6 +312,24 @@ Test(payments, a_payment_intent_amount_must_be_a_non_negative_integer)
     }
 }
 
+/* An amount given twice could be read as either: the event is
+ * dead-lettered, not applied with one of them. */
+Test(payments, an_intent_giving_its_amount_twice_is_dead_lettered)
+{
+    char pi[64], evt[64], obj[256];
+    ts_unique(pi, sizeof(pi), "pi_");
+    snprintf(obj, sizeof(obj), "{\"id\":\"%s\",\"object\":\"payment_intent\",\"amount\":100,"
+             "\"amount\":100000,\"amount_received\":100,\"currency\":\"usd\","
+             "\"status\":\"succeeded\"}", pi);
+    post(evt, "payment_intent.succeeded", time(NULL), obj);
+    cr_assert(ts_wait_sql("1", "SELECT count(*) FROM dead_letters WHERE convert_from(payload, "
+                          "'UTF8') LIKE '%' || $1 || '%' AND reason LIKE '%duplicate object key%'",
+                          evt, NULL));
+    char *n = ts_sql("SELECT count(*) FROM payments WHERE gateway_payment_id = $1", pi, NULL);
+    cr_assert_str_eq(n, "0");
+    free(n);
+}
+
 Test(payments, an_event_that_cannot_apply_is_dead_lettered_and_the_partition_moves_on)
 {
     char pi[64], bad[64], later[64];
