@@ -71,7 +71,7 @@ static rd_kafka_NewTopic_t *new_topic(const char *name, int partitions, int repl
 int cmd_topics_create(int argc, char **argv)
 {
     static const char *const names[] = {"--partitions", "--replication", "--min-insync"};
-    int opt[3] = {12, 1, 0};
+    int opt[3] = {2, 1, 0}; /* partitions as in schemas/topics.txt */
     if (int_options(argc, argv, names, opt, 3) < 0)
         return 2;
     if (opt[2] == 0)

@@ -21,7 +21,8 @@ static const struct {
 } commands[] = {
     {"topics", "create", cmd_topics_create,
      "[--partitions N] [--replication R] [--min-insync M]\n"
-     "      create paystream's topics and their .dlq twins (existing ones are kept)"},
+     "      create paystream's topics and their .dlq twins (existing ones are kept);\n"
+     "      partitions default to 2: at most one worker of a group per partition works"},
     {"topics", "config", cmd_topics_config,
      "TOPIC NAME=VALUE...\n      set configuration of one topic (e.g. retention.bytes)"},
     {"topics", "dump", cmd_topics_dump,
