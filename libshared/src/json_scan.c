@@ -69,6 +69,15 @@ static int hex4(const unsigned char *p, unsigned *out)
 }
 
 /* Appends code point cp as UTF-8 to out (cap bytes), counting in *n. */
+/* Appends k bytes to out (cap bytes), counting in *n all of them, also
+ * those that do not fit. */
+static void put_bytes(char *out, size_t cap, size_t *n, const unsigned char *src, size_t k)
+{
+    if (out && *n < cap)
+        memcpy(out + *n, src, k < cap - *n ? k : cap - *n);
+    *n += k;
+}
+
 static void put_utf8(char *out, size_t cap, size_t *n, unsigned cp)
 {
     unsigned char b[4];
@@ -85,10 +94,7 @@ static void put_utf8(char *out, size_t cap, size_t *n, unsigned cp)
         b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F)), b[3] = (unsigned char)(0x80 | (cp & 0x3F));
         k = 4;
     }
-    for (size_t i = 0; i < k; i++, (*n)++) {
-        if (out && *n < cap)
-            out[*n] = (char)b[i];
-    }
+    put_bytes(out, cap, n, b, k);
 }
 
 /* Length of the valid UTF-8 sequence at p (strictly: no overlong forms, no
@@ -164,13 +170,14 @@ static int read_string(scan_t *s, char *out, size_t cap, size_t *n)
             put_utf8(out, cap, n, cp);
             continue;
         }
-        size_t k = utf8_len(s->p, s->end);
-        if (k == 0)
+        /* Most of a string is plain ASCII: a run of it is taken at once. */
+        const unsigned char *q = s->p;
+        while (q < s->end && *q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\')
+            q++;
+        size_t k = (size_t)(q - s->p);
+        if (k == 0 && (k = utf8_len(s->p, s->end)) == 0)
             return fail(s, "invalid UTF-8 in a string");
-        for (size_t i = 0; i < k; i++, (*n)++) {
-            if (out && *n < cap)
-                out[*n] = (char)s->p[i];
-        }
+        put_bytes(out, cap, n, s->p, k);
         s->p += k;
     }
     s->p++;
