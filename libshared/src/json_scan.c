@@ -49,6 +49,19 @@ static ps_json_field_t *wanted(scan_t *s)
     return NULL;
 }
 
+/* Whether a field is asked for inside the container at the current path:
+ * if not, nothing in it is looked for (most of an event is not). */
+static int leads_to_field(const scan_t *s)
+{
+    for (size_t i = 0; i < s->nfields; i++) {
+        const char *p = s->fields[i].path;
+        if (s->path_lens[i] > s->path_len && memcmp(p, s->path, s->path_len) == 0 &&
+            (s->path_len == 0 || p[s->path_len] == '.' || p[s->path_len] == '['))
+            return 1;
+    }
+    return 0;
+}
+
 static int hex4(const unsigned char *p, unsigned *out)
 {
     unsigned v = 0;
@@ -399,7 +412,7 @@ int ps_json_scan(const char *buf, size_t len, ps_json_field_t *fields, size_t nf
             open_[depth] = (char)*s.p;
             if (depth < PATH_DEPTH) {
                 path_len[depth] = s.path_len;
-                path_ok[depth] = (unsigned char)s.path_ok;
+                path_ok[depth] = (unsigned char)(s.path_ok && leads_to_field(&s));
                 index[depth] = 0;
                 asked[depth] = f;
             }

@@ -216,6 +216,24 @@ Test(json_scan, reads_array_elements_by_index_and_numbers_as_sent)
     cr_assert(f[4].raw_len == 2 && memcmp(f[4].raw, "-0", 2) == 0);
 }
 
+/* Containers no field lies in are still checked, but not looked into: a
+ * name that only begins like a field's path leads nowhere. */
+Test(json_scan, finds_fields_beside_containers_it_does_not_look_into)
+{
+    ps_json_field_t f[] = {{.path = "a.b.c"}, {.path = "x[1].y"}, {.path = "ab"}};
+    const char *doc = "{\"ab\":{\"c\":6},\"a\":{\"bb\":{\"c\":8},\"b\":{\"c\":5}},"
+                      "\"x\":[{\"y\":1},{\"y\":2}],\"a2\":{\"b\":{\"c\":7}}}";
+    char err[160];
+    cr_assert_eq(ps_json_scan(doc, strlen(doc), f, 3, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(f[0].kind, PS_JSON_INTEGER);
+    cr_assert_eq(f[0].integer, 5);
+    cr_assert_eq(f[1].kind, PS_JSON_INTEGER);
+    cr_assert_eq(f[1].integer, 2);
+    cr_assert_eq(f[2].kind, PS_JSON_OBJECT);
+    const char *bad = "{\"a2\":{\"b\":[1,}}";
+    cr_assert_eq(ps_json_scan(bad, strlen(bad), f, 3, err, sizeof(err)), -1);
+}
+
 Test(json_scan, an_empty_key_is_not_the_document)
 {
     ps_json_field_t f[] = {{.path = ""}, {.path = "id"}};
