@@ -81,7 +81,6 @@ static int hex4(const unsigned char *p, unsigned *out)
     return 0;
 }
 
-/* Appends code point cp as UTF-8 to out (cap bytes), counting in *n. */
 /* Appends k bytes to out (cap bytes), counting in *n all of them, also
  * those that do not fit. */
 static void put_bytes(char *out, size_t cap, size_t *n, const unsigned char *src, size_t k)
@@ -91,6 +90,7 @@ static void put_bytes(char *out, size_t cap, size_t *n, const unsigned char *src
     *n += k;
 }
 
+/* Appends code point cp as UTF-8 to out (cap bytes), counting in *n. */
 static void put_utf8(char *out, size_t cap, size_t *n, unsigned cp)
 {
     unsigned char b[4];
