@@ -39,6 +39,15 @@ static long last_log_field(const char *service, const char *text, const char *fi
     return v;
 }
 
+/* Waits until the service has logged text more than `before` times. */
+static void wait_log_count(const char *service, const char *text, int before)
+{
+    int64_t end = ps_mono_ms() + TS_WAIT_MS;
+    while (log_count(service, text) <= before && ps_mono_ms() < end)
+        usleep(100 * 1000);
+    cr_assert_gt(log_count(service, text), before, "%s never logged \"%s\"", service, text);
+}
+
 static int64_t stop_timed(const char *service)
 {
     int64_t started = ps_mono_ms();
@@ -165,6 +174,9 @@ Test(stop, worker_finishes_its_batch_and_commits_it_before_it_exits)
         ts_http_free(&r);
         free(body);
     }
+    /* In batches of 100, so that the stop comes between two of them: the
+     * whole backlog fits one batch of the default size. */
+    setenv("PAYSTREAM_BATCH_MAX", "100", 1);
     cr_assert_eq(ts_svc("start", "payments"), 0);
     cr_assert(ts_wait_sql("t", "SELECT count(*) > 0 FROM payments WHERE gateway_payment_id LIKE $1",
                           like, NULL));
@@ -176,13 +188,19 @@ Test(stop, worker_finishes_its_batch_and_commits_it_before_it_exits)
     cr_assert_eq(log_count("payments", "payments worker stopped"), stopped_before + 1);
 
     /* Its successor takes over after the last committed batch: nothing it
-     * applied comes again, and the rest is applied once. */
+     * applied comes again, and the rest is applied once. It is stopped
+     * only once it has its partitions, so that the last "progress" line,
+     * logged as it exits, is its own, also when the stopped worker had
+     * applied the whole backlog and nothing is left for it. */
+    int assigned_before = log_count("payments", "partition assigned");
     cr_assert_eq(ts_svc("start", "payments"), 0);
+    wait_log_count("payments", "partition assigned", assigned_before);
     cr_assert(ts_wait_sql(count, "SELECT count(*) FROM payments WHERE gateway_payment_id LIKE $1",
                           like, NULL));
     cr_assert_eq(ts_svc("stop", "payments"), 0);
     long duplicates = last_log_field("payments", "\"msg\":\"progress\"", "duplicates");
     long applied = last_log_field("payments", "\"msg\":\"progress\"", "applied");
+    unsetenv("PAYSTREAM_BATCH_MAX");
     cr_assert_eq(ts_svc("start", "payments"), 0);
     fprintf(stderr,
             "stop: payments worker stopped in %" PRId64 " ms with %s of %d applied; its "
