@@ -17,6 +17,9 @@ now() { date +%s.%N; }
 accepted() { grep -o '"ok":[0-9]*' <<<"$1" | cut -d: -f2; }
 rss_mb() { # the largest of the processes of these pid files
   cat "$@" | xargs ps -o rss= -p | awk '$1 > m {m = $1} END {printf "%.1f", m/1024}'; }
+peak_rss_mb() { # the largest peak (VmHWM: since each process started) of these pid files
+  for f in "$@"; do cat "/proc/$(cat "$f")/status"; done |
+    awk '/^VmHWM:/ && $2 > m {m = $2} END {printf "%.1f", m/1024}'; }
 kafka_pid_file() { # kafka_pid_file KAFKA_MODE
   if [ "$1" = devbroker ]; then echo "$PAYSTREAM_RUN_DIR/devbroker.pid"
   else echo "$PAYSTREAM_RUN_DIR/kafka/node1/pid"; fi

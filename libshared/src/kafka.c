@@ -115,22 +115,6 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_assign(rk, parts);
 }
 
-/* How much a consumer prefetches. Once its queue is full, librdkafka
- * before 2.2 stops fetching for a whole second (confluentinc/librdkafka
- * #2879), however soon the worker empties it: with a 2 MB queue a worker
- * draining a backlog sat idle half of each second. So it prefetches a
- * second of what a worker applies (16 MB, about 7,000 of Stripe's events),
- * unless librdkafka lets it retry sooner (fetch.queue.backoff.ms): then
- * 2 MB, a poll batch (at most PS_BATCH_BYTES_MAX) twice over. */
-static const char *prefetch_kbytes(rd_kafka_conf_t *conf)
-{
-    char ignored[128];
-    if (rd_kafka_conf_set(conf, "fetch.queue.backoff.ms", "10", ignored, sizeof(ignored)) ==
-        RD_KAFKA_CONF_OK)
-        return "2048";
-    return "16384";
-}
-
 rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
                                   const char *const *topics, int fetch_wait_ms, char *err,
                                   size_t errlen)
@@ -150,8 +134,9 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
         conf_set(conf, "session.timeout.ms", "10000", err, errlen) < 0 ||
         conf_set(conf, "heartbeat.interval.ms", "1000", err, errlen) < 0 ||
         /* Prefetch and fetch a few MB, not librdkafka's 64 MB queue and
-         * 50 MB responses (see prefetch_kbytes). */
-        conf_set(conf, "queued.max.messages.kbytes", prefetch_kbytes(conf), err, errlen) < 0 ||
+         * 50 MB responses: 2 MB is a poll batch (at most
+         * PS_BATCH_BYTES_MAX) twice over (see wake_fetchers). */
+        conf_set(conf, "queued.max.messages.kbytes", "2048", err, errlen) < 0 ||
         conf_set(conf, "fetch.max.bytes", "2097152", err, errlen) < 0 ||
         conf_set(conf, "max.partition.fetch.bytes", "262144", err, errlen) < 0 ||
         /* Under load, fetch a batch's worth at a time rather than whatever
@@ -213,6 +198,29 @@ static int consumer_error(rd_kafka_t *rk, rd_kafka_message_t *m)
     return 0;
 }
 
+/* Once a consumer's queue is full, librdkafka stops fetching until its
+ * broker thread next wakes: up to a second, however soon the worker empties
+ * the queue (confluentinc/librdkafka #2879; 2.2 added
+ * fetch.queue.backoff.ms, Debian 12 has 2.0). A worker draining a backlog
+ * through a 2 MB queue sat idle half of each second, and one through 16 MB
+ * held 50 MiB. So after a full batch, which leaves room in the queue, this
+ * asks the leader of each of its partitions for the partition's offsets: a
+ * request to a broker wakes its thread, which then sees the room and
+ * fetches. It costs a round trip per partition and full batch. */
+static void wake_fetchers(rd_kafka_t *rk, rd_kafka_message_t *const *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < i && !(msgs[j]->rkt == msgs[i]->rkt && msgs[j]->partition == msgs[i]->partition))
+            j++;
+        if (j < i)
+            continue;
+        int64_t lo, hi;
+        rd_kafka_query_watermark_offsets(rk, rd_kafka_topic_name(msgs[i]->rkt), msgs[i]->partition,
+                                         &lo, &hi, 100);
+    }
+}
+
 size_t ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t max,
                            int timeout_ms, int *fatal)
 {
@@ -233,6 +241,8 @@ size_t ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t max
         bytes += m->len;
         msgs[n++] = m;
     }
+    if (n == max || bytes >= PS_BATCH_BYTES_MAX)
+        wake_fetchers(rk, msgs, n);
     return n;
 }
 
