@@ -81,8 +81,10 @@ $$;
 -- The log line of an event that changed nothing for a reason of its own:
 -- a warning with "alert" naming the reason, but for an event of the other
 -- mode, which Stripe sends a live Connect endpoint as a matter of course.
+-- STABLE, as jsonb_build_object is: PostgreSQL then inlines it, and most
+-- outcomes never extract the event.
 CREATE FUNCTION ps_stripe_note(e jsonb, p_outcome text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
     SELECT CASE
         WHEN p_outcome IS NULL OR p_outcome IN ('applied', 'stale', 'duplicate', 'recorded') THEN NULL
         WHEN p_outcome = 'livemode_mismatch' THEN jsonb_strip_nulls(jsonb_build_object(
@@ -327,9 +329,9 @@ END $$;
 -- (ps_payments_write) and their charges go to the ledger by one INSERT.
 -- A payment is stored after an event wherever the triggers on payments
 -- must see that step as the one-by-one apply shows it to them: a move into
--- or out of failed, more refunded, a payment of an order. An event with
--- refunds is applied as the reference does (ps_stripe_apply), the payment
--- and its charges stored before it.
+-- or out of failed, more refunded, a payment of an order. An event's
+-- refunds are written as it is folded (ps_apply_refunds): their state
+-- machine lives in the refunds table.
 --
 -- Payments are taken in the order of their intents, so two workers that
 -- share some (during a rebalance) lock them in the same order.
@@ -424,28 +426,8 @@ BEGIN
             RETURN NEXT;
             CONTINUE;
         END IF;
-        IF e.refunds IS NOT NULL THEN
-            IF p IS DISTINCT FROM v_stored THEN
-                PERFORM ps_payment_write(p, v_stored.id IS NULL);
-                v_stored := p;
-            END IF;
-            -- Its charges so far go first: the first event to state a
-            -- charge is its source.
-            l_keep := cardinality(l_pay) - l_mine;
-            PERFORM ps_ledger_add_charges(l_pay[l_keep + 1:], l_amount[l_keep + 1:],
-                                          l_cur[l_keep + 1:], l_charge[l_keep + 1:],
-                                          l_event[l_keep + 1:]);
-            l_pay := l_pay[:l_keep]; l_amount := l_amount[:l_keep]; l_cur := l_cur[:l_keep];
-            l_charge := l_charge[:l_keep]; l_event := l_event[:l_keep]; l_mine := 0;
-            outcome := ps_stripe_apply(v_stored, e);
-            SELECT * INTO p FROM payments WHERE gateway_payment_id = e.payment_intent;
-            v_stored := p;
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
         v_before := p;
         p := ps_stripe_fold(p, e);
-        p.refunded_minor := ps_payment_refunds_counted(p);
         IF e.charge_id IS NOT NULL AND coalesce(e.captured, 0) > 0 THEN
             l_pay := l_pay || p.id;
             l_amount := l_amount || e.captured;
@@ -454,6 +436,28 @@ BEGIN
             l_event := l_event || e.event_id;
             l_mine := l_mine + 1;
         END IF;
+        IF e.refunds IS NOT NULL THEN
+            -- Its refunds and their ledger rows name the payment: a new one
+            -- is stored first, as one by one it would be by now (folded by
+            -- this event if it is the payment's first).
+            IF v_stored.id IS NULL THEN
+                v_stored := CASE WHEN v_before.id IS NULL THEN p ELSE v_before END;
+                PERFORM ps_payment_write(v_stored, true);
+            END IF;
+            -- Its charges go to the ledger before its refunds.
+            IF l_mine > 0 THEN
+                l_keep := cardinality(l_pay) - l_mine;
+                PERFORM ps_ledger_add_charges(l_pay[l_keep + 1:], l_amount[l_keep + 1:],
+                                              l_cur[l_keep + 1:], l_charge[l_keep + 1:],
+                                              l_event[l_keep + 1:]);
+                l_pay := l_pay[:l_keep]; l_amount := l_amount[:l_keep];
+                l_cur := l_cur[:l_keep]; l_charge := l_charge[:l_keep];
+                l_event := l_event[:l_keep]; l_mine := 0;
+            END IF;
+            p.refunds_succeeded_minor := ps_apply_refunds(p.id, e.event_id,
+                                                          to_timestamp(e.created), e.refunds);
+        END IF;
+        p.refunded_minor := ps_payment_refunds_counted(p);
         -- Where the triggers on payments must see this step. A payment not
         -- yet made (v_before all NULL) was not failed.
         IF p.order_id IS NOT NULL
