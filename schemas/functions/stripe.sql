@@ -78,6 +78,19 @@ LANGUAGE sql IMMUTABLE AS $$
     END)
 $$;
 
+-- 'refund_mismatch' when event e lists a refund that paystream holds for
+-- another payment than p (the one it is about; no id: a new one), else
+-- NULL. Stripe's refund ids are unique: such an event is not about its own
+-- refunds, and must move none of them.
+CREATE FUNCTION ps_stripe_refunds_refusal(e ps_stripe_event_row, p payments) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT 'refund_mismatch'
+    WHERE e.payment_intent IS NOT NULL
+      AND EXISTS (SELECT 1 FROM jsonb_to_recordset(e.refunds) AS x(id text)
+                  JOIN refunds r ON r.id = x.id
+                  WHERE r.payment_id IS DISTINCT FROM p.id)
+$$;
+
 -- The log line of an event that changed nothing for a reason of its own:
 -- a warning with "alert" naming the reason, but for an event of the other
 -- mode, which Stripe sends a live Connect endpoint as a matter of course.
@@ -271,9 +284,10 @@ END $$;
 -- Applies one Stripe event exactly once; the reference of
 -- ps_apply_stripe_batch, which must give the same outcomes and tables. It
 -- dedupes on the event id, refuses what the event's sender does not own
--- (ps_stripe_refusal), then applies it (ps_stripe_apply). A payment's order
--- is never taken from an event. Returns 'duplicate', a refusal, 'recorded'
--- (no payment involved), 'applied' or 'stale'.
+-- (ps_stripe_refusal, ps_stripe_refunds_refusal), then applies it
+-- (ps_stripe_apply). A payment's order is never taken from an event.
+-- Returns 'duplicate', a refusal, 'recorded' (no payment involved),
+-- 'applied' or 'stale'.
 CREATE FUNCTION ps_apply_stripe_event(e ps_stripe_event_row, p_payload jsonb) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -284,6 +298,9 @@ BEGIN
         p := ps_stripe_payment(e);
     END IF;
     v_refusal := ps_stripe_refusal(e, p);
+    IF v_refusal IS NULL AND e.refunds IS NOT NULL THEN
+        v_refusal := ps_stripe_refunds_refusal(e, p);
+    END IF;
     INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload, outcome)
     VALUES (e.event_id, e.type, e.account, to_timestamp(e.created), e.livemode, e.message_id,
             p_payload, v_refusal)
@@ -418,6 +435,9 @@ BEGIN
             l_mine := 0;
         END IF;
         v_refusal := ps_stripe_refusal(e, p);
+        IF v_refusal IS NULL AND e.refunds IS NOT NULL THEN
+            v_refusal := ps_stripe_refunds_refusal(e, p);
+        END IF;
         IF v_refusal IS NOT NULL THEN
             x_id := x_id || e.event_id;
             x_created := x_created || to_timestamp(e.created);

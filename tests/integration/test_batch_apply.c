@@ -1,8 +1,9 @@
 /* ps_apply_stripe_batch, which applies a poll batch folding each payment's
  * events, against its reference ps_apply_stripe_event, which applies one
  * event at a time: the same random streams (ties and reordering in time,
- * duplicates, refunds, events about no payment, Connect events about
- * payments their account does not own, other currencies, the other mode)
+ * duplicates, refunds (some listing another payment's), events about no
+ * payment, Connect events about payments their account does not own, other
+ * currencies, the other mode)
  * applied both ways in PostgreSQL must give each event the same outcome and
  * leave the same payments, refunds, ledger, stored events and domain
  * events. Each way uses ids of its own, told apart by a tag. */
@@ -82,7 +83,9 @@ static json_t *element(int i, const char *kind, int k, long created, unsigned *s
     }
     if (strcmp(kind, "refund.updated") == 0) {
         int which = 1 + (int)(rand_r(seed) % 2);
-        snprintf(re, sizeof(re), "re_{tag}_%d_%d", k, which);
+        /* Some name a refund of the next payment: refused. */
+        int of = rand_r(seed) % 8 == 0 ? (k + 1) % NPAYMENTS : k;
+        snprintf(re, sizeof(re), "re_{tag}_%d_%d", of, which);
         json_object_del(e, "amount");
         json_object_set_new(e, "refunds",
                             json_pack("[{s:s, s:I, s:s, s:s}]", "id", re, "amount",
@@ -262,8 +265,9 @@ Test(batch_apply, gives_the_same_result_as_one_event_at_a_time, .timeout = 300)
 {
     long folded = 0, refunds = 0;
     static const char outcomes[] = "applied\0stale\0duplicate\0recorded\0unknown_payment\0"
-                                   "account_mismatch\0currency_mismatch\0livemode_mismatch\0";
-    int seen[8] = {0};
+                                   "account_mismatch\0currency_mismatch\0livemode_mismatch\0"
+                                   "refund_mismatch\0";
+    int seen[9] = {0};
     for (unsigned seed = 1; seed <= 4; seed++) {
         stream_t s;
         char one[32], batch[32];
