@@ -259,17 +259,41 @@ static void ready_account(char *account, size_t len, const char *user)
     }
 }
 
-/* A charge.refunded object refunding amount of pi's charge. */
-static char *refunded_charge(const char *pi, long captured, long refunded)
+/* An order of user's for 30.00 usd, paid by card through a payment made on
+ * behalf of account: its order and payment ids and its intent (malloc'd). */
+static char *account_payment(const char *user, const char *account, char **order,
+                             char **payment)
+{
+    char body[256], path[160];
+    *order = ts_call(user, "POST", "/api/v1/orders",
+                     "{\"currency\":\"usd\",\"items\":[{\"product_id\":\"sku_class\","
+                     "\"quantity\":1,\"unit_price\":\"30.00\"}]}", 201, "id");
+    snprintf(body, sizeof(body),
+             "{\"order_id\":\"%s\",\"amount\":\"30.00\",\"currency\":\"usd\",\"account\":\"%s\"}",
+             *order, account);
+    *payment = ts_call(user, "POST", "/api/v1/payments", body, 201, "id");
+    snprintf(path, sizeof(path), "/api/v1/payments/%s/process", *payment);
+    free(ts_call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, "status"));
+    char *pi = ts_sql("SELECT gateway_payment_id FROM payments WHERE id = $1", *payment, NULL);
+    cr_assert(pi && *pi);
+    return pi;
+}
+
+/* A charge object of pi, captured in full, listing one refund: re of
+ * amount, in status. */
+static char *charge_listing_refund(const char *pi, long captured, const char *re, long amount,
+                                   const char *status)
 {
     char *out = NULL;
+    int succeeded = strcmp(status, "succeeded") == 0;
     cr_assert_gt(asprintf(&out,
                           "{\"id\":\"ch_%s\",\"object\":\"charge\",\"payment_intent\":\"%s\","
                           "\"amount\":%ld,\"amount_captured\":%ld,\"amount_refunded\":%ld,"
                           "\"captured\":true,\"currency\":\"usd\",\"refunds\":{\"data\":["
-                          "{\"id\":\"re_%s\",\"amount\":%ld,\"currency\":\"usd\","
-                          "\"status\":\"succeeded\"}]}}",
-                          pi + 3, pi, captured, captured, refunded, pi + 3, refunded),
+                          "{\"id\":\"%s\",\"amount\":%ld,\"currency\":\"usd\","
+                          "\"status\":\"%s\"}]}}",
+                          pi + 3, pi, captured, captured, succeeded ? amount : 0, re, amount,
+                          status),
                  0);
     return out;
 }
@@ -280,19 +304,10 @@ Test(trust, connect_events_apply_only_to_payments_made_for_their_account)
     ts_unique(user, sizeof(user), "buyer_");
     ready_account(account, sizeof(account), user);
     ready_account(other, sizeof(other), NULL);
-    char *order = ts_call(user, "POST", "/api/v1/orders",
-                          "{\"currency\":\"usd\",\"items\":[{\"product_id\":\"sku_class\","
-                          "\"quantity\":1,\"unit_price\":\"30.00\"}]}", 201, "id");
-    char body[256], path[160];
-    snprintf(body, sizeof(body),
-             "{\"order_id\":\"%s\",\"amount\":\"30.00\",\"currency\":\"usd\",\"account\":\"%s\"}",
-             order, account);
-    char *payment = ts_call(user, "POST", "/api/v1/payments", body, 201, "id");
-    snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
-    free(ts_call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, "status"));
-    char *pi = ts_sql("SELECT gateway_payment_id FROM payments WHERE id = $1", payment, NULL);
-    cr_assert(pi && *pi);
-    char *obj = refunded_charge(pi, 3000, 3000);
+    char *order, *payment, *pi = account_payment(user, account, &order, &payment);
+    char re[64];
+    snprintf(re, sizeof(re), "re_%s", pi + 3);
+    char *obj = charge_listing_refund(pi, 3000, re, 3000, "succeeded");
 
     /* Another connected account, and the platform, about this account's
      * payment: neither owns it. */
@@ -320,31 +335,12 @@ Test(trust, connect_events_apply_only_to_payments_made_for_their_account)
     free(state), free(obj), free(pi), free(payment), free(order);
 }
 
-/* A charge object of pi, captured in full, listing one refund: re of
- * amount, in status. */
-static char *charge_listing_refund(const char *pi, long captured, const char *re, long amount,
-                                   const char *status)
-{
-    char *out = NULL;
-    int succeeded = strcmp(status, "succeeded") == 0;
-    cr_assert_gt(asprintf(&out,
-                          "{\"id\":\"ch_%s\",\"object\":\"charge\",\"payment_intent\":\"%s\","
-                          "\"amount\":%ld,\"amount_captured\":%ld,\"amount_refunded\":%ld,"
-                          "\"captured\":true,\"currency\":\"usd\",\"refunds\":{\"data\":["
-                          "{\"id\":\"%s\",\"amount\":%ld,\"currency\":\"usd\","
-                          "\"status\":\"%s\"}]}}",
-                          pi + 3, pi, captured, captured, succeeded ? amount : 0, re, amount,
-                          status),
-                 0);
-    return out;
-}
-
 /* Stripe's refund ids are unique, so an event listing a refund that
  * paystream holds for another payment is not about its own: it changes
  * neither that refund nor the sender's ledger. */
 Test(trust, an_event_cannot_move_a_refund_of_another_payment)
 {
-    char user[64], account[64], evt[64], victim[64], re[64], own_re[64], body[256], path[160];
+    char user[64], account[64], evt[64], victim[64], re[64], own_re[64];
     /* The victim: a platform payment with a pending refund. */
     ts_unique(victim, sizeof(victim), "pi_");
     ts_unique(re, sizeof(re), "re_");
@@ -361,17 +357,7 @@ Test(trust, an_event_cannot_move_a_refund_of_another_payment)
     /* The sender: a connected account with a payment of its own. */
     ts_unique(user, sizeof(user), "seller_");
     ready_account(account, sizeof(account), user);
-    char *order = ts_call(user, "POST", "/api/v1/orders",
-                          "{\"currency\":\"usd\",\"items\":[{\"product_id\":\"sku_class\","
-                          "\"quantity\":1,\"unit_price\":\"30.00\"}]}", 201, "id");
-    snprintf(body, sizeof(body),
-             "{\"order_id\":\"%s\",\"amount\":\"30.00\",\"currency\":\"usd\",\"account\":\"%s\"}",
-             order, account);
-    char *payment = ts_call(user, "POST", "/api/v1/payments", body, 201, "id");
-    snprintf(path, sizeof(path), "/api/v1/payments/%s/process", payment);
-    free(ts_call(user, "POST", path, "{\"payment_method\":\"pm_card_visa\"}", 200, "status"));
-    char *pi = ts_sql("SELECT gateway_payment_id FROM payments WHERE id = $1", payment, NULL);
-    cr_assert(pi && *pi);
+    char *order, *payment, *pi = account_payment(user, account, &order, &payment);
 
     /* Its own charge, listing the victim's refund as succeeded. */
     obj = charge_listing_refund(pi, 3000, re, 1500, "succeeded");
@@ -380,10 +366,11 @@ Test(trust, an_event_cannot_move_a_refund_of_another_payment)
     expect_outcome(evt, "refund_mismatch");
     cr_assert(alerted(evt, "refund_mismatch"));
     free(obj);
-    char *state = ts_sql("SELECT r.status || ' ' || p.gateway_payment_id || ' ' || p.refunded_minor "
-                         "|| ' ' || (SELECT count(*) FROM transactions t WHERE t.type = 'refund' "
-                         "AND t.gateway_transaction_id = r.id) FROM refunds r JOIN payments p ON "
-                         "p.id = r.payment_id WHERE r.id = $1", re, NULL);
+    char *state = ts_sql("SELECT r.status || ' ' || p.gateway_payment_id || ' ' || "
+                         "p.refunded_minor || ' ' || (SELECT count(*) FROM transactions t "
+                         "WHERE t.type = 'refund' AND t.gateway_transaction_id = r.id) "
+                         "FROM refunds r JOIN payments p ON p.id = r.payment_id WHERE r.id = $1",
+                         re, NULL);
     char want[160];
     snprintf(want, sizeof(want), "pending %s 0 0", victim);
     cr_assert_str_eq(state, want, "the victim's refund is as it was, and in no ledger");
