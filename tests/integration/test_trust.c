@@ -279,6 +279,14 @@ static char *account_payment(const char *user, const char *account, char **order
     return pi;
 }
 
+/* Payment's status, its refunded minor units and its order's status. */
+static char *payment_state(const char *payment)
+{
+    return ts_sql("SELECT p.status || ' ' || p.refunded_minor || ' ' || o.status "
+                  "FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1",
+                  payment, NULL);
+}
+
 /* A charge object of pi, captured in full, listing one refund: re of
  * amount, in status. */
 static char *charge_listing_refund(const char *pi, long captured, const char *re, long amount,
@@ -318,9 +326,7 @@ Test(trust, connect_events_apply_only_to_payments_made_for_their_account)
     ts_unique(evt, sizeof(evt), "evt_");
     post(evt, "charge.refunded", NULL, 0, obj);
     expect_outcome(evt, "account_mismatch");
-    char *state = ts_sql("SELECT p.status || ' ' || p.refunded_minor || ' ' || o.status "
-                         "FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1",
-                         payment, NULL);
+    char *state = payment_state(payment);
     cr_assert_str_eq(state, "completed 0 paid");
     free(state);
 
@@ -328,9 +334,7 @@ Test(trust, connect_events_apply_only_to_payments_made_for_their_account)
     ts_unique(evt, sizeof(evt), "evt_");
     post(evt, "charge.refunded", account, 0, obj);
     expect_outcome(evt, "");
-    state = ts_sql("SELECT p.status || ' ' || p.refunded_minor || ' ' || o.status "
-                   "FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1",
-                   payment, NULL);
+    state = payment_state(payment);
     cr_assert_str_eq(state, "refunded 3000 refunded");
     free(state), free(obj), free(pi), free(payment), free(order);
 }
@@ -375,9 +379,7 @@ Test(trust, an_event_cannot_move_a_refund_of_another_payment)
     snprintf(want, sizeof(want), "pending %s 0 0", victim);
     cr_assert_str_eq(state, want, "the victim's refund is as it was, and in no ledger");
     free(state);
-    state = ts_sql("SELECT p.status || ' ' || p.refunded_minor || ' ' || o.status "
-                   "FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1",
-                   payment, NULL);
+    state = payment_state(payment);
     cr_assert_str_eq(state, "completed 0 paid");
     free(state);
 
@@ -387,9 +389,7 @@ Test(trust, an_event_cannot_move_a_refund_of_another_payment)
     ts_unique(evt, sizeof(evt), "evt_");
     post(evt, "charge.refunded", account, 0, obj);
     expect_outcome(evt, "");
-    state = ts_sql("SELECT p.status || ' ' || p.refunded_minor || ' ' || o.status "
-                   "FROM payments p JOIN orders o ON o.id = p.order_id WHERE p.id = $1",
-                   payment, NULL);
+    state = payment_state(payment);
     cr_assert_str_eq(state, "refunded 3000 refunded");
     free(state), free(obj), free(pi), free(payment), free(order);
 }
