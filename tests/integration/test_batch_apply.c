@@ -83,7 +83,8 @@ static json_t *element(int i, const char *kind, int k, long created, unsigned *s
     }
     if (strcmp(kind, "refund.updated") == 0) {
         int which = 1 + (int)(rand_r(seed) % 2);
-        /* Some name a refund of the next payment: refused. */
+        /* Some name a refund of the next payment: an event listing a
+         * refund that the other payment holds is refused. */
         int of = rand_r(seed) % 8 == 0 ? (k + 1) % NPAYMENTS : k;
         snprintf(re, sizeof(re), "re_{tag}_%d_%d", of, which);
         json_object_del(e, "amount");
