@@ -10,10 +10,7 @@
 #include "paystream/kafka.h"
 
 const ps_pg_stmt_t payments_statements[] = {
-    {"apply_stripe_events",
-     "SELECT ord, event_id, outcome, note::text "
-     "FROM ps_apply_stripe_events($1::jsonb, $2::text[])",
-     2},
+    {"apply_stripe_events", PAYMENTS_APPLY_STRIPE_EVENTS_SQL, 2},
     {"apply_commands", "SELECT ord, command_id, outcome FROM ps_apply_commands($1::jsonb)", 1},
     {"apply_usage", "SELECT ord, record_id, outcome FROM ps_apply_usage($1::jsonb)", 1},
     {"apply_paypal_events",
@@ -34,20 +31,6 @@ typedef struct {
     size_t n;
 } group_t;
 
-/* Whether a message of the Connect topic states payment facts (about a
- * payment made on behalf of a connected account, if it is one). The rest,
- * and what is not an event at all, are the connect-accounts worker's to
- * apply, audit or dead-letter. */
-static int for_payments(ps_batch_msg_t *m)
-{
-    rd_kafka_headers_t *hdrs = NULL;
-    ps_envelope_t env;
-    char err[64];
-    rd_kafka_message_headers(m->msg, &hdrs);
-    return ps_envelope_from_headers(hdrs, &env, err, sizeof(err)) == 0 &&
-           stripe_event_handled(env.type, 1);
-}
-
 int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                 ps_apply_stats_t *stats, volatile sig_atomic_t *run)
 {
@@ -62,8 +45,16 @@ int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t 
     for (size_t i = 0; i < n && rc == 0; i++) {
         const char *topic = rd_kafka_topic_name(msgs[i]->rkt);
         group_t *g = &groups[0];
+        int connect = strcmp(topic, PS_TOPIC_STRIPE_CONNECT_EVENTS) == 0;
         ecs[i].msg = msgs[i];
-        if (strcmp(topic, PS_TOPIC_COMMANDS_PAYMENTS) == 0) {
+        /* Of the Connect topic, only the events that state payment facts
+         * (about a payment made on behalf of a connected account) are
+         * applied here; the rest, and what is not an event at all, are the
+         * connect-accounts worker's to apply, audit or dead-letter. */
+        if (ps_batch_msg_envelope(&ecs[i]) < 0) {
+            if (connect)
+                continue;
+        } else if (strcmp(topic, PS_TOPIC_COMMANDS_PAYMENTS) == 0) {
             g = &groups[1];
             command_prepare(&ecs[i]);
         } else if (strcmp(topic, PS_TOPIC_COMMANDS_USAGE) == 0) {
@@ -72,9 +63,9 @@ int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t 
         } else if (strcmp(topic, PS_TOPIC_PAYPAL_EVENTS) == 0) {
             g = &groups[3];
             paypal_event_prepare(&ecs[i]);
-        } else if (strcmp(topic, PS_TOPIC_STRIPE_CONNECT_EVENTS) != 0) {
+        } else if (!connect) {
             stripe_event_prepare(&ecs[i], 0);
-        } else if (for_payments(&ecs[i])) {
+        } else if (stripe_event_handled(ecs[i].env.type, 1)) {
             stripe_event_prepare(&ecs[i], 1);
         } else {
             continue;

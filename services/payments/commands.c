@@ -73,8 +73,6 @@ static void payment_gateway(json_t *params, int sandbox)
 
 void command_prepare(ps_batch_msg_t *ec)
 {
-    if (ps_batch_msg_envelope(ec) < 0)
-        return;
     if (ec->env.actor[0] == '\0') {
         ps_batch_msg_bad(ec, "bad envelope", "a command without an actor header");
         return;

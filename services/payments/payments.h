@@ -14,6 +14,12 @@
 #include "paystream/util.h"
 #include "paystream/worker.h"
 
+/* Applies a batch of Stripe events: $1 their elements (a JSON array),
+ * $2 their payloads (text[]). Its own name so that the benchmark of
+ * PostgreSQL's part (bench/applybench.c) runs the very same statement. */
+#define PAYMENTS_APPLY_STRIPE_EVENTS_SQL                                                      \
+    "SELECT ord, event_id, outcome, note::text FROM ps_apply_stripe_events($1::jsonb, $2::text[])"
+
 /* Prepared statements of the worker. */
 extern const ps_pg_stmt_t payments_statements[];
 extern const size_t payments_nstatements;
@@ -22,9 +28,10 @@ extern const size_t payments_nstatements;
  * test); events of the other mode are recorded and change nothing. */
 void stripe_events_init(int livemode);
 
-/* stripe_events.c: fills ec->json from ec->msg (which must be set), or sets
- * ec->bad with the reason when the message is not an applicable event.
- * connect: it came to the Connect endpoint. */
+/* stripe_events.c: fills ec->json from ec->msg and ec->env (both must be
+ * set: the envelope read from the message's headers), or sets ec->bad with
+ * the reason when the message is not an applicable event. connect: it came
+ * to the Connect endpoint. */
 void stripe_event_prepare(ps_batch_msg_t *ec, int connect);
 
 /* stripe_events.c: whether events of type change payments or billing;
@@ -146,7 +153,8 @@ int usage_init(char *err, size_t errlen);
 const ps_billing_t *usage_billing(void);
 
 /* usage.c: fills ec->json from a message of paystream.commands.usage (an
- * upstream record, or an API command), for ps_apply_usage. */
+ * upstream record, or an API command; ec->msg and ec->env set), for
+ * ps_apply_usage. */
 void usage_prepare(ps_batch_msg_t *ec);
 
 #endif

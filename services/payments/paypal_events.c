@@ -50,8 +50,6 @@ static int time_ok(const char *s)
 
 void paypal_event_prepare(ps_batch_msg_t *ec)
 {
-    if (ps_batch_msg_envelope(ec) < 0)
-        return;
     json_error_t jerr;
     json_t *ev = json_loadb(ec->msg->payload ? ec->msg->payload : "", ec->msg->len,
                             JSON_REJECT_DUPLICATES, &jerr);

@@ -596,8 +596,6 @@ static void prepare_parsed(ps_batch_msg_t *ec, int connect)
 
 void stripe_event_prepare(ps_batch_msg_t *ec, int connect)
 {
-    if (ps_batch_msg_envelope(ec) < 0)
-        return;
     if (!prepare_scanned(ec, connect))
         prepare_parsed(ec, connect);
 }

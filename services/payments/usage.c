@@ -78,8 +78,6 @@ static const char *price_record(json_t *record, const ps_envelope_t *env, char *
 
 void usage_prepare(ps_batch_msg_t *ec)
 {
-    if (ps_batch_msg_envelope(ec) < 0)
-        return;
     json_error_t jerr;
     json_t *root = json_loadb(ec->msg->payload ? ec->msg->payload : "", ec->msg->len,
                               JSON_REJECT_DUPLICATES, &jerr);
