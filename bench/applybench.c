@@ -12,10 +12,12 @@
  * Per round it prints a JSON line: the events stored before it, events/s,
  * the CPU that session spent per event and the CPU the whole PostgreSQL
  * server spent per event (its background processes, and its children that
- * exited during the round, such as autovacuum's), the checkpoints that
- * started, and the outcomes. It exits 1 when an event is neither applied,
- * recorded, stale nor refused: these are the end-to-end benchmark's
- * events, so a dead letter here is a bug.
+ * exited during the round, such as autovacuum's), that cost against a probe
+ * of the machine's speed (probe_us), what the server did meanwhile (WAL,
+ * full-page images, checkpoints, buffers written, autovacuum runs), and the
+ * outcomes. It exits 1 when an event is neither applied, recorded, stale
+ * nor refused: these are the end-to-end benchmark's events, so a dead
+ * letter here is a bug.
  *
  * The server must run on this machine: its CPU is read from /proc. */
 #include <dirent.h>
@@ -104,15 +106,15 @@ static void query_ints(ps_pg_t *pg, const char *sql, long long *v, int n)
     PQclear(res);
 }
 
-/* This machine's speed for PostgreSQL's kind of work, which drifts by a
- * fifth or more between minutes on a shared virtual machine: the session's
+/* This machine's speed for PostgreSQL's kind of work, which can drift by a
+ * fifth from one round to the next on a shared virtual machine: the session's
  * CPU, in microseconds, to parse one of the mix's payloads as jsonb, over
  * PROBE_PARSES parses. A round's cost divided by the mean of the probes
  * before and after it is comparable across rounds and runs where the cost
  * alone is not. */
 enum { PROBE_PARSES = 20000 };
 
-static double probe_us(ps_pg_t *pg, long long backend, const char *payload)
+static double probe_us(ps_pg_t *pg, long backend, const char *payload)
 {
     static const char sql[] =
         "SELECT count(jsonb_typeof(($1 || repeat(' ', i % 2))::jsonb)) "
@@ -196,107 +198,129 @@ static int usage(void)
     return 2;
 }
 
+/* What the rounds share. */
+typedef struct {
+    ps_pg_t *pg;
+    long backend, postmaster; /* the session's process and the server's */
+    long events, batch;
+    double hz;
+    round_t r;
+} bench_t;
+
+/* Applies the events of round k (made already), batch by batch; fills the
+ * outcomes and the seconds the statements took. Returns -1 if an event
+ * could not be prepared. */
+static int round_apply(bench_t *b, ps_apply_stats_t *stats, double *wall)
+{
+    volatile sig_atomic_t run = 1;
+    for (long from = 0; from < b->events; from += b->batch) {
+        size_t n = (size_t)(b->events - from < b->batch ? b->events - from : b->batch);
+        if (batch_prepare(&b->r, from, n) > 0)
+            return -1;
+        double t0 = now_s();
+        ps_apply_group(b->pg, NULL, "apply_stripe_events", b->r.ptrs, n, NULL, stats, &run);
+        *wall += now_s() - t0;
+        for (size_t i = 0; i < n; i++)
+            ps_batch_msg_release(&b->r.ecs[i]);
+    }
+    return 0;
+}
+
+/* Runs round k on top of stored events and prints its line. Returns 0, or
+ * 1 when an event was not applied or recorded. */
+static int round_run(bench_t *b, long k, const char *prefix, long long stored)
+{
+    round_make(&b->r, prefix, k, b->events);
+    char payload[MIX_EVENT_MAX + 1];
+    memcpy(payload, b->r.msgs[1].payload, b->r.msgs[1].len); /* a charge.succeeded */
+    payload[b->r.msgs[1].len] = '\0';
+    double probe = probe_us(b->pg, b->backend, payload) / 2, wall = 0;
+    long long c0[C_N], c1[C_N];
+    query_ints(b->pg, counters_sql, c0, C_N);
+    ps_apply_stats_t st = {0};
+    long long s0 = proc_ticks(b->backend, NULL), a0 = server_ticks(b->postmaster);
+    if (round_apply(b, &st, &wall) < 0)
+        return 1;
+    /* A second for the work the round left to the server's background
+     * processes (the WAL writer's, say) to count as the round's. */
+    sleep(1);
+    long long s1 = proc_ticks(b->backend, NULL), a1 = server_ticks(b->postmaster);
+    /* A session hands its statistics (its WAL, ...) to the server's at most
+     * once a second unless told to at its next transaction's end. */
+    long long flushed;
+    query_ints(b->pg, "SELECT 1 FROM pg_stat_force_next_flush()", &flushed, 1);
+    query_ints(b->pg, counters_sql, c1, C_N);
+    probe += probe_us(b->pg, b->backend, payload) / 2;
+    double n = (double)b->events, session = (double)(s1 - s0) / b->hz * 1e6 / n;
+    printf("{\"round\":%ld,\"events\":%ld,\"stored_before\":%lld,\"seconds\":%.2f,"
+           "\"events_per_s\":%.0f,\"cpu_us_per_event\":{\"session\":%.1f,\"postgresql\":%.1f},"
+           "\"probe_us\":%.2f,\"session_in_probes\":%.2f,"
+           "\"server\":{\"wal_mb\":%.1f,\"wal_full_pages\":%lld,\"checkpoints\":%lld,"
+           "\"buffers_written_by_sessions\":%lld,\"buffers_written_by_bgwriter\":%lld,"
+           "\"autovacuums_and_analyzes\":%lld},"
+           "\"outcomes\":{\"applied\":%llu,\"recorded\":%llu,\"stale\":%llu,"
+           "\"refused\":%llu,\"duplicate\":%llu,\"dead_lettered\":%llu}}\n",
+           k, b->events, stored, wall, n / wall, session,
+           (double)(a1 - a0) / b->hz * 1e6 / n, probe, session / probe,
+           (double)(c1[C_WAL_BYTES] - c0[C_WAL_BYTES]) / 1048576.0,
+           c1[C_WAL_FPI] - c0[C_WAL_FPI], c1[C_CHECKPOINTS] - c0[C_CHECKPOINTS],
+           c1[C_SESSION_WRITES] - c0[C_SESSION_WRITES],
+           c1[C_BGWRITER_WRITES] - c0[C_BGWRITER_WRITES], c1[C_AUTOVACUUMS] - c0[C_AUTOVACUUMS],
+           (unsigned long long)st.applied, (unsigned long long)st.recorded,
+           (unsigned long long)st.stale, (unsigned long long)st.refused,
+           (unsigned long long)st.duplicate, (unsigned long long)st.dead_lettered);
+    fflush(stdout);
+    uint64_t answered = st.applied + st.recorded + st.stale + st.refused;
+    return answered == (uint64_t)b->events && st.dead_lettered == 0 && st.duplicate == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     const char *dsn = NULL, *prefix = "apply";
-    long rounds = 5, events = 40000, batch = 500;
+    long rounds = 5;
+    bench_t b = {.events = 40000, .batch = 500, .hz = (double)sysconf(_SC_CLK_TCK)};
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--dsn") == 0) dsn = argv[i + 1];
         else if (strcmp(argv[i], "--rounds") == 0) rounds = atol(argv[i + 1]);
-        else if (strcmp(argv[i], "--events") == 0) events = atol(argv[i + 1]);
-        else if (strcmp(argv[i], "--batch") == 0) batch = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--events") == 0) b.events = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--batch") == 0) b.batch = atol(argv[i + 1]);
         else if (strcmp(argv[i], "--prefix") == 0) prefix = argv[i + 1];
         else return usage();
     }
-    if (dsn == NULL || rounds < 1 || events < 2 || batch < 1 || batch > 10000 || argc % 2 == 0)
+    if (dsn == NULL || rounds < 1 || b.events < 2 || b.batch < 1 || b.batch > 10000 ||
+        argc % 2 == 0)
         return usage();
     ps_log_init("applybench", PS_LOG_WARN);
     stripe_events_init(0);
     char err[256];
-    ps_pg_t *pg = ps_pg_connect(dsn, statements, 1, err, sizeof(err));
-    if (pg == NULL) {
+    b.pg = ps_pg_connect(dsn, statements, 1, err, sizeof(err));
+    if (b.pg == NULL) {
         fprintf(stderr, "paystream-applybench: %s\n", err);
         return 1;
     }
-    long long backend, stored;
-    long postmaster;
-    query_ints(pg, "SELECT pg_backend_pid()", &backend, 1);
-    if (proc_ticks(backend, &postmaster) < 0) {
+    long long v, stored;
+    query_ints(b.pg, "SELECT pg_backend_pid()", &v, 1);
+    b.backend = (long)v;
+    if (proc_ticks(b.backend, &b.postmaster) < 0) {
         fprintf(stderr, "paystream-applybench: the server does not run on this machine\n");
         return 1;
     }
-    query_ints(pg, "SELECT count(*) FROM stripe_events", &stored, 1);
-    double hz = (double)sysconf(_SC_CLK_TCK);
-    round_t r = {
-        .bodies = ps_xmalloc((size_t)events * MIX_EVENT_MAX),
-        .msgs = ps_xcalloc((size_t)events, sizeof(rd_kafka_message_t)),
-        .ecs = ps_xcalloc((size_t)batch, sizeof(ps_batch_msg_t)),
-        .ptrs = ps_xcalloc((size_t)batch, sizeof(ps_batch_msg_t *)),
+    query_ints(b.pg, "SELECT count(*) FROM stripe_events", &stored, 1);
+    b.r = (round_t){
+        .bodies = ps_xmalloc((size_t)b.events * MIX_EVENT_MAX),
+        .msgs = ps_xcalloc((size_t)b.events, sizeof(rd_kafka_message_t)),
+        .ecs = ps_xcalloc((size_t)b.batch, sizeof(ps_batch_msg_t)),
+        .ptrs = ps_xcalloc((size_t)b.batch, sizeof(ps_batch_msg_t *)),
     };
-    volatile sig_atomic_t run = 1;
     int rc = 0;
-    for (long k = 1; k <= rounds && rc == 0; k++) {
-        round_make(&r, prefix, k, events);
-        char payload[MIX_EVENT_MAX + 1];
-        memcpy(payload, r.msgs[1].payload, r.msgs[1].len); /* a charge.succeeded */
-        payload[r.msgs[1].len] = '\0';
-        double probe = probe_us(pg, backend, payload) / 2;
-        long long c0[C_N], c1[C_N];
-        query_ints(pg, counters_sql, c0, C_N);
-        ps_apply_stats_t stats = {0};
-        double wall = 0;
-        long long s0 = proc_ticks(backend, NULL), a0 = server_ticks(postmaster);
-        for (long from = 0; from < events && rc == 0; from += batch) {
-            size_t n = (size_t)(events - from < batch ? events - from : batch);
-            if (batch_prepare(&r, from, n) > 0) {
-                rc = 1;
-                break;
-            }
-            double t0 = now_s();
-            ps_apply_group(pg, NULL, "apply_stripe_events", r.ptrs, n, NULL, &stats, &run);
-            wall += now_s() - t0;
-            for (size_t i = 0; i < n; i++)
-                ps_batch_msg_release(&r.ecs[i]);
-        }
-        /* The statistics of a session reach the server's at most a second
-         * after its transaction; the server's CPU then holds the work the
-         * round left to its background processes in that second too. */
-        sleep(1);
-        long long s1 = proc_ticks(backend, NULL), a1 = server_ticks(postmaster);
-        query_ints(pg, counters_sql, c1, C_N);
-        probe += probe_us(pg, backend, payload) / 2;
-        uint64_t answered = stats.applied + stats.recorded + stats.stale + stats.refused;
-        if (answered != (uint64_t)events || stats.dead_lettered || stats.duplicate)
-            rc = 1;
-        printf("{\"round\":%ld,\"events\":%ld,\"stored_before\":%lld,\"seconds\":%.2f,"
-               "\"events_per_s\":%.0f,\"cpu_us_per_event\":{\"session\":%.1f,\"postgresql\":%.1f},"
-               "\"probe_us\":%.2f,\"session_in_probes\":%.2f,"
-               "\"server\":{\"wal_mb\":%.1f,\"wal_full_pages\":%lld,\"checkpoints\":%lld,"
-               "\"buffers_written_by_sessions\":%lld,\"buffers_written_by_bgwriter\":%lld,"
-               "\"autovacuums_and_analyzes\":%lld},"
-               "\"outcomes\":{\"applied\":%llu,\"recorded\":%llu,\"stale\":%llu,"
-               "\"refused\":%llu,\"duplicate\":%llu,\"dead_lettered\":%llu}}\n",
-               k, events, stored, wall, (double)events / wall,
-               (double)(s1 - s0) / hz * 1e6 / (double)events,
-               (double)(a1 - a0) / hz * 1e6 / (double)events, probe,
-               (double)(s1 - s0) / hz * 1e6 / (double)events / probe,
-               (double)(c1[C_WAL_BYTES] - c0[C_WAL_BYTES]) / 1048576.0,
-               c1[C_WAL_FPI] - c0[C_WAL_FPI], c1[C_CHECKPOINTS] - c0[C_CHECKPOINTS],
-               c1[C_SESSION_WRITES] - c0[C_SESSION_WRITES],
-               c1[C_BGWRITER_WRITES] - c0[C_BGWRITER_WRITES],
-               c1[C_AUTOVACUUMS] - c0[C_AUTOVACUUMS],
-               (unsigned long long)stats.applied, (unsigned long long)stats.recorded,
-               (unsigned long long)stats.stale, (unsigned long long)stats.refused,
-               (unsigned long long)stats.duplicate, (unsigned long long)stats.dead_lettered);
-        fflush(stdout);
-        stored += events;
-    }
+    for (long k = 1; k <= rounds && rc == 0; k++, stored += b.events)
+        rc = round_run(&b, k, prefix, stored);
     if (rc)
         fprintf(stderr, "paystream-applybench: not every event was applied or recorded\n");
-    ps_pg_close(pg);
-    free(r.bodies);
-    free(r.msgs);
-    free(r.ecs);
-    free(r.ptrs);
+    ps_pg_close(b.pg);
+    free(b.r.bodies);
+    free(b.r.msgs);
+    free(b.r.ecs);
+    free(b.r.ptrs);
     return rc;
 }
