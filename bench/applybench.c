@@ -54,8 +54,9 @@ static long long proc_ticks(long pid, long *ppid)
     char *p = strrchr(buf, ')');
     long parent;
     long long ut, st, cut, cst;
-    if (p == NULL || sscanf(p + 2, "%*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld %lld %lld",
-                            &parent, &ut, &st, &cut, &cst) != 5)
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld %lld %lld", &parent,
+               &ut, &st, &cut, &cst) != 5)
         return -1;
     if (ppid)
         *ppid = parent;
@@ -84,7 +85,10 @@ static long long server_ticks(long postmaster)
 }
 
 /* Counters of the server's own work, read before and after a round. */
-enum { C_CHECKPOINTS, C_WAL_BYTES, C_WAL_FPI, C_SESSION_WRITES, C_BGWRITER_WRITES, C_AUTOVACUUMS, C_N };
+enum {
+    C_CHECKPOINTS, C_WAL_BYTES, C_WAL_FPI, C_SESSION_WRITES, C_BGWRITER_WRITES, C_AUTOVACUUMS,
+    C_N
+};
 
 static const char counters_sql[] =
     "SELECT b.checkpoints_timed + b.checkpoints_req, w.wal_bytes, w.wal_fpi, b.buffers_backend, "
