@@ -361,3 +361,29 @@ Test(batch_apply, new_ids_are_unique_and_in_time_order)
     cr_assert_str_eq(r, "0,0,0,0", "malformed, repeated, out of order, off the clock: %s", r);
     free(r);
 }
+
+/* bench/apply's tool, which drives the payments worker's own batch code
+ * without Kafka: every event of its Stripe's mix is applied or recorded
+ * and stored once, so its figures are the worker's. */
+Test(batch_apply, the_benchmark_of_postgresqls_part_applies_every_event, .timeout = 120)
+{
+    char prefix[64], like[80];
+    ts_unique(prefix, sizeof(prefix), "ab");
+    int status;
+    char *out = ts_sh(&status,
+                      "'%s/bench/paystream-applybench' --dsn '%s' --rounds 1 --events 2000 "
+                      "--batch 300 --prefix %s 2>&1",
+                      ts_env("PAYSTREAM_BUILD_DIR"), ts_env("PAYSTREAM_PG_DSN"), prefix);
+    cr_assert_eq(status, 0, "%s", out);
+    char *applied = ts_json(out, "outcomes.applied"), *recorded = ts_json(out, "outcomes.recorded");
+    cr_assert(applied && recorded, "%s", out);
+    cr_assert_eq(atol(applied) + atol(recorded), 2000, "%s", out);
+    cr_assert_gt(atol(applied), 0, "%s", out);
+    snprintf(like, sizeof(like), "evt\\_%s1\\_%%", prefix);
+    char *stored = ts_sql("SELECT count(*) FROM stripe_events WHERE id LIKE $1", like, NULL);
+    cr_assert_str_eq(stored, "2000", "%s", out);
+    free(stored);
+    free(applied);
+    free(recorded);
+    free(out);
+}
