@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "paystream/log.h"
+#include "paystream/util.h"
 #include "paystream/worker.h"
 #include "payments.h"
 #include "stripe_mix.h"
@@ -138,13 +139,6 @@ static double probe_us(ps_pg_t *pg, long backend, const char *payload)
     return (double)(t1 - t0) / (double)sysconf(_SC_CLK_TCK) * 1e6 / PROBE_PARSES;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The events of one round, in Stripe's order, intent after intent. */
 typedef struct {
     char *bodies;          /* MIX_EVENT_MAX bytes each */
@@ -221,9 +215,9 @@ static int round_apply(bench_t *b, ps_apply_stats_t *stats, double *wall)
         size_t n = (size_t)(b->events - from < b->batch ? b->events - from : b->batch);
         if (batch_prepare(&b->r, from, n) > 0)
             return -1;
-        double t0 = now_s();
+        int64_t t0 = ps_mono_us();
         ps_apply_group(b->pg, NULL, "apply_stripe_events", b->r.ptrs, n, NULL, stats, &run);
-        *wall += now_s() - t0;
+        *wall += (double)(ps_mono_us() - t0) / 1e6;
         for (size_t i = 0; i < n; i++)
             ps_batch_msg_release(&b->r.ecs[i]);
     }
