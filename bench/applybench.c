@@ -12,12 +12,14 @@
  * Per round it prints a JSON line: the events stored before it, events/s,
  * the CPU that session spent per event and the CPU the whole PostgreSQL
  * server spent per event (its background processes, and its children that
- * exited during the round, such as autovacuum's), that cost against a probe
- * of the machine's speed (probe_us), what the server did meanwhile (WAL,
- * full-page images, checkpoints, buffers written, autovacuum runs), and the
- * outcomes. It exits 1 when an event is neither applied, recorded, stale
- * nor refused: these are the end-to-end benchmark's events, so a dead
- * letter here is a bug.
+ * exited during the round, such as autovacuum's), the CPU the worker's code
+ * spent per event (preparing the batches and handing them over: a payments
+ * worker's cost but for Kafka's), the session's cost against a probe of the
+ * machine's speed (probe_us), what the server did meanwhile (WAL, full-page
+ * images, checkpoints, buffers written, autovacuum runs), and the outcomes.
+ * It exits 1 when an event is neither applied, recorded, stale nor refused:
+ * these are the end-to-end benchmark's events, so a dead letter here is a
+ * bug.
  *
  * The server must run on this machine: its CPU is read from /proc. */
 #include <dirent.h>
@@ -205,19 +207,30 @@ typedef struct {
     round_t r;
 } bench_t;
 
+/* The CPU this thread has spent, in microseconds. */
+static double thread_cpu_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
 /* Applies the events of round k (made already), batch by batch; fills the
- * outcomes and the seconds the statements took. Returns -1 if an event
- * could not be prepared. */
-static int round_apply(bench_t *b, ps_apply_stats_t *stats, double *wall)
+ * outcomes, the seconds the statements took and the CPU the worker's code
+ * spent (preparing the batches and handing them over). Returns -1 if an
+ * event could not be prepared. */
+static int round_apply(bench_t *b, ps_apply_stats_t *stats, double *wall, double *worker_us)
 {
     volatile sig_atomic_t run = 1;
     for (long from = 0; from < b->events; from += b->batch) {
         size_t n = (size_t)(b->events - from < b->batch ? b->events - from : b->batch);
+        double c0 = thread_cpu_us();
         if (batch_prepare(&b->r, from, n) > 0)
             return -1;
         int64_t t0 = ps_mono_us();
         ps_apply_group(b->pg, NULL, "apply_stripe_events", b->r.ptrs, n, NULL, stats, &run);
         *wall += (double)(ps_mono_us() - t0) / 1e6;
+        *worker_us += thread_cpu_us() - c0;
         for (size_t i = 0; i < n; i++)
             ps_batch_msg_release(&b->r.ecs[i]);
     }
@@ -232,12 +245,12 @@ static int round_run(bench_t *b, long k, const char *prefix, long long stored)
     char payload[MIX_EVENT_MAX + 1];
     memcpy(payload, b->r.msgs[1].payload, b->r.msgs[1].len); /* a charge.succeeded */
     payload[b->r.msgs[1].len] = '\0';
-    double probe = probe_us(b->pg, b->backend, payload) / 2, wall = 0;
+    double probe = probe_us(b->pg, b->backend, payload) / 2, wall = 0, worker = 0;
     long long c0[C_N], c1[C_N];
     query_ints(b->pg, counters_sql, c0, C_N);
     ps_apply_stats_t st = {0};
     long long s0 = proc_ticks(b->backend, NULL), a0 = server_ticks(b->postmaster);
-    if (round_apply(b, &st, &wall) < 0)
+    if (round_apply(b, &st, &wall, &worker) < 0)
         return 1;
     /* A second for the work the round left to the server's background
      * processes (the WAL writer's, say) to count as the round's. */
@@ -251,7 +264,8 @@ static int round_run(bench_t *b, long k, const char *prefix, long long stored)
     probe += probe_us(b->pg, b->backend, payload) / 2;
     double n = (double)b->events, session = (double)(s1 - s0) / b->hz * 1e6 / n;
     printf("{\"round\":%ld,\"events\":%ld,\"stored_before\":%lld,\"seconds\":%.2f,"
-           "\"events_per_s\":%.0f,\"cpu_us_per_event\":{\"session\":%.1f,\"postgresql\":%.1f},"
+           "\"events_per_s\":%.0f,"
+           "\"cpu_us_per_event\":{\"session\":%.1f,\"postgresql\":%.1f,\"worker\":%.1f},"
            "\"probe_us\":%.2f,\"session_in_probes\":%.2f,"
            "\"server\":{\"wal_mb\":%.1f,\"wal_full_pages\":%lld,\"checkpoints\":%lld,"
            "\"buffers_written_by_sessions\":%lld,\"buffers_written_by_bgwriter\":%lld,"
@@ -259,7 +273,7 @@ static int round_run(bench_t *b, long k, const char *prefix, long long stored)
            "\"outcomes\":{\"applied\":%llu,\"recorded\":%llu,\"stale\":%llu,"
            "\"refused\":%llu,\"duplicate\":%llu,\"dead_lettered\":%llu}}\n",
            k, b->events, stored, wall, n / wall, session,
-           (double)(a1 - a0) / b->hz * 1e6 / n, probe, session / probe,
+           (double)(a1 - a0) / b->hz * 1e6 / n, worker / n, probe, session / probe,
            (double)(c1[C_WAL_BYTES] - c0[C_WAL_BYTES]) / 1048576.0,
            c1[C_WAL_FPI] - c0[C_WAL_FPI], c1[C_CHECKPOINTS] - c0[C_CHECKPOINTS],
            c1[C_SESSION_WRITES] - c0[C_SESSION_WRITES],

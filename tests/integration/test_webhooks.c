@@ -37,6 +37,43 @@ Test(webhooks, valid_event_is_acknowledged_with_its_message_id)
     free(body);
 }
 
+/* The payments worker hands PostgreSQL each payload with its members
+ * reordered for jsonb (json_order.h): what is stored must still be the
+ * document Stripe sent, indented as Stripe sends it, escapes, nesting and a
+ * key given twice (the last wins) included. */
+Test(webhooks, an_event_is_stored_as_the_document_sent, .timeout = 60)
+{
+    char evt[64], pi[64], *body = NULL;
+    ts_unique(evt, sizeof(evt), "evt_doc_");
+    ts_unique(pi, sizeof(pi), "pi_doc_");
+    cr_assert(asprintf(&body,
+                       "{\n  \"id\": \"%s\",\n  \"object\": \"event\",\n"
+                       "  \"api_version\": \"2024-06-20\",\n  \"created\": %lld,\n"
+                       "  \"data\": {\n    \"object\": {\n      \"id\": \"%s\",\n"
+                       "      \"object\": \"payment_intent\",\n      \"amount\": 1999,\n"
+                       "      \"currency\": \"usd\",\n      \"description\": \"Caf\\u00e9 \\\"Z\\\" \\\\\",\n"
+                       "      \"metadata\": {\"zz\": \"1\", \"a\": [ {\"y\": null, \"x\": true} ], "
+                       "\"zz\": \"2\"},\n      \"status\": \"requires_payment_method\"\n    }\n  },\n"
+                       "  \"livemode\": false,\n  \"pending_webhooks\": 1,\n"
+                       "  \"request\": {\n    \"id\": null,\n    \"idempotency_key\": null\n  },\n"
+                       "  \"type\": \"payment_intent.created\"\n}\n",
+                       evt, (long long)time(NULL), pi) > 0);
+    ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    char *last = NULL;
+    cr_assert(ts_wait_sql("t", "SELECT payload = $1::jsonb FROM stripe_events WHERE id = $2", body,
+                          evt, NULL),
+              "stored: %s", (last = ts_sql("SELECT payload::text FROM stripe_events WHERE id = $1",
+                                           evt, NULL)) ? last : "nothing");
+    char *zz = ts_sql("SELECT payload->'data'->'object'->'metadata'->>'zz' FROM stripe_events "
+                      "WHERE id = $1", evt, NULL);
+    cr_assert_str_eq(zz, "2");
+    free(zz);
+    free(last);
+    ts_http_free(&r);
+    free(body);
+}
+
 Test(webhooks, bad_signature_is_400_and_nothing_is_published)
 {
     char bad[64], marker[64], pi[64];
