@@ -37,10 +37,10 @@ Test(webhooks, valid_event_is_acknowledged_with_its_message_id)
     free(body);
 }
 
-/* The payments worker hands PostgreSQL each payload with its members
- * reordered for jsonb (json_order.h): what is stored must still be the
- * document Stripe sent, indented as Stripe sends it, escapes, nesting and a
- * key given twice (the last wins) included. */
+/* What stripe_events stores is the document Stripe sent, indented as
+ * Stripe sends it, escapes, nesting and a key given twice (the last wins)
+ * included: the payments worker hands the payload to PostgreSQL apart from
+ * the facts it read, as a binary text[] (worker.c). */
 Test(webhooks, an_event_is_stored_as_the_document_sent, .timeout = 60)
 {
     char evt[64], pi[64], *body = NULL;

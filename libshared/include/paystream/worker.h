@@ -54,9 +54,7 @@ typedef struct {
     int alone;             /* applied alone, in its place in the log (see ps_apply_alone_fn) */
     /* The message's payload goes to the batch statement apart from json, as
      * its second parameter: a text[] whose element ord is the payload of
-     * message ord, for the statement to make jsonb of: its objects' members
-     * go in jsonb's order (json_order.h). Set for every message of a batch
-     * or for none. */
+     * message ord. Set for every message of a batch or for none. */
     int payload_apart;
     void *ctx;             /* the worker's own, for alone; malloc'd, freed with the message */
 } ps_batch_msg_t;
