@@ -341,9 +341,10 @@ END $$;
 -- the effect of applying its events one by one in log order. Stripe sends
 -- several events per payment back to back, and a statement per event per
 -- table was most of the cost: here the batch's events are recorded by one
--- INSERT, a payment's events are folded in log order in memory
--- (ps_stripe_fold), the payments so folded are stored together
--- (ps_payments_write) and their charges go to the ledger by one INSERT.
+-- INSERT, those that need no payment are answered by one query, a
+-- payment's events are folded in log order in memory (ps_stripe_fold), the
+-- payments so folded are stored together (ps_payments_write) and their
+-- charges go to the ledger by one INSERT.
 -- A payment is stored after an event wherever the triggers on payments
 -- must see that step as the one-by-one apply shows it to them: a move into
 -- or out of failed, more refunded, a payment of an order. An event's
@@ -363,6 +364,7 @@ DECLARE
     v_stored  payments;     -- the same as stored (id NULL: not stored yet)
     v_before  payments;
     v_fresh   bigint[];
+    v_rows    ps_stripe_event_row[];  -- the batch's rows, read once
     v_refusal text;
     -- Payments whose events are folded, to store (new ones and the others)
     -- with one statement each way, before the ledger, which names them.
@@ -374,11 +376,12 @@ DECLARE
     -- Events refused for a reason that depends on their payment.
     x_id text[] := '{}'; x_created timestamptz[] := '{}'; x_outcome text[] := '{}';
 BEGIN
+    v_rows := ARRAY(SELECT b FROM ps_stripe_batch_rows(p_events) b);
     -- Every event of the batch is recorded once: the first delivery of each
     -- in the batch, unless an earlier batch has it. An event about no
     -- payment is refused (or not) on its own facts here.
     WITH b AS (
-        SELECT DISTINCT ON (b.event_id, b.created) b AS e, b.* FROM ps_stripe_batch_rows(p_events) b
+        SELECT DISTINCT ON (b.event_id, b.created) b AS e, b.* FROM unnest(v_rows) b
         ORDER BY b.event_id, b.created, b.ord
     ), fresh AS (
         INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload,
@@ -397,22 +400,23 @@ BEGIN
     SELECT array_agg(b.ord) INTO v_fresh
     FROM b JOIN fresh ON fresh.id = b.event_id AND fresh.created = to_timestamp(b.created);
 
-    FOR r IN SELECT b AS e, f.ord IS NOT NULL AS fresh
-             FROM ps_stripe_batch_rows(p_events) b
-             LEFT JOIN unnest(v_fresh) AS f(ord) ON f.ord = b.ord
-             ORDER BY b.payment_intent NULLS FIRST, b.ord LOOP
+    -- Events delivered before and events about no payment: their outcomes
+    -- need no payment, so no turn of the loop.
+    RETURN QUERY
+        SELECT b.ord, b.event_id,
+               CASE WHEN f.ord IS NULL THEN 'duplicate'
+                    ELSE coalesce(ps_stripe_refusal(b, NULL), 'recorded') END
+        FROM unnest(v_rows) b
+        LEFT JOIN unnest(v_fresh) AS f(ord) ON f.ord = b.ord
+        WHERE f.ord IS NULL OR b.payment_intent IS NULL;
+    FOR r IN SELECT b AS e
+             FROM unnest(v_rows) b
+             JOIN unnest(v_fresh) AS f(ord) ON f.ord = b.ord
+             WHERE b.payment_intent IS NOT NULL
+             ORDER BY b.payment_intent, b.ord LOOP
         e := r.e;
         ord := e.ord;
         event_id := e.event_id;
-        IF NOT r.fresh THEN
-            outcome := 'duplicate';
-            RETURN NEXT;
-            CONTINUE;
-        ELSIF e.payment_intent IS NULL THEN
-            outcome := coalesce(ps_stripe_refusal(e, NULL), 'recorded');
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
         IF p.gateway_payment_id IS DISTINCT FROM e.payment_intent
            AND p IS DISTINCT FROM v_stored THEN
             -- The next payment: the last one to be stored.
