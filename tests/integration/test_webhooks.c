@@ -51,25 +51,26 @@ Test(webhooks, an_event_is_stored_as_the_document_sent, .timeout = 60)
                        "  \"api_version\": \"2024-06-20\",\n  \"created\": %lld,\n"
                        "  \"data\": {\n    \"object\": {\n      \"id\": \"%s\",\n"
                        "      \"object\": \"payment_intent\",\n      \"amount\": 1999,\n"
-                       "      \"currency\": \"usd\",\n      \"description\": \"Caf\\u00e9 \\\"Z\\\" \\\\\",\n"
+                       "      \"currency\": \"usd\",\n"
+                       "      \"description\": \"Caf\\u00e9 \\\"Z\\\" \\\\\",\n"
                        "      \"metadata\": {\"zz\": \"1\", \"a\": [ {\"y\": null, \"x\": true} ], "
-                       "\"zz\": \"2\"},\n      \"status\": \"requires_payment_method\"\n    }\n  },\n"
+                       "\"zz\": \"2\"},\n"
+                       "      \"status\": \"requires_payment_method\"\n    }\n  },\n"
                        "  \"livemode\": false,\n  \"pending_webhooks\": 1,\n"
                        "  \"request\": {\n    \"id\": null,\n    \"idempotency_key\": null\n  },\n"
                        "  \"type\": \"payment_intent.created\"\n}\n",
                        evt, (long long)time(NULL), pi) > 0);
     ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
     cr_assert_eq(r.status, 200, "%s", r.body);
-    char *last = NULL;
-    cr_assert(ts_wait_sql("t", "SELECT payload = $1::jsonb FROM stripe_events WHERE id = $2", body,
-                          evt, NULL),
-              "stored: %s", (last = ts_sql("SELECT payload::text FROM stripe_events WHERE id = $1",
-                                           evt, NULL)) ? last : "nothing");
+    int same = ts_wait_sql("t", "SELECT payload = $1::jsonb FROM stripe_events WHERE id = $2",
+                           body, evt, NULL);
+    char *stored = ts_sql("SELECT payload::text FROM stripe_events WHERE id = $1", evt, NULL);
+    cr_assert(same, "stored: %s", stored ? stored : "nothing");
     char *zz = ts_sql("SELECT payload->'data'->'object'->'metadata'->>'zz' FROM stripe_events "
                       "WHERE id = $1", evt, NULL);
     cr_assert_str_eq(zz, "2");
     free(zz);
-    free(last);
+    free(stored);
     ts_http_free(&r);
     free(body);
 }
