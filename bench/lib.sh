@@ -10,9 +10,29 @@ bench_up() { # bench_up KAFKA_MODE
   trap '"$ROOT/scripts/dev" down >/dev/null 2>&1' EXIT
   # shellcheck disable=SC1091
   . "$PAYSTREAM_RUN_DIR/env"
+  sql_open
 }
 
-sql() { psql "$PAYSTREAM_PG_DSN" -qtAc "$1"; }
+# One psql session for the whole run. Starting psql costs this machine 20-50
+# ms of CPU each time (Debian's psql is a Perl wrapper, and each session is a
+# new server process): polling a few times a second that way took an eighth
+# or more of the two cores from the system being measured. Bash closes a
+# coprocess's own descriptors in the subshells of pipelines; copies of them
+# stay open.
+sql_open() {
+  coproc SQL { /usr/lib/postgresql/15/bin/psql "$PAYSTREAM_PG_DSN" -qtAX; }
+  exec {sql_in}>&"${SQL[1]}" {sql_out}<&"${SQL[0]}"
+}
+sql() { # sql STATEMENT: its rows, one per line, fields separated by |
+  printf '%s;\n\\echo __end__\n' "$1" >&"$sql_in"
+  local line
+  while IFS= read -r line <&"$sql_out"; do
+    [ "$line" = __end__ ] && return 0
+    printf '%s\n' "$line"
+  done
+  echo "bench: the psql session ended" >&2
+  return 1
+}
 now() { date +%s.%N; }
 accepted() { grep -o '"ok":[0-9]*' <<<"$1" | cut -d: -f2; }
 rss_mb() { # the largest of the processes of these pid files
