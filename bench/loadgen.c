@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -331,17 +332,23 @@ static int parse_url(const char *url, options_t *o)
     return 0;
 }
 
+/* One JSON line: what was answered, how fast, and the CPU this generator
+ * itself spent (cpu_s), which shares the machine with the system it loads. */
 static void report(run_t *r)
 {
     double seconds = (double)(ps_mono_us() - r->start_us) / 1e6;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu_s = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                   (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
     size_t n = r->nlat;
     qsort(r->latencies_us, n, sizeof(int64_t), cmp_i64);
     double p50 = n ? r->latencies_us[n / 2] / 1000.0 : 0;
     double p99 = n ? r->latencies_us[n * 99 / 100] / 1000.0 : 0;
     printf("{\"events\":%ld,\"ok\":%ld,\"failed\":%ld,\"seconds\":%.3f,\"requests_per_s\":%.0f,"
-           "\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f}\n",
+           "\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,\"cpu_s\":%.3f}\n",
            r->o.events, r->ok, r->failed, seconds, (double)r->ok / seconds, p50, p99,
-           n ? r->latencies_us[n - 1] / 1000.0 : 0);
+           n ? r->latencies_us[n - 1] / 1000.0 : 0, cpu_s);
 }
 
 /* The lines of path (newlines cut), their count in *n. */
