@@ -349,8 +349,13 @@ END $$;
 -- Runs of new orders' order.created events (not seen before, of orders
 -- nothing else in the batch names) are reserved together; every other
 -- event goes alone through ps_apply_inventory_event in its place.
+-- Its statements use their generic plans: left to choose, PostgreSQL
+-- planned the inbox's single-row update afresh for every event: a generic
+-- plan prunes the partitions as it starts, not when made, so it is costed
+-- with all of them.
 CREATE FUNCTION ps_apply_inventory_events(p_events jsonb, p_restock boolean)
-RETURNS TABLE (ord bigint, message_id text, outcome text, note jsonb) LANGUAGE plpgsql AS $$
+RETURNS TABLE (ord bigint, message_id text, outcome text, note jsonb) LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
     v_plain boolean[];
