@@ -13,12 +13,12 @@ bench_up() { # bench_up KAFKA_MODE
   sql_open
 }
 
-# One psql session for the whole run. Starting psql costs this machine 20-50
-# ms of CPU each time (Debian's psql is a Perl wrapper, and each session is a
-# new server process): polling a few times a second that way took an eighth
-# or more of the two cores from the system being measured. Bash closes a
-# coprocess's own descriptors in the subshells of pipelines; copies of them
-# stay open.
+# One psql session for the whole run. Starting psql costs this machine about
+# 50 ms of CPU each time (Debian's psql is a Perl wrapper, and each session
+# is a new server process): polling several times a second that way took
+# about 10 us of CPU per event of a burst from the system being measured.
+# Bash closes a coprocess's own descriptors in the subshells of pipelines;
+# copies of them stay open.
 sql_open() {
   coproc SQL { /usr/lib/postgresql/15/bin/psql "$PAYSTREAM_PG_DSN" -qtAX; }
   exec {sql_in}>&"${SQL[1]}" {sql_out}<&"${SQL[0]}"
