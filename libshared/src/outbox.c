@@ -49,6 +49,15 @@ static void pause_ms(int64_t ms)
         ps_sleep_ms(100);
 }
 
+static const struct {
+    const char *name, *sql;
+} relay_statements[] = {
+    {"outbox_round", "SELECT id, message_id, aggregate, type, source, payload::text, "
+                     "(extract(epoch FROM created_at) * 1000)::bigint FROM outbox "
+                     "WHERE published_at IS NULL ORDER BY id LIMIT " ROUND_ROWS_SQL},
+    {"outbox_mark", "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"},
+};
+
 static PGconn *relay_connect(void)
 {
     const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
@@ -57,6 +66,28 @@ static PGconn *relay_connect(void)
     PGresult *res = PQstatus(conn) == CONNECTION_OK ? PQexec(conn, "LISTEN ps_outbox") : NULL;
     int ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
     PQclear(res);
+    /* Prepared and planned once per session: the relay runs a round after
+     * nearly every commit that adds to the outbox, and each was planned
+     * anew (a plan for the few ids of one round looks cheaper than the
+     * generic one, so PostgreSQL would go on making them). By index scans,
+     * whatever the outbox's size when they are planned (the first round
+     * may see it empty and plan a sequential scan for good). Not bitmap
+     * scans: rows marked published stay in the index of unpublished ones
+     * until a vacuum, and only an index scan marks their entries dead once
+     * it has seen them; a bitmap scan visited every one of them again in
+     * every round (0.7 ms a round after 900 domain events, 0.05 once they
+     * were marked). */
+    if (ok) {
+        res = PQexec(conn, "SET plan_cache_mode = force_generic_plan; "
+                           "SET enable_seqscan = off; SET enable_bitmapscan = off");
+        ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+    }
+    for (size_t i = 0; ok && i < sizeof(relay_statements) / sizeof(relay_statements[0]); i++) {
+        res = PQprepare(conn, relay_statements[i].name, relay_statements[i].sql, 0, NULL);
+        ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+    }
     if (!ok) {
         ps_log_warn("outbox relay cannot reach postgresql; retrying", "detail",
                     PQerrorMessage(conn), NULL);
@@ -137,10 +168,7 @@ static int mark_published(PGconn *conn, PGresult *res, int k)
         len += (size_t)snprintf(ids + len, cap - len, "%s%s", i ? "," : "", PQgetvalue(res, i, 0));
     snprintf(ids + len, cap - len, "}");
     const char *params[] = {ids};
-    PGresult *upd = PQexecParams(conn,
-                                 "UPDATE outbox SET published_at = now() "
-                                 "WHERE id = ANY($1::bigint[])",
-                                 1, NULL, params, NULL, NULL, 0);
+    PGresult *upd = PQexecPrepared(conn, "outbox_mark", 1, params, NULL, NULL, 0);
     int ok = PQresultStatus(upd) == PGRES_COMMAND_OK;
     if (!ok)
         ps_log_warn("outbox rows published but not marked; they will be published again",
@@ -156,10 +184,7 @@ static int mark_published(PGconn *conn, PGresult *res, int k)
  * rows marked, or -1. */
 static int publish_round(PGconn *conn)
 {
-    PGresult *res = PQexec(conn,
-        "SELECT id, message_id, aggregate, type, source, payload::text, "
-        "(extract(epoch FROM created_at) * 1000)::bigint FROM outbox "
-        "WHERE published_at IS NULL ORDER BY id LIMIT " ROUND_ROWS_SQL);
+    PGresult *res = PQexecPrepared(conn, "outbox_round", 0, NULL, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         ps_log_warn("outbox relay cannot read the outbox", "detail", PQerrorMessage(conn), NULL);
         PQclear(res);

@@ -81,15 +81,20 @@ $$;
 -- 'refund_mismatch' when event e lists a refund that paystream holds for
 -- another payment than p (the one it is about; no id: a new one), else
 -- NULL. Stripe's refund ids are unique: such an event is not about its own
--- refunds, and must move none of them.
+-- refunds, and must move none of them. PL/pgSQL: its query is planned once
+-- per session; as LANGUAGE sql (a query, which PostgreSQL does not inline)
+-- it was parsed and planned again in every batch that called it.
 CREATE FUNCTION ps_stripe_refunds_refusal(e ps_stripe_event_row, p payments) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT 'refund_mismatch'
-    WHERE e.payment_intent IS NOT NULL
-      AND EXISTS (SELECT 1 FROM jsonb_to_recordset(e.refunds) AS x(id text)
-                  JOIN refunds r ON r.id = x.id
-                  WHERE r.payment_id IS DISTINCT FROM p.id)
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF e.payment_intent IS NOT NULL
+       AND EXISTS (SELECT 1 FROM jsonb_to_recordset(e.refunds) AS x(id text)
+                   JOIN refunds r ON r.id = x.id
+                   WHERE r.payment_id IS DISTINCT FROM p.id) THEN
+        RETURN 'refund_mismatch';
+    END IF;
+    RETURN NULL;
+END $$;
 
 -- The log line of an event that changed nothing for a reason of its own:
 -- a warning with "alert" naming the reason, but for an event of the other
