@@ -89,7 +89,7 @@ static PGconn *relay_connect(void)
         PQclear(res);
     }
     if (!ok) {
-        ps_log_warn("outbox relay cannot reach postgresql; retrying", "detail",
+        ps_log_warn("outbox relay cannot open its postgresql session; retrying", "detail",
                     PQerrorMessage(conn), NULL);
         PQfinish(conn);
         return NULL;
