@@ -15,6 +15,7 @@
 #include "paystream/log.h"
 #include "paystream/metrics.h"
 #include "paystream/outbox.h"
+#include "paystream/pg.h"
 #include "paystream/util.h"
 
 #define ROUND_ROWS 500
@@ -49,13 +50,12 @@ static void pause_ms(int64_t ms)
         ps_sleep_ms(100);
 }
 
-static const struct {
-    const char *name, *sql;
-} relay_statements[] = {
-    {"outbox_round", "SELECT id, message_id, aggregate, type, source, payload::text, "
-                     "(extract(epoch FROM created_at) * 1000)::bigint FROM outbox "
-                     "WHERE published_at IS NULL ORDER BY id LIMIT " ROUND_ROWS_SQL},
-    {"outbox_mark", "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"},
+static const ps_pg_stmt_t relay_statements[] = {
+    {"outbox_round",
+     "SELECT id, message_id, aggregate, type, source, payload::text, "
+     "(extract(epoch FROM created_at) * 1000)::bigint FROM outbox "
+     "WHERE published_at IS NULL ORDER BY id LIMIT " ROUND_ROWS_SQL, 0},
+    {"outbox_mark", "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", 1},
 };
 
 static PGconn *relay_connect(void)
@@ -83,9 +83,10 @@ static PGconn *relay_connect(void)
         ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
     }
-    for (size_t i = 0; ok && i < sizeof(relay_statements) / sizeof(relay_statements[0]); i++) {
-        res = PQprepare(conn, relay_statements[i].name, relay_statements[i].sql, 0, NULL);
-        ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (ok) {
+        res = ps_pg_prepare(conn, relay_statements,
+                            sizeof(relay_statements) / sizeof(relay_statements[0]));
+        ok = res == NULL;
         PQclear(res);
     }
     if (!ok) {

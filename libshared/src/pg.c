@@ -55,19 +55,25 @@ bool ps_pg_sqlstate_transient(const char *s)
            || strcmp(s, "3F000") == 0;   /* no such schema */
 }
 
-static int prepare_all(ps_pg_t *pg, ps_pg_err_t *err)
+PGresult *ps_pg_prepare(PGconn *conn, const ps_pg_stmt_t *stmts, size_t nstmts)
 {
-    for (size_t i = 0; i < pg->nstmts; i++) {
-        PGresult *res = PQprepare(pg->conn, pg->stmts[i].name, pg->stmts[i].sql,
-                                  pg->stmts[i].nparams, NULL);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            err_from_result(pg, res, err);
-            PQclear(res);
-            return -1;
-        }
+    for (size_t i = 0; i < nstmts; i++) {
+        PGresult *res = PQprepare(conn, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            return res;
         PQclear(res);
     }
-    return 0;
+    return NULL;
+}
+
+static int prepare_all(ps_pg_t *pg, ps_pg_err_t *err)
+{
+    PGresult *res = ps_pg_prepare(pg->conn, pg->stmts, pg->nstmts);
+    if (res == NULL)
+        return 0;
+    err_from_result(pg, res, err);
+    PQclear(res);
+    return -1;
 }
 
 static int open_conn(ps_pg_t *pg, ps_pg_err_t *err)

@@ -25,6 +25,11 @@ typedef struct {
     int nparams;
 } ps_pg_stmt_t;
 
+/* Prepares stmts on conn, a connection of the caller's own (one that
+ * ps_pg_t does not suit, such as one that LISTENs). Returns NULL, or the
+ * result of the first statement that failed (free with PQclear). */
+PGresult *ps_pg_prepare(PGconn *conn, const ps_pg_stmt_t *stmts, size_t nstmts);
+
 /* Opens a connection and prepares stmts (a static table; NULL and 0 for
  * none). Returns the handle (free with ps_pg_close) or NULL with the reason
  * in err. */
