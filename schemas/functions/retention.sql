@@ -5,7 +5,7 @@
 -- payments worker runs ps_retention_run hourly and at start.
 --
 -- What each log must keep:
---   stripe_events, account_audit_log, inventory_inbox: the log retention
+--   stripe_event_log, account_audit_log, inventory_inbox: the log retention
 --     (PAYSTREAM_LOG_RETENTION_DAYS, at least 4 days): they are the dedupe
 --     of messages that can come again, and Stripe retries an event for up
 --     to 3 days after it was created. Keep it longer than the topics'
@@ -85,7 +85,7 @@ BEGIN
         RETURN;
     END IF;
     PERFORM set_config('lock_timeout', '2s', true);
-    FOR t IN SELECT * FROM (VALUES ('stripe_events', v_logs), ('account_audit_log', v_logs),
+    FOR t IN SELECT * FROM (VALUES ('stripe_event_log', v_logs), ('account_audit_log', v_logs),
                                    ('inventory_inbox', v_logs),
                                    ('commands', make_interval(hours => p_command_hours)))
                            AS x(name, keep) LOOP

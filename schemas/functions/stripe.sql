@@ -4,7 +4,7 @@
 -- One element of a batch of Stripe events (see ps_stripe_batch_rows),
 -- without its payload: statements that sort, hash and keep these rows would
 -- copy 1.4-3 KB of JSON each time. The payload is taken from the batch's
--- payloads when its row is written (ps_stripe_payload).
+-- payloads when its row is written.
 CREATE TYPE ps_stripe_event_row AS (
     ord bigint,
     event_id text, type text,
@@ -42,12 +42,6 @@ LANGUAGE sql STABLE AS $$
             livemode, message_id, payment_intent, intent_status, gateway_status,
             amount, currency, captured, refunded, charge_id, customer, failure_code,
             failure_message, refunds, payment_id, ord)
-$$;
-
--- The payload of the batch's event ord (from 1).
-CREATE FUNCTION ps_stripe_payload(p_payloads text[], p_ord bigint) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT p_payloads[p_ord]::jsonb
 $$;
 
 -- Whether an event announcing lifecycle state to_status, created at, may move
@@ -293,7 +287,7 @@ END $$;
 -- (ps_stripe_apply). A payment's order is never taken from an event.
 -- Returns 'duplicate', a refusal, 'recorded' (no payment involved),
 -- 'applied' or 'stale'.
-CREATE FUNCTION ps_apply_stripe_event(e ps_stripe_event_row, p_payload jsonb) RETURNS text
+CREATE FUNCTION ps_apply_stripe_event(e ps_stripe_event_row, p_payload text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     p         payments;
@@ -306,7 +300,7 @@ BEGIN
     IF v_refusal IS NULL AND e.refunds IS NOT NULL THEN
         v_refusal := ps_stripe_refunds_refusal(e, p);
     END IF;
-    INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload, outcome)
+    INSERT INTO stripe_event_log (id, type, account, created, livemode, message_id, body, outcome)
     VALUES (e.event_id, e.type, e.account, to_timestamp(e.created), e.livemode, e.message_id,
             p_payload, v_refusal)
     ON CONFLICT (id, created) DO NOTHING;
@@ -396,18 +390,18 @@ BEGIN
         SELECT DISTINCT ON (b.event_id, b.created) b AS e, b.* FROM unnest(v_rows) b
         ORDER BY b.event_id, b.created, b.ord
     ), fresh AS (
-        INSERT INTO stripe_events (id, type, account, created, livemode, message_id, payload,
-                                   outcome)
-        -- The payload is made jsonb after the sort, which then moves no
+        INSERT INTO stripe_event_log (id, type, account, created, livemode, message_id, body,
+                                      outcome)
+        -- The payload is taken after the sort, which then moves no
         -- payloads.
         SELECT b.event_id, b.type, b.account, to_timestamp(b.created), b.livemode, b.message_id,
-               ps_stripe_payload(p_payloads, b.ord), b.outcome
+               p_payloads[b.ord], b.outcome
         FROM (SELECT b.event_id, b.type, b.account, b.created, b.livemode, b.message_id, b.ord,
                      CASE WHEN b.payment_intent IS NULL THEN ps_stripe_refusal(b.e, NULL) END
                      AS outcome
               FROM b ORDER BY b.ord OFFSET 0) b
         ON CONFLICT (id, created) DO NOTHING
-        RETURNING stripe_events.id, stripe_events.created
+        RETURNING stripe_event_log.id, stripe_event_log.created
     )
     SELECT array_agg(b.ord) INTO v_fresh
     FROM b JOIN fresh ON fresh.id = b.event_id AND fresh.created = to_timestamp(b.created);
@@ -513,7 +507,7 @@ BEGIN
     PERFORM ps_payments_write(w_new, w_old);
     PERFORM ps_ledger_add_charges(l_pay, l_amount, l_cur, l_charge, l_event);
     IF cardinality(x_id) > 0 THEN
-        UPDATE stripe_events s SET outcome = x.outcome
+        UPDATE stripe_event_log s SET outcome = x.outcome
         FROM unnest(x_id, x_created, x_outcome) AS x(id, created, outcome)
         WHERE s.id = x.id AND s.created = x.created;
     END IF;
@@ -558,7 +552,7 @@ BEGIN
                     WHEN 'invoice' THEN ps_apply_invoice(r.e->'billing', to_timestamp((r.e->>'created')::bigint))
                 END;
                 IF v_outcome NOT IN ('applied', 'stale') THEN
-                    UPDATE stripe_events SET outcome = v_outcome
+                    UPDATE stripe_event_log SET outcome = v_outcome
                     WHERE id = r.id AND created = to_timestamp((r.e->>'created')::bigint);
                 END IF;
             END IF;

@@ -181,8 +181,8 @@ static void apply_one_by_one(const stream_t *s, const char *tag, char *outcomes)
 {
     for (int i = 0; i < NEVENTS; i++) {
         char *arr = array_of(s, i, i + 1, tag);
-        char *o = ts_sql("SELECT ps_apply_stripe_event(r, ps_stripe_payload("
-                         TS_STRIPE_PAYLOADS("$1::jsonb") ", r.ord)) "
+        char *o = ts_sql("SELECT ps_apply_stripe_event(r, ("
+                         TS_STRIPE_PAYLOADS("$1::jsonb") ")[r.ord]) "
                          "FROM ps_stripe_batch_rows($1::jsonb) r",
                          arr, NULL);
         cr_assert(o != NULL);
@@ -324,8 +324,8 @@ Test(batch_apply, two_intents_naming_one_payment_in_a_batch_adopt_it_once)
                     id, NULL));
         char *arr = with_tag(events, tags[w]);
         outcomes[w] = ts_sql(
-            w == 0 ? "SELECT string_agg(ps_apply_stripe_event(r, ps_stripe_payload("
-                     TS_STRIPE_PAYLOADS("$1::jsonb") ", r.ord)), ',' ORDER BY r.ord) "
+            w == 0 ? "SELECT string_agg(ps_apply_stripe_event(r, ("
+                     TS_STRIPE_PAYLOADS("$1::jsonb") ")[r.ord]), ',' ORDER BY r.ord) "
                      "FROM ps_stripe_batch_rows($1::jsonb) r"
                    : "SELECT string_agg(outcome, ',' ORDER BY ord) FROM "
                      "ps_apply_stripe_batch($1::jsonb, " TS_STRIPE_PAYLOADS("$1::jsonb") ")",

@@ -84,7 +84,7 @@ Test(failures, a_full_disk_stalls_the_worker_loudly_and_skips_nothing)
     ts_sql_exec("CREATE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ "
                 "BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' "
                 "USING ERRCODE = 'disk_full'; END $$");
-    ts_sql_exec("CREATE TRIGGER test_disk_full BEFORE INSERT ON stripe_events "
+    ts_sql_exec("CREATE TRIGGER test_disk_full BEFORE INSERT ON stripe_event_log "
                 "FOR EACH ROW EXECUTE FUNCTION test_disk_full()");
     ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
     cr_assert_eq(r.status, 200, "%s", r.body);
@@ -103,8 +103,8 @@ Test(failures, a_full_disk_stalls_the_worker_loudly_and_skips_nothing)
                         "position(convert_to($1, 'UTF8') IN payload) > 0", evt, NULL);
     /* The table before its partitions, in the order the worker's retries
      * lock them: dropping the trigger alone could deadlock with them. */
-    ts_sql_exec("BEGIN; LOCK TABLE stripe_events IN ACCESS EXCLUSIVE MODE; "
-                "DROP TRIGGER test_disk_full ON stripe_events; COMMIT");
+    ts_sql_exec("BEGIN; LOCK TABLE stripe_event_log IN ACCESS EXCLUSIVE MODE; "
+                "DROP TRIGGER test_disk_full ON stripe_event_log; COMMIT");
     ts_sql_exec("DROP FUNCTION test_disk_full()");
     cr_assert_gt(atoi(warned), 0, "no warning with the SQLSTATE in the worker's log");
     cr_assert_str_eq(dead, "0", "the event was dead-lettered for the disk's fault");

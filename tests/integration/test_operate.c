@@ -27,14 +27,14 @@ static int listed(const char *out, const char *id)
 }
 
 /* A Stripe event that the database refuses until the test lets it (a check
- * on stripe_events that names it) is dead-lettered; once the check is
+ * on stripe_event_log that names it) is dead-lettered; once the check is
  * gone, a redrive applies it, once. */
 Test(operate, a_dead_letter_is_listed_shown_and_redriven_once)
 {
     char evt[64], check[256], sql[512];
     ts_unique(evt, sizeof(evt), "evt_poison_");
     snprintf(check, sizeof(check), "poison_%s", evt + 11);
-    snprintf(sql, sizeof(sql), "ALTER TABLE stripe_events ADD CONSTRAINT %s CHECK (id <> '%s')",
+    snprintf(sql, sizeof(sql), "ALTER TABLE stripe_event_log ADD CONSTRAINT %s CHECK (id <> '%s')",
              check, evt);
     ts_sql_exec(sql);
     char *event = ts_succeeded_event(evt, "pi_poison_unknown", 500);
@@ -48,7 +48,7 @@ Test(operate, a_dead_letter_is_listed_shown_and_redriven_once)
               "the refused event is dead-lettered");
     char *id = ts_sql("SELECT id FROM dead_letters WHERE convert_from(payload, 'UTF8') LIKE $1",
                       like, NULL);
-    snprintf(sql, sizeof(sql), "ALTER TABLE stripe_events DROP CONSTRAINT %s", check);
+    snprintf(sql, sizeof(sql), "ALTER TABLE stripe_event_log DROP CONSTRAINT %s", check);
     ts_sql_exec(sql);
 
     int status;

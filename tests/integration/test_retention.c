@@ -84,9 +84,9 @@ Test(retention, a_redelivery_inside_stripes_retry_window_is_still_a_duplicate)
 
     /* A day later nothing needs it: its whole partition goes, the payment
      * stays. */
-    char *part = today_partition("stripe_events");
+    char *part = today_partition("stripe_event_log");
     char *acts = retention_at("5 days", 4, 24);
-    cr_assert(strstr(acts, "stripe_events:partitions_dropped"), "%s", acts);
+    cr_assert(strstr(acts, "stripe_event_log:partitions_dropped"), "%s", acts);
     char *gone = ts_sql("SELECT to_regclass($1) IS NULL", part, NULL);
     cr_assert_str_eq(gone, "t", "%s was not dropped", part);
     char *left = ts_sql("SELECT count(*) FROM stripe_events WHERE id = $1", evt, NULL);
@@ -101,7 +101,7 @@ Test(retention, a_redelivery_inside_stripes_retry_window_is_still_a_duplicate)
     ts_unique(pi2, sizeof(pi2), "pi_default_");
     char *body2 = ts_succeeded_event(evt2, pi2, 77);
     post(body2);
-    cr_assert(ts_wait_sql("1", "SELECT count(*) FROM stripe_events_default WHERE id = $1", evt2,
+    cr_assert(ts_wait_sql("1", "SELECT count(*) FROM stripe_event_log_default WHERE id = $1", evt2,
                           NULL));
     restore_today();
     char sql[160];
@@ -215,7 +215,7 @@ Test(retention, an_expired_idempotency_key_never_makes_a_second_refund_or_order)
 
 Test(retention, the_payments_worker_runs_it_at_start)
 {
-    char *ahead = ts_sql("SELECT 'stripe_events_p' || to_char(ps_utc_day(now()) + 2, 'YYYYMMDD')",
+    char *ahead = ts_sql("SELECT 'stripe_event_log_p' || to_char(ps_utc_day(now()) + 2, 'YYYYMMDD')",
                          NULL);
     char sql[160];
     snprintf(sql, sizeof(sql), "DROP TABLE %s", ahead);
@@ -223,11 +223,14 @@ Test(retention, the_payments_worker_runs_it_at_start)
     cr_assert_eq(ts_svc("restart", "payments"), 0);
     cr_assert(ts_wait_sql("t", "SELECT to_regclass($1) IS NOT NULL", ahead, NULL),
               "the worker did not make %s again", ahead);
-    /* Every partition of the log, old and new, compresses payloads with lz4. */
-    char *pglz = ts_sql("SELECT coalesce(string_agg(c.relname, ','), '') FROM pg_inherits i "
-                        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_attribute a "
-                        "ON a.attrelid = c.oid AND a.attname = 'payload' "
-                        "WHERE i.inhparent = 'stripe_events'::regclass AND a.attcompression <> 'l'",
+    /* Every partition of the log, old and new, compresses payloads with lz4,
+     * those as sent and those stored as jsonb before. */
+    char *pglz = ts_sql("SELECT coalesce(string_agg(c.relname || '.' || a.attname, ','), '') "
+                        "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                        "JOIN pg_attribute a ON a.attrelid = c.oid "
+                        "AND a.attname IN ('body', 'payload') "
+                        "WHERE i.inhparent = 'stripe_event_log'::regclass "
+                        "AND a.attcompression <> 'l'",
                         NULL);
     cr_assert_str_eq(pglz, "", "partitions without lz4: %s", pglz);
     free(ahead), free(pglz);
