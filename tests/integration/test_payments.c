@@ -290,6 +290,52 @@ Test(payments, a_recorded_type_is_checked_and_its_body_decides)
     free(obj);
 }
 
+/* stripe_events gives each stored body as jsonb when it is read, so a body
+ * that jsonb refuses must never be stored: one such row would make every
+ * read of the payloads fail. Put on the topic past the intake, each is
+ * dead-lettered, and the events after them are stored and readable. */
+Test(payments, a_body_jsonb_would_refuse_is_dead_lettered_not_stored)
+{
+    static const char *const poisons[] = {
+        "\"nul \\u0000 inside\"",      /* jsonb has no NUL in a string */
+        "\"lone \\ud800 surrogate\"",  /* nor half a surrogate pair */
+        "\"bad \xc3\x28 utf-8\"",      /* nor bytes that are not UTF-8 */
+    };
+    enum { N = sizeof(poisons) / sizeof(poisons[0]) };
+    char evts[N][64], good[64], value[512];
+    for (int i = 0; i < N; i++) {
+        ts_unique(evts[i], sizeof(evts[i]), "evt_poison_");
+        snprintf(value, sizeof(value),
+                 "{\"id\":\"%s\",\"object\":\"event\",\"type\":\"customer.created\","
+                 "\"created\":%ld,\"livemode\":false,\"data\":{\"object\":{\"id\":\"cus_p\","
+                 "\"object\":\"customer\",\"description\":%s}}}",
+                 evts[i], (long)time(NULL), poisons[i]);
+        ts_produce(PS_TOPIC_STRIPE_EVENTS, evts[i], "customer.created", value);
+    }
+    ts_unique(good, sizeof(good), "evt_after_poison_");
+    snprintf(value, sizeof(value),
+             "{\"id\":\"%s\",\"object\":\"event\",\"type\":\"customer.created\","
+             "\"created\":%ld,\"livemode\":false,\"data\":{\"object\":{\"id\":\"cus_p\","
+             "\"object\":\"customer\",\"description\":\"fine \\u00e9\"}}}",
+             good, (long)time(NULL));
+    ts_produce(PS_TOPIC_STRIPE_EVENTS, evts[N - 1], "customer.created", value);
+    cr_assert(ts_wait_sql("fine \xc3\xa9",
+                          "SELECT payload->'data'->'object'->>'description' FROM stripe_events "
+                          "WHERE id = $1", good, NULL));
+    for (int i = 0; i < N; i++) {
+        cr_assert(ts_wait_sql("1", "SELECT count(*) FROM dead_letters WHERE position("
+                                   "convert_to($1, 'UTF8') IN payload) > 0", evts[i], NULL),
+                  "%s was not dead-lettered", poisons[i]);
+        char *n = ts_sql("SELECT count(*) FROM stripe_events WHERE id = $1", evts[i], NULL);
+        cr_assert_str_eq(n, "0", "%s was stored", poisons[i]);
+        free(n);
+    }
+    /* Every payload of the log reads as jsonb. */
+    char *all = ts_sql("SELECT count(*) = count(payload) FROM stripe_events", NULL);
+    cr_assert_str_eq(all, "t");
+    free(all);
+}
+
 /* Posts a succeeded payment intent whose amount members are amounts and
  * checks it is dead-lettered for reason, no payment made. */
 static void expect_amounts_refused(const char *amounts, const char *reason)
