@@ -532,6 +532,17 @@ CREATE VIEW dash_ledger_mismatches AS
            coalesce(sum(CASE t.type WHEN 'charge' THEN t.amount_minor
                                     WHEN 'refund' THEN -t.amount_minor ELSE 0 END), 0);
 
+-- A dead letter's bytes as text, or NULL where they are not UTF-8 (or hold a
+-- NUL): a message is dead-lettered as it came, so it may be neither, and
+-- showing it must not fail because of the very fault that refused it.
+CREATE FUNCTION ps_bytes_as_text(b bytea) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN convert_from(b, 'UTF8');
+EXCEPTION WHEN character_not_in_repertoire THEN
+    RETURN NULL;
+END $$;
+
 -- Dashboards: dead letters by topic.
 CREATE VIEW dash_dead_letters AS
     SELECT topic, count(*) AS messages, max(created_at) AS latest FROM dead_letters GROUP BY topic;

@@ -196,7 +196,7 @@ Test(billing, upstream_producers_record_usage_through_kafka)
                                "AND reason LIKE '%no such customer%' AND position($2 in reason) > 0",
                           PS_TOPIC_COMMANDS_USAGE, ghost, NULL));
     cr_assert(ts_wait_sql("1", "SELECT count(*) FROM dead_letters WHERE topic = $1 "
-                               "AND reason LIKE 'not a usage record%' AND convert_from(payload, 'UTF8') = $2",
+                               "AND reason LIKE 'not a usage record%' AND payload = convert_to($2, 'UTF8')",
                           PS_TOPIC_COMMANDS_USAGE, "{\"customer\":", NULL));
     char *bal = balance(user);
     cr_assert_str_eq(bal, "70");
