@@ -34,7 +34,7 @@ static const ps_cfg_var_t config[] = {
      "largest request body accepted; larger ones get 413"},
     {"PAYSTREAM_PUBLISH_TIMEOUT_MS", PS_CFG_INT, "5000", 100, 300000,
      "how long a webhook waits for Kafka's acknowledgement before 503"},
-    {"PAYSTREAM_PRODUCER_LINGER_MS", PS_CFG_INT, "2", 0, 1000,
+    {"PAYSTREAM_PRODUCER_LINGER_MS", PS_CFG_INT, "1", 0, 1000,
      "how long the producer waits to batch messages"},
     {"STRIPE_WEBHOOK_SECRET", PS_CFG_SECRET, "", 0, 0,
      "whsec_ secret(s) of the platform endpoint, comma-separated while rolling"},
