@@ -42,12 +42,13 @@ int cmd_dlq_show(int argc, char **argv)
         "SELECT jsonb_pretty(jsonb_build_object('id', id, 'topic', topic, 'partition', "
         "\"partition\", 'offset', \"offset\", 'message_id', message_id, 'reason', reason, "
         "'created_at', created_at, 'redriven_at', redriven_at, 'headers', headers, "
-        "'key', ps_bytes_as_text(msg_key), 'payload', ps_bytes_as_text(payload)) || "
-        "CASE WHEN ps_bytes_as_text(payload) IS NULL AND payload IS NOT NULL "
-        "THEN jsonb_build_object('payload_base64', encode(payload, 'base64')) ELSE '{}' END || "
-        "CASE WHEN ps_bytes_as_text(msg_key) IS NULL AND msg_key IS NOT NULL "
-        "THEN jsonb_build_object('key_base64', encode(msg_key, 'base64')) ELSE '{}' END) "
-        "FROM dead_letters WHERE id = $1::bigint",
+        "'key', t.key, 'payload', t.payload) || "
+        "CASE WHEN t.payload IS NULL AND d.payload IS NOT NULL "
+        "THEN jsonb_build_object('payload_base64', encode(d.payload, 'base64')) ELSE '{}' END || "
+        "CASE WHEN t.key IS NULL AND d.msg_key IS NOT NULL "
+        "THEN jsonb_build_object('key_base64', encode(d.msg_key, 'base64')) ELSE '{}' END) "
+        "FROM dead_letters d, LATERAL (SELECT ps_bytes_as_text(d.msg_key) AS key, "
+        "ps_bytes_as_text(d.payload) AS payload) t WHERE d.id = $1::bigint",
         1, params, 1);
     if (rows == 0)
         fprintf(stderr, "paystream-admin: no dead letter %s\n", argv[0]);

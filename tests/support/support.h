@@ -20,6 +20,11 @@
     "ARRAY(SELECT e->>'payload' FROM jsonb_array_elements(" batch ") WITH ORDINALITY x(e, n) " \
     "ORDER BY n)"
 
+/* SQL: whether a dead letter's bytes hold the text of parameter param. A
+ * dead letter keeps the message as it came, which may not be UTF-8, so its
+ * payload is searched as bytes, never decoded. */
+#define TS_LETTER_HOLDS(param) "position(convert_to(" param ", 'UTF8') IN payload) > 0"
+
 typedef struct {
     long status;   /* 0 when the request could not be made */
     char *body;    /* malloc'd, NUL-terminated */
