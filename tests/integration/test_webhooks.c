@@ -131,6 +131,28 @@ Test(webhooks, malformed_json_is_400)
     ts_http_free(&r);
 }
 
+/* Signed events whose strings PostgreSQL's jsonb could not hold: each is
+ * refused as malformed JSON, however well signed: the intake publishes
+ * only what its payments worker can store. */
+Test(webhooks, a_signed_event_with_a_nul_a_lone_surrogate_or_bad_utf8_is_400)
+{
+    static const char *const poisons[] = {
+        "\"nul \\u0000 inside\"", "\"lone \\ud800 surrogate\"", "\"bad \xc3\x28 utf-8\"",
+    };
+    for (size_t i = 0; i < sizeof(poisons) / sizeof(poisons[0]); i++) {
+        char evt[64], body[512];
+        ts_unique(evt, sizeof(evt), "evt_poison_");
+        snprintf(body, sizeof(body),
+                 "{\"id\":\"%s\",\"object\":\"event\",\"type\":\"customer.created\","
+                 "\"created\":%ld,\"livemode\":false,\"data\":{\"object\":{\"id\":\"cus_p\","
+                 "\"object\":\"customer\",\"description\":%s}}}",
+                 evt, (long)time(NULL), poisons[i]);
+        ts_http_t r = ts_post_signed("/webhooks/stripe", body, ts_env("STRIPE_WEBHOOK_SECRET"), 0);
+        assert_error(&r, 400, "malformed_json");
+        ts_http_free(&r);
+    }
+}
+
 Test(webhooks, json_that_is_not_a_stripe_event_is_400_naming_the_field)
 {
     const char *secret = ts_env("STRIPE_WEBHOOK_SECRET");
