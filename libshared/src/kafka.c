@@ -87,8 +87,10 @@ rd_kafka_t *ps_kafka_producer_new(const char *brokers, const char *client_id,
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
-    (void)opaque;
+    const ps_kafka_revoke_hook_t *hook = opaque;
     if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (hook)
+            hook->fn(hook->arg);
         rd_kafka_assign(rk, NULL);
         return;
     }
@@ -117,7 +119,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 }
 
 rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
-                                  const char *const *topics, int fetch_wait_ms, char *err,
+                                  const char *const *topics, int fetch_wait_ms,
+                                  const ps_kafka_revoke_hook_t *on_revoke, char *err,
                                   size_t errlen)
 {
     char wait[16];
@@ -151,6 +154,7 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
         return NULL;
     }
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, (void *)on_revoke);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
     if (rk == NULL) {
         rd_kafka_conf_destroy(conf);

@@ -4,9 +4,11 @@
  * times alone and then dead-lettered, so that the partition moves on. */
 #include <inttypes.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "paystream/config.h"
 #include "paystream/kafka.h"
@@ -538,14 +540,148 @@ static void log_batch(size_t n, int64_t poll_us, int64_t apply_us, int64_t commi
                  "commit_ms", commit, NULL);
 }
 
+/* A poll batch on its way from the polling thread to the applying one
+ * (msgs NULL: none). */
+typedef struct {
+    rd_kafka_message_t **msgs;
+    size_t n;
+    void *prepared;
+    int64_t poll_us;
+} batch_t;
+
+/* The two threads of ps_worker_consume. The polling thread polls and
+ * prepares a batch while the caller's thread applies the one before it:
+ * the worker's own work on a batch no longer waits for PostgreSQL's on the
+ * last, nor PostgreSQL for it. */
+struct ps_pipeline {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;     /* any change below */
+    batch_t ahead;         /* polled and prepared, not taken yet */
+    int applying;          /* the applying thread has a batch */
+    int polling_ended;     /* the polling thread stopped: *run dropped, or fatal */
+    int fatal;             /* the consumer must stop */
+    ps_kafka_revoke_hook_t revoke;
+    ps_worker_t *w;
+    size_t batch_max;
+    volatile sig_atomic_t *run;
+};
+
+static void batch_drop(ps_worker_t *w, batch_t *b)
+{
+    if (b->prepared && w->release)
+        w->release(b->prepared);
+    for (size_t i = 0; i < b->n; i++)
+        rd_kafka_message_destroy(b->msgs[i]);
+    free(b->msgs);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Waits on the pipeline's condition for at most ms; the caller holds mu. */
+static void pipe_wait(struct ps_pipeline *p, int64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&p->cv, &p->mu, &until);
+}
+
+/* The group takes the partitions away (called while polling): what was
+ * polled ahead is dropped, since the partitions' next owner starts from
+ * the committed offsets, and the batch being applied finishes and is
+ * committed first, as it would be without the thread. */
+static void pipe_on_revoke(void *arg)
+{
+    struct ps_pipeline *p = arg;
+    pthread_mutex_lock(&p->mu);
+    batch_drop(p->w, &p->ahead);
+    while (p->applying)
+        pipe_wait(p, 100);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *pipe_poll(void *arg)
+{
+    struct ps_pipeline *p = arg;
+    int fatal = 0;
+    while (*p->run && !fatal) {
+        pthread_mutex_lock(&p->mu);
+        while (p->ahead.msgs && *p->run)
+            pipe_wait(p, 100);
+        pthread_mutex_unlock(&p->mu);
+        if (!*p->run)
+            break;
+        batch_t b = {.msgs = ps_xcalloc(p->batch_max, sizeof(*b.msgs))};
+        int64_t t0 = ps_mono_us();
+        b.n = ps_kafka_poll_batch(p->w->consumer, b.msgs, p->batch_max, 100, &fatal);
+        b.poll_us = ps_mono_us() - t0;
+        if (b.n > 0 && p->w->prepare)
+            b.prepared = p->w->prepare(b.msgs, b.n);
+        pthread_mutex_lock(&p->mu);
+        if (b.n > 0)
+            p->ahead = b;
+        else
+            free(b.msgs);
+        p->fatal = fatal;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    pthread_mutex_lock(&p->mu);
+    p->polling_ended = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Takes the batch polled ahead, waiting up to 100 ms for one; none when
+ * polling has ended or *run dropped (a batch polled then is dropped:
+ * nothing of it was applied or committed). Sets *ended when no batch will
+ * come any more. */
+static batch_t pipe_take(struct ps_pipeline *p, int *ended)
+{
+    batch_t b = {0};
+    pthread_mutex_lock(&p->mu);
+    if (p->ahead.msgs == NULL && !p->polling_ended)
+        pipe_wait(p, 100);
+    if (p->ahead.msgs && !*p->run)
+        batch_drop(p->w, &p->ahead);
+    b = p->ahead;
+    memset(&p->ahead, 0, sizeof(p->ahead));
+    p->applying = b.msgs != NULL;
+    *ended = p->polling_ended && b.msgs == NULL;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return b;
+}
+
+static void pipe_applied(struct ps_pipeline *p, batch_t *b)
+{
+    pthread_mutex_lock(&p->mu);
+    batch_drop(p->w, b);
+    p->applying = 0;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
 int ps_worker_consume(ps_worker_t *w, size_t batch_max, ps_apply_batch_fn apply,
                       volatile sig_atomic_t *run)
 {
-    rd_kafka_message_t **msgs = ps_xcalloc(batch_max, sizeof(*msgs));
+    struct ps_pipeline *p = w->pipe;
     ps_apply_stats_t stats = {0}, logged = {0}, counted = {0};
     int64_t next_stats = ps_mono_ms() + STATS_EVERY_MS, next_tick = 0, next_lag = 0;
-    int rc = 0;
-    while (*run) {
+    p->batch_max = batch_max;
+    p->run = run;
+    pthread_t poller;
+    if (pthread_create(&poller, NULL, pipe_poll, p) != 0) {
+        ps_log_error("cannot start the polling thread", NULL);
+        return 1;
+    }
+    for (;;) {
         if (w->tick && ps_mono_ms() >= next_tick) {
             w->tick(w->pg);
             next_tick = ps_mono_ms() + w->tick_ms;
@@ -554,27 +690,23 @@ int ps_worker_consume(ps_worker_t *w, size_t batch_max, ps_apply_batch_fn apply,
             metrics_lag(w->consumer);
             next_lag = ps_mono_ms() + LAG_EVERY_MS;
         }
-        int fatal = 0;
-        int64_t t0 = ps_mono_us();
-        size_t n = ps_kafka_poll_batch(w->consumer, msgs, batch_max, 100, &fatal);
-        int64_t t1 = ps_mono_us();
-        if (n > 0) {
+        int ended;
+        batch_t b = pipe_take(p, &ended);
+        if (ended)
+            break;
+        if (b.msgs) {
             stats.batches++;
-            if (apply(w->pg, w->dlq, msgs, n, &stats, run) == 0) {
+            int64_t t1 = ps_mono_us();
+            if (apply(w->pg, w->dlq, b.msgs, b.n, b.prepared, &stats, run) == 0) {
                 int64_t t2 = ps_mono_us();
                 /* The batch that a stop signal ended is committed before
                  * the group hands its partitions over. */
-                ps_kafka_commit_batch(w->consumer, msgs, n, !*run);
-                log_batch(n, t1 - t0, t2 - t1, ps_mono_us() - t2);
+                ps_kafka_commit_batch(w->consumer, b.msgs, b.n, !*run);
+                log_batch(b.n, b.poll_us, t2 - t1, ps_mono_us() - t2);
                 ps_metric_observe(wm.apply_seconds, "", (double)(t2 - t1) / 1e6);
             }
             metrics_count(&stats, &counted);
-        }
-        for (size_t i = 0; i < n; i++)
-            rd_kafka_message_destroy(msgs[i]);
-        if (fatal) {
-            rc = 3;
-            break;
+            pipe_applied(p, &b);
         }
         if (ps_mono_ms() >= next_stats) {
             if (memcmp(&stats, &logged, sizeof(stats)) != 0)
@@ -583,9 +715,35 @@ int ps_worker_consume(ps_worker_t *w, size_t batch_max, ps_apply_batch_fn apply,
             next_stats = ps_mono_ms() + STATS_EVERY_MS;
         }
     }
+    pthread_join(poller, NULL);
     log_stats(&stats);
-    free(msgs);
-    return rc;
+    return p->fatal ? 3 : 0;
+}
+
+/* The pipeline's state, made before the consumer, whose revoke hook it is. */
+static struct ps_pipeline *pipe_new(ps_worker_t *w)
+{
+    struct ps_pipeline *p = ps_xcalloc(1, sizeof(*p));
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&p->mu, NULL);
+    p->revoke.fn = pipe_on_revoke;
+    p->revoke.arg = p;
+    p->w = w;
+    return p;
+}
+
+static void pipe_free(struct ps_pipeline *p)
+{
+    if (p == NULL)
+        return;
+    batch_drop(p->w, &p->ahead);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
 }
 
 int ps_worker_open(ps_worker_t *w, const char *name, const char *group,
@@ -603,14 +761,16 @@ int ps_worker_open(ps_worker_t *w, const char *name, const char *group,
     snprintf(client, sizeof(client), "%s-dlq", name);
     w->dlq = ps_kafka_producer_new(brokers, client, ps_kafka_dr_sync, DLQ_TIMEOUT_MS, 0, err,
                                    sizeof(err));
+    w->pipe = pipe_new(w);
     if (w->dlq)
         w->consumer = ps_kafka_consumer_new(brokers, group, topics,
-                                            (int)ps_config_int("PAYSTREAM_FETCH_WAIT_MS"), err,
-                                            sizeof(err));
+                                            (int)ps_config_int("PAYSTREAM_FETCH_WAIT_MS"),
+                                            &w->pipe->revoke, err, sizeof(err));
     if (w->consumer == NULL) {
         ps_log_error("cannot create the kafka clients", "detail", err, NULL);
         if (w->dlq)
             rd_kafka_destroy(w->dlq);
+        pipe_free(w->pipe);
         ps_pg_close(w->pg);
         memset(w, 0, sizeof(*w));
         return -1;
@@ -633,6 +793,7 @@ void ps_worker_close(ps_worker_t *w)
     rd_kafka_destroy(w->consumer);
     rd_kafka_flush(w->dlq, DLQ_TIMEOUT_MS);
     rd_kafka_destroy(w->dlq);
+    pipe_free(w->pipe);
     ps_pg_close(w->pg);
     memset(w, 0, sizeof(*w));
 }

@@ -16,6 +16,6 @@ void connect_events_init(int livemode);
  * (ps_apply_connect_events, in schemas/functions/connect.sql). A
  * ps_apply_batch_fn. */
 int connect_apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
-                        ps_apply_stats_t *stats, volatile sig_atomic_t *run);
+                        void *prepared, ps_apply_stats_t *stats, volatile sig_atomic_t *run);
 
 #endif

@@ -80,7 +80,8 @@ static void prepare(ps_batch_msg_t *m)
 }
 
 int connect_apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
-                        ps_apply_stats_t *stats, volatile sig_atomic_t *run)
+                        void *prepared, ps_apply_stats_t *stats, volatile sig_atomic_t *run)
 {
+    (void)prepared;
     return ps_apply_prepared(pg, dlq, msgs, n, prepare, "apply_connect_events", stats, run);
 }

@@ -39,8 +39,9 @@ static const ps_pg_stmt_t keeping[] = {APPLY("false"), PS_WORKER_STATEMENTS};
 static volatile sig_atomic_t run = 1;
 
 static int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
-                       ps_apply_stats_t *stats, volatile sig_atomic_t *run_flag)
+                       void *prepared, ps_apply_stats_t *stats, volatile sig_atomic_t *run_flag)
 {
+    (void)prepared;
     return ps_apply_prepared(pg, dlq, msgs, n, ps_domain_event_prepare, "apply_inventory_events",
                              stats, run_flag);
 }

@@ -104,8 +104,9 @@ static void measure_queue(ps_pg_t *pg)
 }
 
 static int plan_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
-                      ps_apply_stats_t *stats, volatile sig_atomic_t *run_flag)
+                      void *prepared, ps_apply_stats_t *stats, volatile sig_atomic_t *run_flag)
 {
+    (void)prepared;
     uint64_t applied = stats->applied;
     int rc = ps_apply_prepared(pg, dlq, msgs, n, ps_domain_event_prepare, "plan_notifications",
                                stats, run_flag);

@@ -150,6 +150,8 @@ int main(int argc, char **argv)
         return 1;
     w.tick = housekeeping;
     w.tick_ms = 1000;
+    w.prepare = apply_prepare;
+    w.release = apply_release;
     /* Orders and payments write domain events to the outbox. */
     if (ps_outbox_relay_start_worker("paystream-payments-outbox") < 0) {
         ps_worker_close(&w);

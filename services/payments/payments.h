@@ -50,11 +50,18 @@ void command_prepare(ps_batch_msg_t *ec);
  * NULL when it has the shape of one. */
 const char *command_shape_error(json_t *root);
 
-/* apply.c: applies msgs (one poll batch) exactly once in effect: one
- * transaction each for its events, commands and usage records (see
- * ps_apply_group). A ps_apply_batch_fn. */
+/* apply.c: sorts msgs (one poll batch) by kind and prepares each: the
+ * worker's prepare (see ps_worker_t), touching neither PostgreSQL nor
+ * Kafka. Free with apply_release. */
+void *apply_prepare(rd_kafka_message_t **msgs, size_t n);
+void apply_release(void *prepared);
+
+/* apply.c: applies msgs, prepared by apply_prepare, exactly once in effect:
+ * dead letters for the messages that can never apply, then one transaction
+ * each for its events, commands and usage records (see ps_apply_group). A
+ * ps_apply_batch_fn. */
 int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
-                ps_apply_stats_t *stats, volatile sig_atomic_t *run);
+                void *prepared, ps_apply_stats_t *stats, volatile sig_atomic_t *run);
 
 /* gateway_commands.c: marks ec, a command of command_id that calls a
  * gateway, to be applied alone by gateway_command_apply with statements

@@ -30,16 +30,24 @@ rd_kafka_t *ps_kafka_producer_new(const char *brokers, const char *client_id,
                                   void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
                                   int timeout_ms, int linger_ms, char *err, size_t errlen);
 
+/* What a consumer calls, on the thread that polls it, before the group
+ * takes its partitions away: fn(arg). */
+typedef struct {
+    void (*fn)(void *arg);
+    void *arg;
+} ps_kafka_revoke_hook_t;
+
 /* Creates a consumer-group member subscribed to topics (NULL-terminated).
  * Offsets are neither committed nor stored automatically. A partition the
  * group has never committed starts at its beginning; a committed offset that
  * is no longer in the log makes ps_kafka_poll_batch report a fatal error
  * instead of jumping. A fetch waits at the broker up to fetch_wait_ms for a
- * batch's worth of messages. Returns the handle (close with
- * rd_kafka_consumer_close, then rd_kafka_destroy) or NULL with the reason in
- * err. */
+ * batch's worth of messages. on_revoke (NULL: none) must outlive the
+ * consumer. Returns the handle (close with rd_kafka_consumer_close, then
+ * rd_kafka_destroy) or NULL with the reason in err. */
 rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
-                                  const char *const *topics, int fetch_wait_ms, char *err,
+                                  const char *const *topics, int fetch_wait_ms,
+                                  const ps_kafka_revoke_hook_t *on_revoke, char *err,
                                   size_t errlen);
 
 /* Polls up to max messages, and no more once they hold PS_BATCH_BYTES_MAX

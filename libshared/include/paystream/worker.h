@@ -112,6 +112,8 @@ int ps_db_run(ps_pg_t *pg, const ps_pg_call_t *call, PGresult **res, ps_pg_err_t
 int ps_dead_letter(ps_pg_t *pg, rd_kafka_t *dlq, const rd_kafka_message_t *msg,
                    const char *message_id, const char *reason, volatile sig_atomic_t *run);
 
+struct ps_pipeline;
+
 /* A worker's connections. */
 typedef struct {
     ps_pg_t *pg;
@@ -121,6 +123,13 @@ typedef struct {
      * batches, every tick_ms. */
     void (*tick)(ps_pg_t *pg);
     int64_t tick_ms;
+    /* Optional: what ps_worker_consume's polling thread makes of a batch
+     * (parsed messages, a statement's parameters) while the batch before it
+     * is applied; apply then takes it, release frees it. prepare touches
+     * neither the database nor Kafka: it runs beside apply. */
+    void *(*prepare)(rd_kafka_message_t **msgs, size_t n);
+    void (*release)(void *prepared);
+    struct ps_pipeline *pipe;  /* ps_worker_consume's own */
 } ps_worker_t;
 
 /* Connects to PostgreSQL (PAYSTREAM_PG_DSN, preparing stmts) and Kafka
@@ -133,13 +142,20 @@ int ps_worker_open(ps_worker_t *w, const char *name, const char *group,
 /* Leaves the group, flushes the dead letters, closes everything. */
 void ps_worker_close(ps_worker_t *w);
 
-/* Applies one poll batch; returns 0 when the offsets may be committed. */
+/* Applies one poll batch (prepared: what the worker's prepare made of it,
+ * NULL without one); returns 0 when the offsets may be committed. */
 typedef int (*ps_apply_batch_fn)(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs,
-                                 size_t n, ps_apply_stats_t *stats, volatile sig_atomic_t *run);
+                                 size_t n, void *prepared, ps_apply_stats_t *stats,
+                                 volatile sig_atomic_t *run);
 
 /* The loop: polls up to batch_max messages, applies them, commits their
  * offsets, logs progress every few seconds, until *run drops (returns 0) or
- * the consumer must stop (returns 3). */
+ * the consumer must stop (returns 3). A thread of its own polls (and
+ * prepares) the next batch while this one applies the last, one batch
+ * ahead at most; batches are applied one at a time, in the order polled.
+ * Before the group takes the partitions away, the batch polled ahead is
+ * dropped (never applied: the partitions' next owner gets it) and the one
+ * being applied finishes. */
 int ps_worker_consume(ps_worker_t *w, size_t batch_max, ps_apply_batch_fn apply,
                       volatile sig_atomic_t *run);
 
