@@ -644,13 +644,12 @@ static void *pipe_poll(void *arg)
  * come any more. */
 static batch_t pipe_take(struct ps_pipeline *p, int *ended)
 {
-    batch_t b = {0};
     pthread_mutex_lock(&p->mu);
     if (p->ahead.msgs == NULL && !p->polling_ended)
         pipe_wait(p, 100);
     if (p->ahead.msgs && !*p->run)
         batch_drop(p->w, &p->ahead);
-    b = p->ahead;
+    batch_t b = p->ahead;
     memset(&p->ahead, 0, sizeof(p->ahead));
     p->applying = b.msgs != NULL;
     *ended = p->polling_ended && b.msgs == NULL;
