@@ -226,13 +226,13 @@ static void wake_fetchers(rd_kafka_t *rk, rd_kafka_message_t *const *msgs, size_
     }
 }
 
-size_t ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t max,
-                           int timeout_ms, int *fatal)
+int ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t *n, size_t *bytes,
+                        size_t max, int timeout_ms, int *fatal)
 {
-    size_t n = 0, bytes = 0;
+    size_t first = *n;
     *fatal = 0;
-    while (n < max && bytes < PS_BATCH_BYTES_MAX) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, n == 0 ? timeout_ms : 0);
+    while (*n < max && *bytes < PS_BATCH_BYTES_MAX) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, *n == first ? timeout_ms : 0);
         if (m == NULL)
             break;
         if (m->err) {
@@ -243,12 +243,13 @@ size_t ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t max
                 break;
             continue;
         }
-        bytes += m->len;
-        msgs[n++] = m;
+        *bytes += m->len;
+        msgs[(*n)++] = m;
     }
-    if (n == max || bytes >= PS_BATCH_BYTES_MAX)
-        wake_fetchers(rk, msgs, n);
-    return n;
+    int full = *n == max || *bytes >= PS_BATCH_BYTES_MAX;
+    if (full)
+        wake_fetchers(rk, msgs, *n);
+    return full;
 }
 
 int ps_kafka_commit_batch(rd_kafka_t *rk, rd_kafka_message_t *const *msgs, size_t n, int wait)

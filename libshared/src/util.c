@@ -158,15 +158,11 @@ int64_t ps_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms)
     return delay - (delay / 5) * r / 255;
 }
 
-void ps_malloc_tune(void)
+void ps_malloc_tune(ps_malloc_kind_t kind)
 {
-    mallopt(M_ARENA_MAX, 1);
-    /* A fixed threshold: buffers of a batch (a few MB) and librdkafka's
-     * fetched and decompressed message sets (tens to hundreds of KB, each
-     * held until its last message is destroyed) are mapped and given back
-     * when freed, instead of glibc raising the threshold after the first
-     * and keeping every later one in the heap, where they fragment it. */
-    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+    int worker = kind == PS_MALLOC_WORKER;
+    mallopt(M_ARENA_MAX, worker ? 1 : 2);
+    mallopt(M_MMAP_THRESHOLD, worker ? 64 * 1024 : 256 * 1024);
 }
 
 static void *or_abort(void *p, size_t size)

@@ -24,6 +24,7 @@
 #define DLQ_TIMEOUT_MS 10000
 #define STATS_EVERY_MS 10000
 #define LAG_EVERY_MS 1000
+#define GATHER_POLL_MS 2    /* a poll's wait while the batch before is applied */
 
 /* The metrics every worker has (deploy/dashboards/README.md). */
 static struct {
@@ -557,6 +558,8 @@ struct ps_pipeline {
     pthread_mutex_t mu;
     pthread_cond_t cv;     /* any change below */
     batch_t ahead;         /* polled and prepared, not taken yet */
+    batch_t gathering;     /* being polled (the polling thread's alone) */
+    size_t gathering_bytes;
     int applying;          /* the applying thread has a batch */
     int polling_ended;     /* the polling thread stopped: *run dropped, or fatal */
     int fatal;             /* the consumer must stop */
@@ -576,6 +579,15 @@ static void batch_drop(ps_worker_t *w, batch_t *b)
     memset(b, 0, sizeof(*b));
 }
 
+/* Destroys b's messages, keeping its array: the polling thread may be
+ * adding to it. */
+static void batch_empty(batch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        rd_kafka_message_destroy(b->msgs[i]);
+    b->n = 0;
+}
+
 /* Waits on the pipeline's condition for at most ms; the caller holds mu. */
 static void pipe_wait(struct ps_pipeline *p, int64_t ms)
 {
@@ -591,18 +603,44 @@ static void pipe_wait(struct ps_pipeline *p, int64_t ms)
 }
 
 /* The group takes the partitions away (called while polling): what was
- * polled ahead is dropped, since the partitions' next owner starts from
- * the committed offsets, and the batch being applied finishes and is
- * committed first, as it would be without the thread. */
+ * polled ahead or is being gathered is dropped, since the partitions' next
+ * owner starts from the committed offsets, and the batch being applied
+ * finishes and is committed first, as it would be without the thread. */
 static void pipe_on_revoke(void *arg)
 {
     struct ps_pipeline *p = arg;
+    batch_empty(&p->gathering);
+    p->gathering_bytes = 0;
     pthread_mutex_lock(&p->mu);
     batch_drop(p->w, &p->ahead);
     while (p->applying)
         pipe_wait(p, 100);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
+}
+
+static int pipe_applying(struct ps_pipeline *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int applying = p->applying;
+    pthread_mutex_unlock(&p->mu);
+    return applying;
+}
+
+/* Polls into the batch being gathered until it is full, or holds messages
+ * and the applying thread is free for them. So a batch holds what arrived
+ * while the one before it was applied, as when the worker polled only
+ * after applying: handed over at its first message, batches came out
+ * small, and each costs a transaction and the broker a fetch. */
+static void pipe_gather(struct ps_pipeline *p, int *fatal)
+{
+    batch_t *g = &p->gathering;
+    for (;;) {
+        int full = ps_kafka_poll_batch(p->w->consumer, g->msgs, &g->n, &p->gathering_bytes,
+                                       p->batch_max, g->n > 0 ? GATHER_POLL_MS : 100, fatal);
+        if (full || *fatal || !*p->run || (g->n > 0 && !pipe_applying(p)))
+            return;
+    }
 }
 
 static void *pipe_poll(void *arg)
@@ -616,9 +654,12 @@ static void *pipe_poll(void *arg)
         pthread_mutex_unlock(&p->mu);
         if (!*p->run)
             break;
-        batch_t b = {.msgs = ps_xcalloc(p->batch_max, sizeof(*b.msgs))};
+        p->gathering.msgs = ps_xcalloc(p->batch_max, sizeof(*p->gathering.msgs));
+        p->gathering_bytes = 0;
         int64_t t0 = ps_mono_us();
-        b.n = ps_kafka_poll_batch(p->w->consumer, b.msgs, p->batch_max, 100, &fatal);
+        pipe_gather(p, &fatal);
+        batch_t b = p->gathering;
+        memset(&p->gathering, 0, sizeof(p->gathering));
         b.poll_us = ps_mono_us() - t0;
         if (b.n > 0 && p->w->prepare)
             b.prepared = p->w->prepare(b.msgs, b.n);

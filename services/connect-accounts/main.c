@@ -26,7 +26,7 @@ static volatile sig_atomic_t run = 1;
 
 int main(int argc, char **argv)
 {
-    ps_malloc_tune();
+    ps_malloc_tune(PS_MALLOC_WORKER);
     int rc = ps_worker_start(argc, argv, "connect-accounts",
                              "Applies Stripe Connect events to connected accounts, their bank\n"
                              "accounts, cards and persons, and publishes the domain events\n"

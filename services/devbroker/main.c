@@ -65,7 +65,7 @@ static int create_topics(rd_kafka_mock_cluster_t *mc, int partitions)
 
 int main(int argc, char **argv)
 {
-    ps_malloc_tune();
+    ps_malloc_tune(PS_MALLOC_SERVE);
     int partitions = 12;
     const char *bootstrap_file = NULL;
     for (int i = 1; i < argc; i++) {

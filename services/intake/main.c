@@ -183,7 +183,7 @@ int main(int argc, char **argv)
                         "publishes them to Kafka.\n  --help  this text", config, NCONFIG);
         return help ? 0 : 2;
     }
-    ps_malloc_tune();
+    ps_malloc_tune(PS_MALLOC_SERVE);
     if (ps_config_start("intake", config, NCONFIG) < 0)
         return 2;
     if (webhooks_init(err, sizeof(err)) < 0 || paypal_webhooks_init(err, sizeof(err)) < 0 ||

@@ -48,7 +48,7 @@ static int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, 
 
 int main(int argc, char **argv)
 {
-    ps_malloc_tune();
+    ps_malloc_tune(PS_MALLOC_WORKER);
     int rc = ps_worker_start(argc, argv, "inventory",
                              "Reserves, commits, releases and restocks products' units as\n"
                              "orders are created, paid, cancelled, expire and are refunded.",

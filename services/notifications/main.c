@@ -135,7 +135,7 @@ static void sender_config(sender_config_t *c, const templates_t *templates)
 int main(int argc, char **argv)
 {
     char err[512];
-    ps_malloc_tune();
+    ps_malloc_tune(PS_MALLOC_WORKER);
     int rc = ps_worker_start(argc, argv, "notifications",
                              "Sends the emails and signed outbound webhooks that domain events\n"
                              "warrant, each once, retrying with backoff.",

@@ -124,7 +124,7 @@ static void housekeeping(ps_pg_t *pg)
 int main(int argc, char **argv)
 {
     char err[512];
-    ps_malloc_tune();
+    ps_malloc_tune(PS_MALLOC_WORKER);
     int rc = ps_worker_start(argc, argv, "payments",
                              "Applies Stripe events, API commands and usage records to orders,\n"
                              "payments, refunds, the ledger, customers and their billing.",

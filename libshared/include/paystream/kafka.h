@@ -50,22 +50,23 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
                                   const ps_kafka_revoke_hook_t *on_revoke, char *err,
                                   size_t errlen);
 
-/* Polls up to max messages, and no more once they hold PS_BATCH_BYTES_MAX
- * bytes: waits up to timeout_ms for the first, then takes what is already
- * there. Stores them in msgs (the caller destroys each with
- * rd_kafka_message_destroy) and returns how many. Sets *fatal to 1 when the
- * consumer must stop: a committed offset fell out of the log, or a fatal
- * client error; the reason has been logged. After a full batch it wakes
- * the fetchers of the batch's partitions (a round trip per partition), so
- * librdkafka refills its queue at once. */
+/* Adds to a batch, msgs, that holds *n messages of *bytes bytes (both
+ * kept up to date): up to max messages, and no more once they hold
+ * PS_BATCH_BYTES_MAX bytes; waits up to timeout_ms for the first, then
+ * takes what is already there. The caller destroys each message with
+ * rd_kafka_message_destroy. Returns 1 when the batch is full, else 0. Sets
+ * *fatal to 1 when the consumer must stop: a committed offset fell out of
+ * the log, or a fatal client error; the reason has been logged. Once a
+ * batch is full it wakes the fetchers of the batch's partitions (a round
+ * trip per partition), so librdkafka refills its queue at once. */
 /* A batch of Stripe's 1.4-3 KB events closes at about 450 of them: each
  * takes about 10 KB of a worker's memory while its batch is applied, and
  * batches of 2,000 held 38-45 MiB where these hold under 32 for the same
  * throughput. Small messages still fill a batch of max. */
 #define PS_BATCH_BYTES_MAX (1024 * 1024)
 
-size_t ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t max,
-                           int timeout_ms, int *fatal);
+int ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t *n, size_t *bytes,
+                        size_t max, int timeout_ms, int *fatal);
 
 /* Commits, per partition, the offset after the last of msgs. Without wait,
  * it does not wait for the broker: a commit that fails later only means the

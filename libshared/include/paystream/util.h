@@ -71,14 +71,24 @@ void ps_sleep_ms(int64_t ms);
  * same resource do not do it in lockstep. */
 int64_t ps_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms);
 
-/* One malloc arena for all threads (librdkafka runs a thread per broker
- * and more; by default each thread that allocates gets an arena of its own,
- * and a worker's memory creeps up to half again as much), and buffers from
- * 64 KB up returned to the system when freed. Once a payments worker polled
- * on a thread beside the one applying, two arenas and a 256 KB threshold
- * let it peak at 31.6 MiB in a burst; these settings, at 29.5. Call first
- * thing in main, before any thread starts. */
-void ps_malloc_tune(void);
+/* How a process's malloc is set. By default glibc gives each thread that
+ * allocates an arena of its own (librdkafka runs a thread per broker and
+ * more), and a service's memory creeps up to half again as much; and it
+ * raises the mmap threshold after the first large buffer freed, keeping
+ * every later one in the heap. Both kinds cap the arenas and fix the
+ * threshold:
+ *   PS_MALLOC_SERVE   two arenas, buffers from 256 KB mapped: the intake,
+ *                     whose threads allocate for every request (one arena
+ *                     and 64 KB cost it 4 us per event more in a burst);
+ *   PS_MALLOC_WORKER  one arena, buffers from 64 KB mapped: a worker that
+ *                     holds a batch being applied and one polled ahead, and
+ *                     librdkafka's message sets (tens to hundreds of KB,
+ *                     each kept until its last message is destroyed), which
+ *                     fragment the heap otherwise (two arenas and 256 KB let
+ *                     the payments worker peak at 31.6 MiB in a burst).
+ * Call first thing in main, before any thread starts. */
+typedef enum { PS_MALLOC_SERVE, PS_MALLOC_WORKER } ps_malloc_kind_t;
+void ps_malloc_tune(ps_malloc_kind_t kind);
 
 /* Copies src into dst (dstlen bytes, NUL-terminated) with every byte that
  * is not printable ASCII replaced by '?': for text from a request (a field's
