@@ -569,16 +569,6 @@ struct ps_pipeline {
     volatile sig_atomic_t *run;
 };
 
-static void batch_drop(ps_worker_t *w, batch_t *b)
-{
-    if (b->prepared && w->release)
-        w->release(b->prepared);
-    for (size_t i = 0; i < b->n; i++)
-        rd_kafka_message_destroy(b->msgs[i]);
-    free(b->msgs);
-    memset(b, 0, sizeof(*b));
-}
-
 /* Destroys b's messages, keeping its array: the polling thread may be
  * adding to it. */
 static void batch_empty(batch_t *b)
@@ -586,6 +576,15 @@ static void batch_empty(batch_t *b)
     for (size_t i = 0; i < b->n; i++)
         rd_kafka_message_destroy(b->msgs[i]);
     b->n = 0;
+}
+
+static void batch_drop(ps_worker_t *w, batch_t *b)
+{
+    if (b->prepared && w->release)
+        w->release(b->prepared);
+    batch_empty(b);
+    free(b->msgs);
+    memset(b, 0, sizeof(*b));
 }
 
 /* Waits on the pipeline's condition for at most ms; the caller holds mu. */
