@@ -361,31 +361,52 @@ int ps_apply_group(ps_pg_t *pg, rd_kafka_t *dlq, const char *stmt, ps_batch_msg_
     return apply_run(pg, dlq, stmt, ms + start, n - start, stats, run);
 }
 
-int ps_apply_prepared(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
-                      ps_prepare_fn prepare, const char *stmt, ps_apply_stats_t *stats,
-                      volatile sig_atomic_t *run)
+typedef struct {
+    ps_batch_msg_t *ms;
+    size_t n;
+} alike_t;
+
+void *ps_alike_prepare(rd_kafka_message_t **msgs, size_t n, ps_prepare_fn prepare)
 {
-    ps_batch_msg_t *ms = ps_xcalloc(n, sizeof(*ms));
-    ps_batch_msg_t **good = ps_xcalloc(n, sizeof(*good));
+    alike_t *b = ps_xcalloc(1, sizeof(*b));
+    b->ms = ps_xcalloc(n ? n : 1, sizeof(*b->ms));
+    b->n = n;
+    for (size_t i = 0; i < n; i++) {
+        b->ms[i].msg = msgs[i];
+        prepare(&b->ms[i]);
+    }
+    return b;
+}
+
+void ps_alike_release(void *prepared)
+{
+    alike_t *b = prepared;
+    for (size_t i = 0; i < b->n; i++)
+        ps_batch_msg_release(&b->ms[i]);
+    free(b->ms);
+    free(b);
+}
+
+int ps_alike_apply(ps_pg_t *pg, rd_kafka_t *dlq, void *prepared, const char *stmt,
+                   ps_apply_stats_t *stats, volatile sig_atomic_t *run)
+{
+    alike_t *b = prepared;
+    ps_batch_msg_t **good = ps_xcalloc(b->n ? b->n : 1, sizeof(*good));
     size_t ngood = 0;
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        ms[i].msg = msgs[i];
-        prepare(&ms[i]);
-        if (!ms[i].bad) {
-            good[ngood++] = &ms[i];
+    for (size_t i = 0; i < b->n && rc == 0; i++) {
+        ps_batch_msg_t *m = &b->ms[i];
+        if (!m->bad) {
+            good[ngood++] = m;
             continue;
         }
-        rc = ps_dead_letter(pg, dlq, msgs[i], ms[i].env.message_id, ms[i].reason, run);
+        rc = ps_dead_letter(pg, dlq, m->msg, m->env.message_id, m->reason, run);
         if (rc == 0)
             stats->dead_lettered++;
     }
     if (rc == 0)
         rc = ps_apply_group(pg, dlq, stmt, good, ngood, NULL, stats, run);
-    for (size_t i = 0; i < n; i++)
-        ps_batch_msg_release(&ms[i]);
     free(good);
-    free(ms);
     return rc;
 }
 

@@ -79,9 +79,15 @@ static void prepare(ps_batch_msg_t *m)
         abort(); /* only for want of memory */
 }
 
+void *connect_prepare_batch(rd_kafka_message_t **msgs, size_t n)
+{
+    return ps_alike_prepare(msgs, n, prepare);
+}
+
 int connect_apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                         void *prepared, ps_apply_stats_t *stats, volatile sig_atomic_t *run)
 {
-    (void)prepared;
-    return ps_apply_prepared(pg, dlq, msgs, n, prepare, "apply_connect_events", stats, run);
+    (void)msgs;
+    (void)n;
+    return ps_alike_apply(pg, dlq, prepared, "apply_connect_events", stats, run);
 }

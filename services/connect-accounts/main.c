@@ -46,6 +46,8 @@ int main(int argc, char **argv)
     if (ps_worker_open(&w, "paystream-connect-accounts", ps_config_str("PAYSTREAM_CONNECT_GROUP"),
                        topics, connect_statements, connect_nstatements) < 0)
         return 1;
+    w.prepare = connect_prepare_batch;
+    w.release = ps_alike_release;
     if (ps_outbox_relay_start_worker("paystream-connect-accounts-outbox") < 0) {
         ps_worker_close(&w);
         return 1;

@@ -38,12 +38,17 @@ static const ps_pg_stmt_t keeping[] = {APPLY("false"), PS_WORKER_STATEMENTS};
 
 static volatile sig_atomic_t run = 1;
 
+static void *prepare_batch(rd_kafka_message_t **msgs, size_t n)
+{
+    return ps_alike_prepare(msgs, n, ps_domain_event_prepare);
+}
+
 static int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                        void *prepared, ps_apply_stats_t *stats, volatile sig_atomic_t *run_flag)
 {
-    (void)prepared;
-    return ps_apply_prepared(pg, dlq, msgs, n, ps_domain_event_prepare, "apply_inventory_events",
-                             stats, run_flag);
+    (void)msgs;
+    (void)n;
+    return ps_alike_apply(pg, dlq, prepared, "apply_inventory_events", stats, run_flag);
 }
 
 int main(int argc, char **argv)
@@ -61,6 +66,8 @@ int main(int argc, char **argv)
                        topics, ps_config_bool("PAYSTREAM_RESTOCK_ON_REFUND") ? restocking : keeping,
                        NSTATEMENTS) < 0)
         return 1;
+    w.prepare = prepare_batch;
+    w.release = ps_alike_release;
     /* It writes order.rejected_out_of_stock to the outbox. */
     if (ps_outbox_relay_start_worker("paystream-inventory-outbox") < 0) {
         ps_worker_close(&w);

@@ -103,13 +103,18 @@ static void measure_queue(ps_pg_t *pg)
     PQclear(res);
 }
 
+static void *prepare_batch(rd_kafka_message_t **msgs, size_t n)
+{
+    return ps_alike_prepare(msgs, n, ps_domain_event_prepare);
+}
+
 static int plan_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                       void *prepared, ps_apply_stats_t *stats, volatile sig_atomic_t *run_flag)
 {
-    (void)prepared;
+    (void)msgs;
+    (void)n;
     uint64_t applied = stats->applied;
-    int rc = ps_apply_prepared(pg, dlq, msgs, n, ps_domain_event_prepare, "plan_notifications",
-                               stats, run_flag);
+    int rc = ps_alike_apply(pg, dlq, prepared, "plan_notifications", stats, run_flag);
     if (stats->applied > applied)
         senders_wake();
     return rc;
@@ -165,6 +170,8 @@ int main(int argc, char **argv)
                              "notifications waiting to be sent or being sent, by channel");
     queue_oldest = ps_metric_gauge("paystream_notification_queue_oldest_seconds",
                                    "age of the oldest notification not sent yet, by channel");
+    w.prepare = prepare_batch;
+    w.release = ps_alike_release;
     w.tick = measure_queue;
     w.tick_ms = 1000;
     if (senders_start(&sc, err, sizeof(err)) < 0) {

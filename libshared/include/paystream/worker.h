@@ -93,12 +93,17 @@ int ps_apply_group(ps_pg_t *pg, rd_kafka_t *dlq, const char *stmt, ps_batch_msg_
 /* Turns one message into its element (m->json), or marks it bad. */
 typedef void (*ps_prepare_fn)(ps_batch_msg_t *m);
 
-/* Applies one poll batch of a worker whose messages are all alike: each is
- * prepared, the bad ones are dead-lettered and the others applied with
- * stmt (see ps_apply_group). Returns 0, or -1 when shutdown interrupted it. */
-int ps_apply_prepared(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
-                      ps_prepare_fn prepare, const char *stmt, ps_apply_stats_t *stats,
-                      volatile sig_atomic_t *run);
+/* A poll batch of a worker whose messages are all alike, for a worker's
+ * prepare hook (ps_worker_t): each message prepared, no database and no
+ * Kafka. Free it with ps_alike_release. */
+void *ps_alike_prepare(rd_kafka_message_t **msgs, size_t n, ps_prepare_fn prepare);
+void ps_alike_release(void *prepared);
+
+/* Applies a batch made by ps_alike_prepare: the bad messages are
+ * dead-lettered and the others applied with stmt (see ps_apply_group).
+ * Returns 0, or -1 when shutdown interrupted it. */
+int ps_alike_apply(ps_pg_t *pg, rd_kafka_t *dlq, void *prepared, const char *stmt,
+                   ps_apply_stats_t *stats, volatile sig_atomic_t *run);
 
 /* Runs call in one transaction, waiting out failures of the database.
  * Returns 0 with the result in *res (PQclear it), 1 when the call fails for
