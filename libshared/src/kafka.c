@@ -139,7 +139,7 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
         conf_set(conf, "heartbeat.interval.ms", "1000", err, errlen) < 0 ||
         /* Prefetch and fetch a few MB, not librdkafka's 64 MB queue and
          * 50 MB responses: 2 MB is a poll batch (at most
-         * PS_BATCH_BYTES_MAX) twice over (see wake_fetchers). */
+         * PS_BATCH_BYTES_MAX) more than twice over (see wake_fetchers). */
         conf_set(conf, "queued.max.messages.kbytes", "2048", err, errlen) < 0 ||
         conf_set(conf, "fetch.max.bytes", "2097152", err, errlen) < 0 ||
         conf_set(conf, "max.partition.fetch.bytes", "262144", err, errlen) < 0 ||

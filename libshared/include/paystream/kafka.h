@@ -59,11 +59,13 @@ rd_kafka_t *ps_kafka_consumer_new(const char *brokers, const char *group,
  * the log, or a fatal client error; the reason has been logged. Once a
  * batch is full it wakes the fetchers of the batch's partitions (a round
  * trip per partition), so librdkafka refills its queue at once. */
-/* A batch of Stripe's 1.4-3 KB events closes at about 450 of them: each
+/* A batch of Stripe's 1.4-3 KB events closes at about 340 of them: each
  * takes about 10 KB of a worker's memory while its batch is applied, and
- * batches of 2,000 held 38-45 MiB where these hold under 32 for the same
- * throughput. Small messages still fill a batch of max. */
-#define PS_BATCH_BYTES_MAX (1024 * 1024)
+ * the worker holds the next batch too. Batches of 2,000 held 38-45 MiB;
+ * closed at 1 MB, the payments worker peaked at 30.5-32.1 MiB, at 768 KB
+ * at 28.8-30.2 for the same throughput (README). Small messages still fill
+ * a batch of max. */
+#define PS_BATCH_BYTES_MAX (768 * 1024)
 
 int ps_kafka_poll_batch(rd_kafka_t *rk, rd_kafka_message_t **msgs, size_t *n, size_t *bytes,
                         size_t max, int timeout_ms, int *fatal);
