@@ -31,3 +31,8 @@ void ps_domain_event_prepare(ps_batch_msg_t *m)
     if (m->json == NULL)
         abort(); /* only for want of memory */
 }
+
+void *ps_domain_events_prepare(rd_kafka_message_t **msgs, size_t n)
+{
+    return ps_alike_prepare(msgs, n, ps_domain_event_prepare);
+}

@@ -38,11 +38,6 @@ static const ps_pg_stmt_t keeping[] = {APPLY("false"), PS_WORKER_STATEMENTS};
 
 static volatile sig_atomic_t run = 1;
 
-static void *prepare_batch(rd_kafka_message_t **msgs, size_t n)
-{
-    return ps_alike_prepare(msgs, n, ps_domain_event_prepare);
-}
-
 static int apply_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                        void *prepared, ps_apply_stats_t *stats, volatile sig_atomic_t *run_flag)
 {
@@ -66,7 +61,7 @@ int main(int argc, char **argv)
                        topics, ps_config_bool("PAYSTREAM_RESTOCK_ON_REFUND") ? restocking : keeping,
                        NSTATEMENTS) < 0)
         return 1;
-    w.prepare = prepare_batch;
+    w.prepare = ps_domain_events_prepare;
     w.release = ps_alike_release;
     /* It writes order.rejected_out_of_stock to the outbox. */
     if (ps_outbox_relay_start_worker("paystream-inventory-outbox") < 0) {

@@ -103,11 +103,6 @@ static void measure_queue(ps_pg_t *pg)
     PQclear(res);
 }
 
-static void *prepare_batch(rd_kafka_message_t **msgs, size_t n)
-{
-    return ps_alike_prepare(msgs, n, ps_domain_event_prepare);
-}
-
 static int plan_batch(ps_pg_t *pg, rd_kafka_t *dlq, rd_kafka_message_t **msgs, size_t n,
                       void *prepared, ps_apply_stats_t *stats, volatile sig_atomic_t *run_flag)
 {
@@ -170,7 +165,7 @@ int main(int argc, char **argv)
                              "notifications waiting to be sent or being sent, by channel");
     queue_oldest = ps_metric_gauge("paystream_notification_queue_oldest_seconds",
                                    "age of the oldest notification not sent yet, by channel");
-    w.prepare = prepare_batch;
+    w.prepare = ps_domain_events_prepare;
     w.release = ps_alike_release;
     w.tick = measure_queue;
     w.tick_ms = 1000;

@@ -13,4 +13,8 @@
  * event. */
 void ps_domain_event_prepare(ps_batch_msg_t *m);
 
+/* A worker's prepare hook (ps_worker_t) for a batch of domain events: each
+ * message prepared as above (ps_alike_prepare); ps_alike_release frees it. */
+void *ps_domain_events_prepare(rd_kafka_message_t **msgs, size_t n);
+
 #endif
