@@ -7,7 +7,6 @@
  *   paystream-loadgen --url ... --orders --token BEARER [--skus K] [--sku-prefix S]
  *                     --events N ...
  *   paystream-loadgen --url ... --payments FILE --token BEARER ...
- *   paystream-loadgen --probe
  *
  * With --mix stripe the events are Stripe's mix (stripe_mix.h): the events
  * of payment intent pi_<P>_<k>, k = 0, 1, ..., in Stripe's order, each posted
@@ -28,12 +27,6 @@
  * connection, and its latency is measured from when it was due, so a stall is
  * not hidden by sending less.
  *
- * With --probe it posts nothing: it builds and signs PROBE_EVENTS events of
- * Stripe's mix, its own work per event without the network, and reports the
- * CPU that took per event. That work never changes, so the figure is the
- * machine's speed at the time: run on an idle system it tells a slow spell
- * of the host from a slow build.
- *
  * One thread drives all connections with epoll: the generator must take as
  * little of the machine as it can, since it shares it with what it measures. */
 #include <arpa/inet.h>
@@ -53,7 +46,7 @@
 #include "paystream/util.h"
 #include "stripe_mix.h"
 
-enum { RESPONSE_MAX = 8192, REQUEST_MAX = MIX_EVENT_MAX + 1024, PROBE_EVENTS = 50000 };
+enum { RESPONSE_MAX = 8192, REQUEST_MAX = MIX_EVENT_MAX + 1024 };
 
 typedef struct {
     const char *host, *secret, *prefix, *token, *sku_prefix;
@@ -358,29 +351,6 @@ static void report(run_t *r)
            n ? r->latencies_us[n - 1] / 1000.0 : 0, cpu_s);
 }
 
-/* --probe: the CPU microseconds to build and sign one event of the mix. */
-static double probe_us(void)
-{
-    struct timespec t0, t1;
-    mix_intent_t it = {0};
-    char body[MIX_EVENT_MAX], id[64], sig[PS_SIG_HEADER_MAX];
-    int64_t now = time(NULL);
-    long intents = 0;
-    int in_intent = 0;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
-    for (long n = 0; n < PROBE_EVENTS; n++) {
-        if (in_intent == it.nevents) {
-            mix_intent(&it, "probe", intents++, 1, now);
-            in_intent = 0;
-        }
-        size_t blen = mix_event(&it, in_intent++, body, id);
-        ps_sig_sign("whsec_probe", body, blen, now, sig, sizeof(sig));
-    }
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
-    return ((double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3) /
-           PROBE_EVENTS;
-}
-
 /* The lines of path (newlines cut), their count in *n. */
 static char **read_lines(const char *path, long *n)
 {
@@ -409,10 +379,6 @@ int main(int argc, char **argv)
     const char *pay = NULL, *mix = "minimal";
     const char *url = "http://127.0.0.1:8080";
     for (int i = 1; i < argc; i += 2) {
-        if (strcmp(argv[i], "--probe") == 0) {
-            printf("{\"probe_us_per_event\":%.2f}\n", probe_us());
-            return 0;
-        }
         if (strcmp(argv[i], "--orders") == 0) {
             r.o.orders = 1;
             i--; /* takes no value */
@@ -443,8 +409,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: paystream-loadgen --url http://HOST:PORT (--secret S [--pay FILE] | "
                         "--orders --token T [--skus K] [--sku-prefix S] | "
                         "--payments FILE --token T) [--mix stripe|minimal] [--events N] "
-                        "[--connections K] [--rate R] [--prefix P]\n"
-                        "       paystream-loadgen --probe\n");
+                        "[--connections K] [--rate R] [--prefix P]\n");
         return 2;
     }
     r.o.stripe_mix = strcmp(mix, "stripe") == 0;
