@@ -33,7 +33,7 @@ sql() { # sql STATEMENT: its rows, one per line, fields separated by |
   echo "bench: the psql session ended" >&2
   return 1
 }
-now() { date +%s.%N; }
+now() { local t=$EPOCHREALTIME; echo "${t/,/.}"; }  # "," in some locales
 accepted() { grep -o '"ok":[0-9]*' <<<"$1" | cut -d: -f2; }
 rss_mb() { # the largest of the processes of these pid files
   cat "$@" | xargs ps -o rss= -p | awk '$1 > m {m = $1} END {printf "%.1f", m/1024}'; }
